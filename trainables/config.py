@@ -1,0 +1,175 @@
+"""The meta-level configuration shared by every task, and the per-task training configs.
+
+A :class:`MetaConfig` is what the search tunes: one set of task-independent hyperparameters in
+decoupled form. :meth:`MetaConfig.for_task` turns it into the :class:`TrainConfig` that one task's
+pure training code needs, using that task's own base learning rate and budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEDULES = ("linear", "cosine", "constant")
+OPTIMIZERS = ("adamw", "sgd")
+
+
+def _fail(key: str, value: Any, rule: str) -> None:
+    raise ValueError(f"{key}={value!r} is invalid: {rule}")
+
+
+def _check_number(key: str, value: Any, integer: bool = False) -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        _fail(key, value, f"must be {'an integer' if integer else 'a number'}")
+    if not integer and not math.isfinite(value):
+        _fail(key, value, "must be finite")
+
+
+def _check_range(key: str, value: Any, lo: float, hi: float, lo_open: bool = False) -> None:
+    if value < lo or (lo_open and value == lo) or value > hi:
+        left = "(" if lo_open else "["
+        _fail(key, value, f"must lie in {left}{lo}, {hi}]")
+
+
+def _from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} must be a mapping of field names to values, got {data!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(
+            f"unknown {what} key(s) {unknown}; valid keys are {sorted(names)}"
+        )
+    return cls(**data)
+
+
+@dataclass(frozen=True)
+class MetaConfig:
+    """One candidate configuration, applied identically to every task of a trial.
+
+    Defaults are the usual fine-tuning baseline (BERT paper / HF examples: AdamW, lr scale 1 of
+    the task's base rate, 6 % linear warm-up, weight decay 0.01, dropout 0.1).
+    """
+
+    lr_scale: float = 1.0  # multiplier on each task's base learning rate (dimensionless, > 0)
+    weight_decay: float = 0.01  # decoupled weight decay coefficient per step, [0, 1]
+    warmup_frac: float = 0.06  # fraction of the task's planned steps spent warming up, [0, 0.5]
+    schedule: str = "linear"  # LR decay after warm-up: linear | cosine | constant
+    optimizer: str = "adamw"  # adamw | sgd (Nesterov momentum 0.9)
+    batch_size: int = 32  # examples per optimisation step, >= 1
+    label_smoothing: float = 0.0  # cross-entropy label smoothing, [0, 0.5]
+    dropout: float = 0.1  # dropout before the classifier head, [0, 0.9]
+    unfreeze_frac: float = 1.0  # fraction of the backbone trained (0 = head only), [0, 1]
+    seed: int = 0  # seed for init, data order and augmentation, >= 0
+
+    def __post_init__(self) -> None:
+        for key in ("lr_scale", "weight_decay", "warmup_frac", "label_smoothing", "dropout",
+                    "unfreeze_frac"):
+            _check_number(key, getattr(self, key))
+        for key in ("batch_size", "seed"):
+            _check_number(key, getattr(self, key), integer=True)
+        if self.lr_scale <= 0 or self.lr_scale > 1000:
+            _fail("lr_scale", self.lr_scale, "must lie in (0, 1000]")
+        _check_range("weight_decay", self.weight_decay, 0.0, 1.0)
+        _check_range("warmup_frac", self.warmup_frac, 0.0, 0.5)
+        _check_range("label_smoothing", self.label_smoothing, 0.0, 0.5)
+        _check_range("dropout", self.dropout, 0.0, 0.9)
+        _check_range("unfreeze_frac", self.unfreeze_frac, 0.0, 1.0)
+        if self.batch_size < 1:
+            _fail("batch_size", self.batch_size, "must be >= 1")
+        if self.seed < 0:
+            _fail("seed", self.seed, "must be >= 0")
+        if self.schedule not in SCHEDULES:
+            _fail("schedule", self.schedule, f"must be one of {list(SCHEDULES)}")
+        if self.optimizer not in OPTIMIZERS:
+            _fail("optimizer", self.optimizer, f"must be one of {list(OPTIMIZERS)}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MetaConfig:
+        """Build from a plain dict (e.g. a Tune trial config); unknown keys raise ValueError."""
+        data = dict(data)
+        # Tune's samplers hand back numpy scalars and floats for integer choices.
+        for key in ("batch_size", "seed"):
+            value = data.get(key)
+            if isinstance(value, float) and value.is_integer():
+                data[key] = int(value)
+        for key, value in list(data.items()):
+            if hasattr(value, "item") and callable(value.item):
+                data[key] = value.item()
+        return _from_dict(cls, data, "MetaConfig")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def for_task(self, budget: TaskBudget) -> TrainConfig:
+        """The concrete training config of one task under this meta-configuration."""
+        total = budget.steps_per_unit * budget.max_units
+        return TrainConfig(
+            lr=budget.base_lr * self.lr_scale,
+            weight_decay=self.weight_decay,
+            warmup_steps=int(round(self.warmup_frac * total)),
+            total_steps=total,
+            schedule=self.schedule,
+            optimizer=self.optimizer,
+            batch_size=self.batch_size,
+            label_smoothing=self.label_smoothing,
+            dropout=self.dropout,
+            unfreeze_frac=self.unfreeze_frac,
+            seed=self.seed,
+            steps_per_unit=budget.steps_per_unit,
+            eval_batch_size=budget.eval_batch_size,
+            max_eval_examples=budget.max_eval_examples,
+        )
+
+
+@dataclass(frozen=True)
+class TaskBudget:
+    """What one task needs besides the meta-config: its base LR and the budget-unit size."""
+
+    base_lr: float  # learning rate at lr_scale = 1 (AdamW; SGD uses it as is)
+    steps_per_unit: int = 20  # optimisation steps in one budget unit (one training_iteration)
+    max_units: int = 8  # units a full-length trial runs; sets the LR schedule's length
+    eval_batch_size: int = 128  # examples per validation forward pass
+    max_eval_examples: int = 0  # cap on validation examples per unit (0 = the whole split)
+
+    def __post_init__(self) -> None:
+        _check_number("base_lr", self.base_lr)
+        if self.base_lr <= 0:
+            _fail("base_lr", self.base_lr, "must be > 0")
+        for key in ("steps_per_unit", "max_units", "eval_batch_size"):
+            _check_number(key, getattr(self, key), integer=True)
+            if getattr(self, key) < 1:
+                _fail(key, getattr(self, key), "must be >= 1")
+        _check_number("max_eval_examples", self.max_eval_examples, integer=True)
+        if self.max_eval_examples < 0:
+            _fail("max_eval_examples", self.max_eval_examples, "must be >= 0")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskBudget:
+        return _from_dict(cls, data, "task budget")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a task's pure training loop needs; derived, never tuned directly."""
+
+    lr: float
+    weight_decay: float
+    warmup_steps: int
+    total_steps: int
+    schedule: str
+    optimizer: str
+    batch_size: int
+    label_smoothing: float
+    dropout: float
+    unfreeze_frac: float
+    seed: int
+    steps_per_unit: int
+    eval_batch_size: int = 128
+    max_eval_examples: int = 0
+    device: str = "cpu"
+    bf16: bool = False  # bf16 autocast on CUDA
+    extra: dict[str, Any] = field(default_factory=dict)

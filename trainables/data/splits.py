@@ -1,0 +1,111 @@
+"""The in-memory shape every loader returns, and the shared split rules."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file and what is wrong with it."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Inputs and integer labels of one split. ``x`` is a list of str or a uint8 NCHW array."""
+
+    x: Any
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A task's data: ``train``/``val``/``test`` splits, class names and where it came from."""
+
+    name: str
+    splits: dict[str, Split]
+    label_names: list[str]
+    source: str  # "real" | "synthetic" | "custom"
+    path: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    def fingerprint(self) -> str:
+        """A content hash of every split, used as the key of caches built from this data."""
+        h = hashlib.sha256(self.name.encode())
+        for split_name in sorted(self.splits):
+            split = self.splits[split_name]
+            h.update(split_name.encode())
+            h.update(np.ascontiguousarray(split.y, dtype=np.int64).tobytes())
+            if isinstance(split.x, np.ndarray):
+                h.update(np.ascontiguousarray(split.x).tobytes())
+            else:
+                for text in split.x:
+                    h.update(text.encode("utf-8", "surrogatepass"))
+                    h.update(b"\0")
+        return h.hexdigest()[:16]
+
+
+def carve_validation(
+    x: Any, y: np.ndarray, val_frac: float, seed: int
+) -> tuple[Split, Split]:
+    """Stratified, seeded train/validation split of a training set (the test set is untouched)."""
+    if not 0.0 < val_frac < 1.0:
+        raise ValueError(f"val_frac={val_frac!r} is invalid: must lie in (0, 1)")
+    idx = np.arange(len(y))
+    train_idx, val_idx = train_test_split(
+        idx, test_size=val_frac, stratify=y, random_state=seed, shuffle=True
+    )
+    train_idx.sort()
+    val_idx.sort()
+    return _take(x, y, train_idx), _take(x, y, val_idx)
+
+
+def _take(x: Any, y: np.ndarray, idx: np.ndarray) -> Split:
+    if isinstance(x, np.ndarray):
+        return Split(x[idx], y[idx])
+    return Split([x[i] for i in idx], y[idx])
+
+
+def subsample(split: Split, limit: int, seed: int) -> Split:
+    """At most ``limit`` examples of a split, stratified; ``limit <= 0`` keeps everything."""
+    if limit <= 0 or limit >= len(split):
+        return split
+    idx = np.arange(len(split.y))
+    classes = len(np.unique(split.y))
+    stratify = split.y if limit >= classes else None
+    keep, _ = train_test_split(
+        idx, train_size=limit, stratify=stratify, random_state=seed, shuffle=True
+    )
+    keep.sort()
+    return _take(split.x, split.y, keep)
+
+
+def check_labels(
+    y: Sequence[int], num_classes: int, where: str, require_all: bool = True
+) -> np.ndarray:
+    """Labels as int64, each in range and every class present; else a DataError naming ``where``."""
+    arr = np.asarray(y, dtype=np.int64)
+    if arr.ndim != 1:
+        raise DataError(f"{where}: labels must be a flat list, got shape {arr.shape}")
+    bad = arr[(arr < 0) | (arr >= num_classes)]
+    if bad.size:
+        raise DataError(
+            f"{where}: label {int(bad[0])} is outside 0..{num_classes - 1} "
+            f"({num_classes} classes expected)"
+        )
+    empty = sorted(set(range(num_classes)) - set(arr.tolist())) if require_all else []
+    if empty:
+        raise DataError(f"{where}: class(es) {empty[:10]} have no examples; every class needs some")
+    return arr

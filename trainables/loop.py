@@ -1,0 +1,221 @@
+"""The training loop shared by every task: optimiser, schedule, data order, one budget unit,
+evaluation and the exact state a resumed run needs. Pure PyTorch; tasks plug in their batches.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+from transformers import get_scheduler
+
+from trainables.config import TrainConfig
+
+Batch = dict[str, torch.Tensor]
+_SCHEDULER_NAMES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
+_NO_DECAY = ("bias", "LayerNorm.weight", "layernorm.weight", "norm.weight")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={requested!r} is invalid: no CUDA device is visible")
+    return torch.device(requested)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD (Nesterov, momentum 0.9) over trainable parameters; no decay on bias/norms."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if name.endswith(_NO_DECAY) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+
+
+def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """Warm-up then linear/cosine/constant, with transformers' own schedule helpers."""
+    return get_scheduler(_SCHEDULER_NAMES[cfg.schedule], opt, num_warmup_steps=cfg.warmup_steps,
+                         num_training_steps=max(cfg.total_steps, 1))
+
+
+class BatchOrder:
+    """Seeded epoch-wise shuffling whose position is part of the checkpoint."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        if n < 1:
+            raise ValueError(f"n={n} is invalid: the training split is empty")
+        self.n, self.batch_size = n, min(batch_size, n)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.perm = torch.randperm(n, generator=self.generator)
+        self.cursor = 0
+
+    def next(self) -> torch.Tensor:
+        if self.cursor + self.batch_size > self.n:  # drop the ragged tail, reshuffle
+            self.perm = torch.randperm(self.n, generator=self.generator)
+            self.cursor = 0
+        idx = self.perm[self.cursor:self.cursor + self.batch_size]
+        self.cursor += self.batch_size
+        return idx
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return ({"order.perm": self.perm, "order.gen": self.generator.get_state()},
+                {"cursor": self.cursor})
+
+    def load(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        self.perm = tensors["order.perm"].clone()
+        self.generator.set_state(tensors["order.gen"].clone())
+        self.cursor = int(state["cursor"])
+
+
+class Learner:
+    """Model, optimiser, schedule and data order of one task: trains units and evaluates.
+
+    ``make_batch(indices, train)`` turns training-set indices into a batch dict with ``labels``;
+    ``eval_batches(split)`` yields evaluation batches. Both come from the task module.
+    """
+
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, train_size: int,
+                 make_batch: Callable[[torch.Tensor, torch.Generator], Batch],
+                 eval_batches: Callable[[str], Iterator[Batch]],
+                 forward: Callable[[torch.nn.Module, Batch], torch.Tensor]) -> None:
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        self.model = model.to(self.device)
+        self.optimizer = build_optimizer(model, cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg)
+        self.order = BatchOrder(train_size, cfg.batch_size, cfg.seed)
+        self.aug_generator = torch.Generator().manual_seed(cfg.seed + 7919)
+        self.make_batch, self.eval_batches, self.forward = make_batch, eval_batches, forward
+        self.loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.step = 0
+        self.units = 0
+
+    def _autocast(self) -> Any:
+        if self.cfg.bf16 and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def train_unit(self) -> dict[str, float]:
+        """Run one budget unit: ``steps_per_unit`` optimisation steps. Returns the mean loss."""
+        self.model.train()
+        total = 0.0
+        for _ in range(self.cfg.steps_per_unit):
+            batch = self.make_batch(self.order.next(), self.aug_generator)
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            with self._autocast():
+                logits = self.forward(self.model, batch)
+                loss = self.loss_fn(logits.float(), batch["labels"])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in self.model.parameters() if p.requires_grad], 1.0)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+            total += float(loss.detach())
+        self.units += 1
+        return {"train_loss": total / self.cfg.steps_per_unit,
+                "lr": float(self.scheduler.get_last_lr()[0])}
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "val") -> dict[str, float]:
+        """Accuracy, macro-F1, top-5 accuracy and mean loss on ``split``."""
+        self.model.eval()
+        preds, labels, top5, loss_sum = [], [], 0, 0.0
+        for batch in self.eval_batches(split):
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            with self._autocast():
+                logits = self.forward(self.model, batch).float()
+            loss_sum += float(torch.nn.functional.cross_entropy(
+                logits, batch["labels"], reduction="sum"))
+            k = min(5, logits.shape[-1])
+            top5 += int((logits.topk(k, dim=-1).indices == batch["labels"][:, None]).any(-1).sum())
+            preds.append(logits.argmax(-1).cpu())
+            labels.append(batch["labels"].cpu())
+        p, y = torch.cat(preds).numpy(), torch.cat(labels).numpy()
+        return {"acc": float((p == y).mean()),
+                "macro_f1": float(f1_score(y, p, average="macro", zero_division=0)),
+                "top5_acc": top5 / len(y), "loss": loss_sum / len(y)}
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Every tensor and counter needed to continue the same curve after a restore."""
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        opt = self.optimizer.state_dict()
+        for pid, pstate in opt["state"].items():
+            for key, value in pstate.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optim.{pid}.{key}"] = value
+        order_t, order_s = self.order.state()
+        tensors.update(order_t)
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.aug"] = self.aug_generator.get_state()
+        if torch.cuda.is_available():
+            tensors["rng.cuda"] = torch.cuda.get_rng_state()
+        np_state = np.random.get_state()
+        state = {
+            "step": self.step, "units": self.units, "order": order_s,
+            "optim_groups": opt["param_groups"],
+            "optim_scalars": {str(pid): {k: v for k, v in s.items()
+                                         if not isinstance(v, torch.Tensor) and v is not None}
+                              for pid, s in opt["state"].items()},
+            "scheduler": self.scheduler.state_dict(),
+            "rng_python": _to_json(random.getstate()),
+            "rng_numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        }
+        return tensors, state
+
+    def load(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.model.load_state_dict(model_state)
+        opt_state: dict[int, dict[str, Any]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, pid, name = key.split(".", 2)
+                opt_state.setdefault(int(pid), {})[name] = value.to(self.device)
+        for pid, scalars in state["optim_scalars"].items():
+            opt_state.setdefault(int(pid), {}).update(scalars)
+        self.optimizer.load_state_dict({"state": opt_state, "param_groups": state["optim_groups"]})
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.order.load(tensors, state["order"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.aug_generator.set_state(tensors["rng.aug"])
+        if "rng.cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["rng.cuda"])
+        random.setstate(_from_json(state["rng_python"]))
+        n = state["rng_numpy"]
+        np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), *n[2:]))
+        self.step, self.units = int(state["step"]), int(state["units"])
+
+
+def _to_json(obj: Any) -> Any:
+    return [_to_json(o) for o in obj] if isinstance(obj, (tuple, list)) else obj
+
+
+def _from_json(obj: Any) -> Any:
+    return tuple(_from_json(o) for o in obj) if isinstance(obj, list) else obj
+
+
+def freeze_lowest(blocks: list[torch.nn.Module], unfreeze_frac: float) -> int:
+    """Freeze all but the top ``round(unfreeze_frac × len(blocks))`` blocks; returns how many train."""
+    n_train = int(round(unfreeze_frac * len(blocks)))
+    for i, block in enumerate(blocks):
+        trainable = i >= len(blocks) - n_train
+        for p in block.parameters():
+            p.requires_grad_(trainable)
+    return n_train

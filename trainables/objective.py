@@ -1,0 +1,58 @@
+"""Metric names, per-task normalisation and the meta-score. Pure functions over numbers.
+
+``s_t = (acc_t − chance_t) / (ref_t − chance_t)``: 0 at chance, 1 at the task's reference
+accuracy. The meta-score is the mean of ``s_t`` over the tasks (or the min, for a search that
+must not sacrifice any task).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+META_SCORE = "meta_score"
+ITERATION = "training_iteration"
+AGGREGATES = ("mean", "min")
+TASK_METRICS = ("val_acc", "val_macro_f1", "val_top5_acc", "val_loss", "train_loss", "score")
+
+
+def metric(task: str, name: str) -> str:
+    """The reported key of one task's metric, e.g. ``newsgroups/val_acc``."""
+    return f"{task}/{name}"
+
+
+def normalise(acc: float, chance: float, reference: float) -> float:
+    """How far ``acc`` got from chance towards the reference accuracy (may exceed 1)."""
+    if not 0.0 <= chance < reference <= 1.0:
+        raise ValueError(
+            f"chance={chance!r}, reference={reference!r} are invalid: need 0 <= chance < reference <= 1"
+        )
+    return (acc - chance) / (reference - chance)
+
+
+def aggregate(scores: Iterable[float], how: str = "mean") -> float:
+    """Combine per-task normalised scores into the meta-score."""
+    values = list(scores)
+    if not values:
+        raise ValueError("aggregate of no task scores: the trial has no tasks")
+    if how == "mean":
+        return sum(values) / len(values)
+    if how == "min":
+        return min(values)
+    raise ValueError(f"aggregate={how!r} is invalid: choose from {list(AGGREGATES)}")
+
+
+def required_keys(tasks: Iterable[str]) -> list[str]:
+    return [META_SCORE] + [metric(t, m) for t in tasks for m in TASK_METRICS]
+
+
+def validate_report(report: Mapping[str, float], tasks: Iterable[str]) -> None:
+    """Raise if a metric a trial must report is missing or not a finite number."""
+    missing = [k for k in required_keys(tasks) if k not in report]
+    if missing:
+        raise ValueError(f"report is missing metric(s) {missing}")
+    bad = {k: v for k, v in report.items()
+           if isinstance(v, float) and not math.isfinite(v)}
+    if bad:
+        raise ValueError(f"report has non-finite metric(s) {bad}; training diverged "
+                         "(try a smaller lr_scale)")

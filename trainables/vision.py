@@ -1,0 +1,186 @@
+"""CNN transfer CIFAR-10 → CIFAR-100 (or → a custom image task). Pure code.
+
+The source model — the classic small CNN (3×3 convs 32-64-64, max-pool, dense 64) — is trained
+on CIFAR-10 once per source configuration and cached by a key of its inputs; every trial,
+process and node loads that file, and a file lock makes concurrent trials wait for one builder.
+The transfer keeps the backbone and puts a fresh head on it: the 10-way head is never copied.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from filelock import FileLock
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from trainables.config import TrainConfig, _from_dict
+from trainables.data import cache
+from trainables.data.cifar import augment, channel_stats, to_tensor
+from trainables.data.splits import Dataset, subsample
+from trainables.loop import Batch, Learner, freeze_lowest, seed_everything
+
+
+@dataclass(frozen=True)
+class VisionOptions:
+    """Model and data settings of an image task (not tuned by the search)."""
+
+    width: float = 1.0  # channel multiplier of the 32-64-64 convs and the dense-64 layer
+    source_steps: int = 1500  # CIFAR-10 pretraining steps (batch source_batch)
+    source_lr: float = 2e-3  # AdamW LR of the source pretraining (cosine, no warm-up)
+    source_batch: int = 128  # examples per source pretraining step
+    source_seed: int = 0  # seed of the source pretraining (part of the cache key)
+    train_limit: int = 0  # target training examples used (0 = all)
+    val_limit: int = 0  # validation examples used each unit (0 = all)
+    augment: bool = True  # pad-4 random crop + horizontal flip on training batches
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VisionOptions:
+        return _from_dict(cls, data, "vision task option")
+
+
+class SmallCNN(nn.Module):
+    """conv3×3(32)-pool-conv3×3(64)-pool-conv3×3(64)-dense(64)-dropout-head, Keras-tutorial style."""
+
+    def __init__(self, num_classes: int, width: float = 1.0, dropout: float = 0.0) -> None:
+        super().__init__()
+        c1, c2, d = (max(4, int(round(c * width))) for c in (32, 64, 64))
+        self.conv1 = nn.Sequential(nn.Conv2d(3, c1, 3), nn.ReLU(), nn.MaxPool2d(2))
+        self.conv2 = nn.Sequential(nn.Conv2d(c1, c2, 3), nn.ReLU(), nn.MaxPool2d(2))
+        self.conv3 = nn.Sequential(nn.Conv2d(c2, c2, 3), nn.ReLU())
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(c2 * 4 * 4, d), nn.ReLU())
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(d, num_classes)
+
+    def blocks(self) -> list[nn.Module]:
+        """Backbone blocks, lowest first (the head is not one of them)."""
+        return [self.conv1, self.conv2, self.conv3, self.fc]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks():
+            x = block(x)
+        return self.head(self.dropout(x))
+
+
+def _forward(model: nn.Module, batch: Batch) -> torch.Tensor:
+    return model(batch["x"])
+
+
+class ImageBatches:
+    """Training and evaluation batches from uint8 NCHW splits, normalised on the fly."""
+
+    def __init__(self, dataset: Dataset, mean: list[float], std: list[float], eval_batch: int,
+                 use_augment: bool) -> None:
+        self.splits = {s: (torch.from_numpy(np.ascontiguousarray(d.x)), torch.from_numpy(d.y))
+                       for s, d in dataset.splits.items()}
+        self.mean, self.std, self.eval_batch, self.use_augment = mean, std, eval_batch, use_augment
+
+    def train(self, idx: torch.Tensor, generator: torch.Generator) -> Batch:
+        x, y = self.splits["train"]
+        xb = to_tensor(x[idx], self.mean, self.std)
+        if self.use_augment:
+            xb = augment(xb, generator)
+        return {"x": xb, "labels": y[idx].long()}
+
+    def evaluate(self, split: str) -> Iterator[Batch]:
+        x, y = self.splits[split]
+        for s in range(0, len(y), self.eval_batch):
+            yield {"x": to_tensor(x[s:s + self.eval_batch], self.mean, self.std),
+                   "labels": y[s:s + self.eval_batch].long()}
+
+
+def source_key(source: Dataset, opts: VisionOptions) -> dict[str, Any]:
+    return {"data": source.fingerprint(), "width": opts.width, "steps": opts.source_steps,
+            "lr": opts.source_lr, "batch": opts.source_batch, "seed": opts.source_seed,
+            "arch": "SmallCNN/1"}
+
+
+def pretrain_source(source: Dataset, opts: VisionOptions, device: str = "cpu") -> tuple[SmallCNN, dict[str, Any]]:
+    """Train the small CNN on the source data set (CIFAR-10) from scratch."""
+    seed_everything(opts.source_seed)
+    mean, std = channel_stats(source.splits["train"].x)
+    model = SmallCNN(source.num_classes, opts.width)
+    cfg = TrainConfig(lr=opts.source_lr, weight_decay=5e-4, warmup_steps=0,
+                      total_steps=opts.source_steps, schedule="cosine", optimizer="adamw",
+                      batch_size=opts.source_batch, label_smoothing=0.0, dropout=0.0,
+                      unfreeze_frac=1.0, seed=opts.source_seed, steps_per_unit=opts.source_steps,
+                      device=device)
+    batches = ImageBatches(source, mean, std, 512, use_augment=True)
+    learner = Learner(model, cfg, len(source.splits["train"]), batches.train, batches.evaluate,
+                      _forward)
+    learner.train_unit()
+    metrics = learner.evaluate("val")
+    return model.cpu(), {"mean": mean, "std": std, "val_acc": metrics["acc"],
+                         "num_classes": source.num_classes}
+
+
+def source_model(source: Dataset, opts: VisionOptions, cache_dir: str | None = None,
+                 device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The cached source weights and info; pretrained here only if nobody has done it yet."""
+    base = cache.entry_path("source_cnn", source_key(source, opts), cache_dir)
+    weights, info_file = base.with_suffix(".safetensors"), base.with_suffix(".json")
+    if not info_file.exists():
+        base.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(base) + ".lock"):
+            if not info_file.exists():
+                started = time.time()
+                model, info = pretrain_source(source, opts, device)
+                info.update(inputs=source_key(source, opts),
+                            seconds=round(time.time() - started, 2), pid=os.getpid())
+                tmp = weights.with_name(weights.name + f".tmp{os.getpid()}")
+                save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+                os.replace(tmp, weights)
+                info_tmp = info_file.with_name(info_file.name + f".tmp{os.getpid()}")
+                info_tmp.write_text(json.dumps(info, indent=1))
+                os.replace(info_tmp, info_file)  # written last: its presence means "complete"
+                with open(base.parent / "builds.log", "a") as f:
+                    f.write(base.name + "\n")
+    return load_file(str(weights)), json.loads(info_file.read_text())
+
+
+def transfer_model(source_weights: dict[str, torch.Tensor], num_classes: int, width: float,
+                   dropout: float, seed: int) -> SmallCNN:
+    """A CNN with the source backbone and a freshly initialised ``num_classes``-way head."""
+    torch.manual_seed(seed)
+    model = SmallCNN(num_classes, width, dropout)
+    backbone = {k: v for k, v in source_weights.items() if not k.startswith("head.")}
+    # A zero-initialised head (as in BiT) starts the transfer at uniform predictions instead of
+    # the large random logits a default init gives on top of pretrained features.
+    nn.init.zeros_(model.head.weight)
+    nn.init.zeros_(model.head.bias)
+    missing, unexpected = model.load_state_dict(backbone, strict=False)
+    if unexpected or any(not k.startswith("head.") for k in missing):
+        raise ValueError(f"source weights do not fit: missing={missing}, unexpected={unexpected}")
+    return model
+
+
+def apply_unfreeze(model: SmallCNN, unfreeze_frac: float) -> int:
+    """Freeze the lowest backbone blocks; the head always trains."""
+    return freeze_lowest(model.blocks(), unfreeze_frac)
+
+
+class VisionTask:
+    """Everything one trial needs for the transfer task: cached source, new head, learner."""
+
+    def __init__(self, source: Dataset, target: Dataset, opts: VisionOptions, cfg: TrainConfig,
+                 cache_dir: str | None = None) -> None:
+        self.opts, self.cfg = opts, cfg
+        weights, self.source_info = source_model(source, opts, cache_dir, cfg.device
+                                                 if cfg.device != "auto" else "cpu")
+        train = subsample(target.splits["train"], opts.train_limit, seed=0)
+        val = subsample(target.splits["val"], opts.val_limit or cfg.max_eval_examples, seed=0)
+        self.dataset = Dataset(target.name, {"train": train, "val": val,
+                                             "test": target.splits["test"]},
+                               target.label_names, target.source, target.path, target.meta)
+        model = transfer_model(weights, target.num_classes, opts.width, cfg.dropout, cfg.seed)
+        apply_unfreeze(model, cfg.unfreeze_frac)
+        batches = ImageBatches(self.dataset, self.source_info["mean"], self.source_info["std"],
+                               cfg.eval_batch_size, opts.augment)
+        self.learner = Learner(model, cfg, len(train), batches.train, batches.evaluate, _forward)
