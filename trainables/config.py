@@ -173,3 +173,45 @@ class TrainConfig:
     device: str = "cpu"
     bf16: bool = False  # bf16 autocast on CUDA
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a search shares besides the tuned MetaConfig (from the preset)."""
+
+    tasks: tuple[str, ...]  # task names run in lockstep, e.g. ("newsgroups", "cifar_transfer")
+    data_dir: str  # folder holding the data sets (real or synthetic)
+    max_units: int = 8  # budget units a full-length trial runs (ASHA's max_t)
+    task_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-task settings
+    aggregate: str = "mean"  # meta-score aggregate over tasks: mean | min
+    cache_dir: str | None = None  # shared cache (tokens, source models); None = default
+    device: str = "auto"  # auto | cpu | cuda
+    bf16: bool = False  # bf16 autocast on CUDA
+    checkpoint_every: int = 1  # budget units between checkpoints
+    split_seed: int = 0  # seed of the train/validation split (fixed across trials)
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            _fail("tasks", self.tasks, "name at least one task")
+        _check_number("max_units", self.max_units, integer=True)
+        if self.max_units < 1:
+            _fail("max_units", self.max_units, "must be >= 1")
+        _check_number("checkpoint_every", self.checkpoint_every, integer=True)
+        if self.checkpoint_every < 1:
+            _fail("checkpoint_every", self.checkpoint_every, "must be >= 1")
+        if self.aggregate not in ("mean", "min"):
+            _fail("aggregate", self.aggregate, "must be 'mean' or 'min'")
+        if self.device not in ("auto", "cpu", "cuda"):
+            _fail("device", self.device, "must be auto, cpu or cuda")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialSettings:
+        data = dict(data)
+        if "tasks" in data:
+            data["tasks"] = tuple(data["tasks"])
+        return _from_dict(cls, data, "trial setting")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["tasks"] = list(self.tasks)
+        return d

@@ -102,7 +102,9 @@ def source_key(source: Dataset, opts: VisionOptions) -> dict[str, Any]:
             "arch": "SmallCNN/1"}
 
 
-def pretrain_source(source: Dataset, opts: VisionOptions, device: str = "cpu") -> tuple[SmallCNN, dict[str, Any]]:
+def pretrain_source(
+    source: Dataset, opts: VisionOptions, device: str = "cpu"
+) -> tuple[SmallCNN, dict[str, Any]]:
     """Train the small CNN on the source data set (CIFAR-10) from scratch."""
     seed_everything(opts.source_seed)
     mean, std = channel_stats(source.splits["train"].x)

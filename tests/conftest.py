@@ -1,0 +1,45 @@
+"""Shared fixtures: offline switches, one synthetic data folder, one cache, one Ray cluster."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0",
+                  TOKENIZERS_PARALLELISM="false", RAY_AUTH_MODE="token")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+
+# Small task options the tests share: a tiny BERT and a short source pretraining.
+TEXT_OPTS = {"model": "tiny", "max_length": 64, "base_lr": 1e-3, "steps_per_unit": 5}
+VISION_OPTS = {"source_steps": 150, "steps_per_unit": 5, "base_lr": 2e-3}
+
+
+@pytest.fixture(scope="session")
+def syn_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from trainables.data.synthetic import write_all
+
+    out = tmp_path_factory.mktemp("synthetic")
+    write_all(out, seed=0, size="small")
+    return out
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance (token auth on) shared by every test that needs Ray."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    yield ray
+    ray.shutdown()

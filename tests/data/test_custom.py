@@ -1,0 +1,64 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from trainables.data.custom import load_image_task, load_text_task
+from trainables.data.splits import DataError
+
+
+def _rows(n=40):
+    return [(f"text number {i} about {'cats' if i % 2 else 'dogs'}", "cat" if i % 2 else "dog")
+            for i in range(n)]
+
+
+def test_csv_and_jsonl(tmp_path):
+    csv = tmp_path / "t.csv"
+    csv.write_text("text,label\n" + "\n".join(f'"{t}",{lab}' for t, lab in _rows()))
+    jl = tmp_path / "t.jsonl"
+    jl.write_text("\n".join(json.dumps({"text": t, "label": lab}) for t, lab in _rows()))
+    for path in (csv, jl):
+        ds = load_text_task("mine", path)
+        assert ds.label_names == ["cat", "dog"] and ds.source == "custom"
+        assert sum(len(s) for s in ds.splits.values()) == 40
+        assert set(np.bincount(ds.splits["test"].y)) == {2}  # stratified
+
+
+def test_text_errors_name_the_problem(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("body,label\nx,1\n")
+    with pytest.raises(DataError, match=r"bad.csv: missing column\(s\) \['text'\]"):
+        load_text_task("x", bad)
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join(json.dumps({"text": t, "label": lab}) for t, lab in _rows()))
+    test = tmp_path / "test.jsonl"
+    test.write_text(json.dumps({"text": "x", "label": "bird"}))
+    with pytest.raises(DataError, match=r"unknown label\(s\) \['bird'\]"):
+        load_text_task("x", train, test)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"text": "a", "label": "b"}\n{oops\n')
+    with pytest.raises(DataError, match="broken.jsonl:2: invalid JSON"):
+        load_text_task("x", broken)
+
+
+def test_image_folder_and_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(20):
+            arr = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(tmp_path / "imgs" / cls / f"{i}.png")
+    ds = load_image_task("pics", tmp_path / "imgs")
+    assert ds.splits["train"].x.shape[1:] == (3, 32, 32) and ds.label_names == ["a", "b"]
+    np.savez(tmp_path / "d.npz", x=rng.random((30, 32, 32, 3)), y=np.arange(30) % 3)
+    ds = load_image_task("arr", tmp_path / "d.npz")
+    assert ds.splits["train"].x.dtype == np.uint8 and ds.num_classes == 3
+
+
+def test_empty_class_folder_named(tmp_path):
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    (tmp_path / "imgs" / "b").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "imgs" / "a" / "0.png")
+    with pytest.raises(DataError, match="class 'b' has no images"):
+        load_image_task("x", tmp_path / "imgs")

@@ -1,0 +1,60 @@
+"""The ``metatune`` command line: parse, validate, hand over. No search logic lives here.
+
+Exit codes: 0 success, 2 bad input (nothing was started), 1 a failed search or command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from trainables.data.splits import DataError
+from tune_jobs import data_cli
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _offline_defaults() -> None:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="metatune",
+        description="Search one hyperparameter configuration that is best across several "
+                    "transfer-learning tasks, on Ray Tune with ASHA.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    data_cli.add_parser(sub)
+    try:
+        from tune_jobs import commands
+    except ImportError:  # pragma: no cover - partial install
+        commands = None
+    if commands is not None:
+        commands.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _offline_defaults()
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed the problem
+        return EXIT_BAD_INPUT if exc.code else EXIT_OK
+    try:
+        if args.cmd == "data":
+            return data_cli.run(args)
+        from tune_jobs import commands
+
+        return commands.run(args)
+    except (DataError, ValueError, FileNotFoundError) as exc:
+        print(f"metatune: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("metatune: interrupted; `metatune resume` continues the experiment", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
