@@ -15,7 +15,7 @@ import torch  # noqa: E402
 torch.set_num_threads(2)
 
 # Small task options the tests share: a tiny BERT and a short source pretraining.
-TEXT_OPTS = {"model": "tiny", "max_length": 64, "base_lr": 1e-3, "steps_per_unit": 5}
+TEXT_OPTS = {"model": "tiny", "max_length": 64, "base_lr": 3e-3, "steps_per_unit": 5}
 VISION_OPTS = {"source_steps": 150, "steps_per_unit": 5, "base_lr": 2e-3}
 
 

@@ -1,0 +1,95 @@
+"""A real Ray Tune run of the meta trainable: ASHA, two tasks, all metrics, crash + restore."""
+
+from __future__ import annotations
+
+import sys
+
+import cloudpickle
+import pytest
+
+from tests.conftest import TEXT_OPTS, VISION_OPTS
+from trainables import objective
+from trainables import trainable as adapter
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+TASKS = ["newsgroups", "cifar_transfer"]
+
+
+def flaky_trainable(config, settings):
+    """The real trainable, crashing once right after its second report on a first attempt."""
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        from pathlib import Path
+
+        from trainables.meta import trial_units
+
+        with checkpoint.as_directory() as folder:
+            units = trial_units(folder)
+        markers = Path(settings["cache_dir"]) / "restore-markers"
+        markers.mkdir(exist_ok=True)
+        (markers / f"lr{config['lr_scale']}-from-unit{units}").touch()
+        return adapter.meta_trainable(config, settings)
+    original, count = adapter.tune.report, [0]
+
+    def report(metrics, checkpoint=None):
+        original(metrics, checkpoint=checkpoint)
+        count[0] += 1
+        if count[0] == 2:
+            raise RuntimeError("injected crash after unit 2")
+
+    adapter.tune.report = report
+    try:
+        adapter.meta_trainable(config, settings)
+    finally:
+        adapter.tune.report = original
+
+
+def test_tune_asha_two_tasks_reports_and_restores(ray_local, syn_dir, cache_dir, tmp_path):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    import shutil
+    from pathlib import Path
+
+    markers = Path(cache_dir) / "restore-markers"
+    shutil.rmtree(markers, ignore_errors=True)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    settings = {"tasks": TASKS, "data_dir": str(syn_dir), "max_units": 4,
+                "cache_dir": cache_dir,
+                "task_options": {"newsgroups": TEXT_OPTS, "cifar_transfer": VISION_OPTS}}
+    trainable = tune.with_resources(
+        tune.with_parameters(flaky_trainable, settings=settings), {"cpu": 1})
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"lr_scale": tune.grid_search([0.5, 2.0]), "seed": 0},
+        tune_config=tune.TuneConfig(
+            metric=objective.META_SCORE, mode="max", reuse_actors=True,
+            scheduler=ASHAScheduler(time_attr="training_iteration", max_t=4, grace_period=1,
+                                    reduction_factor=2)),
+        run_config=tune.RunConfig(
+            name="ray_meta", storage_path=str(tmp_path), verbose=0,
+            failure_config=tune.FailureConfig(max_failures=1),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
+    results = tuner.fit()
+    assert not results.errors, results.errors
+    assert len(results) == 2
+    for result in results:
+        history = result.metrics_dataframe
+        for key in objective.required_keys(TASKS):
+            assert key in history.columns, key
+            assert history[key].notna().all(), key
+        units = history["units"].tolist()
+        # restored from the unit-2 checkpoint: the curve goes on, it never restarts at unit 1
+        assert units == sorted(units) and units[0] == 1 and len(set(units)) == len(units)
+        assert result.checkpoint is not None
+        with result.checkpoint.as_directory() as folder:
+            from trainables.meta import trial_units
+
+            assert trial_units(folder) == units[-1]
+    # the trials ASHA let past unit 2 crashed there and went on from their unit-2 checkpoint
+    restored = sorted(p.name for p in markers.glob("lr*-from-unit*"))
+    longest = max(results, key=lambda r: r.metrics_dataframe["units"].max())
+    assert longest.metrics_dataframe["units"].max() == 4
+    assert f"lr{longest.config['lr_scale']}-from-unit2" in restored, restored
