@@ -28,7 +28,7 @@ def test_resume_gives_the_same_curve(syn_dir, cache_dir, tmp_path):
     resumed.restore(tmp_path / "ck")
     part += [resumed.run_unit() for _ in range(2)]
 
-    for a, b in zip(curve, part):
+    for a, b in zip(curve, part, strict=True):
         for key in a:
             if not key.endswith("/seconds"):
                 assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-7), key

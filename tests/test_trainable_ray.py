@@ -47,11 +47,11 @@ def flaky_trainable(config, settings):
 
 
 def test_tune_asha_two_tasks_reports_and_restores(ray_local, syn_dir, cache_dir, tmp_path):
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
     import shutil
     from pathlib import Path
+
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
 
     markers = Path(cache_dir) / "restore-markers"
     shutil.rmtree(markers, ignore_errors=True)
