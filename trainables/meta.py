@@ -96,3 +96,25 @@ class MetaTrial:
 
 def trial_units(folder: str | Path) -> int:
     return int(json.loads((Path(folder) / TRIAL_FILE).read_text())["units"])
+
+
+def final_test(meta: MetaConfig, settings: TrialSettings, device: str = "cpu") -> dict[str, float]:
+    """Train ``meta`` from scratch for the full budget and score it on every task's test split.
+
+    The test split is touched only here, after selection, never by the search itself.
+    """
+    trial = MetaTrial(meta, settings, device=device)
+    for _ in range(settings.max_units):
+        trial.run_unit()
+    out: dict[str, float] = {}
+    scores = []
+    for name, task in trial.tasks.items():
+        test = task.learner.evaluate("test")
+        low, ref = trial.refs[name]
+        scores.append(objective.normalise(test["acc"], low, ref))
+        out[objective.metric(name, "test_acc")] = test["acc"]
+        out[objective.metric(name, "test_macro_f1")] = test["macro_f1"]
+        out[objective.metric(name, "test_top5_acc")] = test["top5_acc"]
+        out[objective.metric(name, "test_score")] = scores[-1]
+    out["test_meta_score"] = objective.aggregate(scores, settings.aggregate)
+    return out

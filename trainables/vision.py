@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -186,3 +187,12 @@ class VisionTask:
         batches = ImageBatches(self.dataset, self.source_info["mean"], self.source_info["std"],
                                cfg.eval_batch_size, opts.augment)
         self.learner = Learner(model, cfg, len(train), batches.train, batches.evaluate, _forward)
+
+
+def load_exported(folder: str | Path) -> tuple[SmallCNN, dict[str, Any]]:
+    """Load a CNN written by ``metatune export``: safetensors weights + ``config.json``."""
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    model = SmallCNN(config["num_classes"], config["width"], config.get("dropout", 0.0))
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    return model.eval(), config

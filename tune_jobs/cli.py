@@ -15,8 +15,11 @@ from tune_jobs import data_cli
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
-def _offline_defaults() -> None:
+def _environment_defaults() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Every Ray cluster Metatune starts has token authentication on, and it connects with the
+    # token. Ray reads this when it is imported, so it is set before anything imports ray.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _offline_defaults()
+    _environment_defaults()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

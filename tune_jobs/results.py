@@ -1,0 +1,108 @@
+"""Reading a finished or interrupted experiment from its folder, without Ray.
+
+Each trial folder holds Tune's ``params.json`` (the config), ``result.json`` (one JSON line per
+reported unit) and ``checkpoint_*/`` folders; the experiment state file holds each trial's status.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+from typing import Any
+
+from trainables import objective
+from trainables.checkpoint import CheckpointError, verify_checkpoint
+
+
+def _statuses(exp: Path) -> dict[str, str]:
+    files = sorted(glob.glob(str(exp / "experiment_state-*.json")))
+    if not files:
+        return {}
+    try:
+        state = json.loads(Path(files[-1]).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    out = {}
+    for item in state.get("trial_data", []):
+        try:
+            data = json.loads(item[0] if isinstance(item, list) else item)
+            out[data["trial_id"]] = data.get("status", "UNKNOWN")
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    return out
+
+
+def _history(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by a crash: ignore it
+                continue
+    return rows
+
+
+def _complete_checkpoint(folder: Path, tasks: list[str]) -> bool:
+    try:
+        for task in tasks:
+            verify_checkpoint(folder / task)
+    except CheckpointError:
+        return False
+    return (folder / "trial.json").is_file()
+
+
+def load_rows(exp_dir: str | Path, tasks: list[str], max_t: int) -> list[dict[str, Any]]:
+    """One row per trial: config, final metrics, learning curve, status and checkpoints."""
+    exp = Path(exp_dir)
+    statuses = _statuses(exp)
+    keys = [objective.META_SCORE] + [objective.metric(t, m) for t in tasks
+                                     for m in objective.TASK_METRICS]
+    rows = []
+    for params in sorted(exp.glob("*/params.json")):
+        trial_dir = params.parent
+        config = json.loads(params.read_text())
+        history = _history(trial_dir / "result.json")
+        last = history[-1] if history else {}
+        trial_id = last.get("trial_id") or trial_dir.name
+        status = statuses.get(trial_id, "UNKNOWN")
+        error = (trial_dir / "error.txt").read_text().strip().splitlines()[-1:] \
+            if (trial_dir / "error.txt").is_file() else []
+        checkpoints = []
+        for h in history:
+            name = h.get("checkpoint_dir_name")
+            if name and (trial_dir / name).is_dir() and _complete_checkpoint(trial_dir / name, tasks):
+                checkpoints.append({"path": str(trial_dir / name), "units": h.get("units"),
+                                    "meta_score": h.get(objective.META_SCORE),
+                                    "metrics": {k: h.get(k) for k in keys}})
+        units = int(last.get("units", 0) or 0)
+        rows.append({
+            "trial_id": trial_id, "trial_dir": str(trial_dir), "config": config,
+            "units": units, "status": status, "error": error[0] if error else None,
+            "metrics": {k: last.get(k) for k in keys},
+            "history": [{k: h.get(k) for k in ["units", *keys]} for h in history],
+            "checkpoints": checkpoints,
+            "stopped": stop_reason(status, units, max_t, bool(error)),
+            "node_ip": last.get("node_ip"), "hostname": last.get("hostname"),
+        })
+    return rows
+
+
+def stop_reason(status: str, units: int, max_t: int, errored: bool) -> str:
+    """Why a trial ended, in words."""
+    if status == "ERROR" or (errored and status != "TERMINATED"):
+        return "error"
+    if status in ("RUNNING", "PENDING", "PAUSED"):
+        return "unfinished"
+    if units >= max_t:
+        return "completed"
+    if status == "TERMINATED":
+        return f"stopped by ASHA at unit {units}"
+    return "unknown"
+
+
+def best_checkpoint(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The trial's complete checkpoint with the highest meta-score."""
+    good = [c for c in row["checkpoints"] if c["meta_score"] is not None]
+    return max(good, key=lambda c: c["meta_score"]) if good else None

@@ -1,0 +1,172 @@
+"""Builds and runs the Tuner: ASHA on the meta-score, the searcher, resources, failure and
+checkpoint policy, restore of an interrupted experiment, and what happens after the search.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from trainables import objective
+from trainables.data.archive import SYNTHETIC_MARKER, locate
+from trainables.data.splits import DataError
+from tune_jobs import spaces
+
+SPEC_FILE = "metatune_spec.json"
+DATA_LAYOUT = {  # task -> [(folder, archive)] it needs under the data folder
+    "newsgroups": [("20news-bydate", "20news-bydate.tar.gz")],
+    "cifar_transfer": [("cifar-10-batches-py", "cifar-10-python.tar.gz"),
+                       ("cifar-100-python", "cifar-100-python.tar.gz")],
+}
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("METATUNE_DATA", "data")).expanduser().resolve()
+
+
+def resolve_data(data: str, tasks: list[str], create_synthetic: bool = True) -> tuple[str, str]:
+    """``(folder, what it holds)`` for ``--data``; checks every needed file before Ray starts."""
+    if data == "synthetic":
+        folder = data_root() / "synthetic"
+        if not (folder / SYNTHETIC_MARKER).exists():
+            if not create_synthetic:
+                raise DataError(f"{folder}: no synthetic data; run `metatune data synthetic "
+                                f"--out {folder}`")
+            from trainables.data.synthetic import write_all
+
+            print(f"writing synthetic stand-ins to {folder} (first use)")
+            write_all(folder)
+    elif data == "real":
+        folder = data_root() / "real"
+        if (folder / SYNTHETIC_MARKER).exists():
+            raise DataError(f"--data real: {folder} holds synthetic stand-ins, not real data. "
+                            "Run `metatune data download --dir` there, or pass --data synthetic")
+    else:
+        folder = Path(data).expanduser().resolve()
+        if not folder.is_dir():
+            raise DataError(f"--data {data}: no such folder")
+    for task in tasks:
+        for name, archive in DATA_LAYOUT.get(task, []):
+            try:
+                locate(folder, name, archive)
+            except DataError as exc:
+                raise DataError(
+                    f"task {task} needs {archive} (or {name}/) in {folder}: {exc}") from None
+    kind = "synthetic" if (folder / SYNTHETIC_MARKER).exists() else "real"
+    return str(folder), kind
+
+
+def storage_root(storage: str | None) -> str:
+    if storage and "://" in storage:
+        return storage
+    return str(Path(storage or os.environ.get("METATUNE_RESULTS", "results")).expanduser().resolve())
+
+
+def experiment_dir(spec: dict[str, Any]) -> str:
+    root = spec["storage"]
+    return f"{root.rstrip('/')}/{spec['name']}" if "://" in root else str(Path(root) / spec["name"])
+
+
+def finalise_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """Fill the defaults that depend on the environment (name, storage, data folder)."""
+    spec = dict(spec)
+    spec["name"] = spec.get("name") or f"metatune-{spec.get('preset', 'custom')}"
+    spec["storage"] = storage_root(spec.get("storage"))
+    folder, kind = resolve_data(spec["data"], spec["tasks"])
+    spec["data_dir"], spec["data_kind"] = folder, kind
+    return spec
+
+
+def build_scheduler(spec: dict[str, Any]) -> Any:
+    from ray.tune.schedulers import ASHAScheduler
+
+    asha = spec["asha"]
+    return ASHAScheduler(time_attr=objective.ITERATION, max_t=asha["max_t"],
+                         grace_period=asha["grace_period"],
+                         reduction_factor=asha["reduction_factor"], brackets=asha["brackets"])
+
+
+def build_searcher(spec: dict[str, Any]) -> Any:
+    if spec["searcher"] == "random":
+        return None  # Tune's BasicVariantGenerator: random sampling of the param space
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch(seed=spec["search_seed"])
+    limit = spec["max_concurrent"] or 4
+    return ConcurrencyLimiter(searcher, max_concurrent=limit)
+
+
+def build_trainable(spec: dict[str, Any]) -> Any:
+    from trainables.trainable import trainable_for
+
+    settings = spaces.trial_settings(spec, spec["data_dir"]).to_dict()
+    resources = {"cpu": spec["resources"].get("cpu", 1), "gpu": spec["resources"].get("gpu", 0)}
+    return trainable_for(settings, resources)
+
+
+def build_tuner(spec: dict[str, Any], callbacks: list[Any] | None = None,
+                storage_filesystem: Any = None) -> Any:
+    from ray import tune
+
+    tune_config = tune.TuneConfig(
+        metric=objective.META_SCORE, mode="max", scheduler=build_scheduler(spec),
+        search_alg=build_searcher(spec), num_samples=spec["num_samples"],
+        max_concurrent_trials=spec["max_concurrent"] or None,
+        # Reused actors skip a ~2 s actor start per trial; every trial builds its own state.
+        reuse_actors=True)
+    run_config = tune.RunConfig(
+        name=spec["name"], storage_path=spec["storage"], storage_filesystem=storage_filesystem,
+        failure_config=tune.FailureConfig(max_failures=spec["max_failures"]),
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=spec["keep_checkpoints"], checkpoint_score_attribute=objective.META_SCORE,
+            checkpoint_score_order="max"),
+        callbacks=callbacks, verbose=1)
+    param_space = spaces.param_space(spec["space"])
+    if spec["searcher"] == "random":
+        import random
+
+        random.seed(spec["search_seed"])
+    return tune.Tuner(build_trainable(spec), param_space=param_space, tune_config=tune_config,
+                      run_config=run_config)
+
+
+def saved_spec(exp_dir: str) -> dict[str, Any] | None:
+    path = Path(exp_dir) / SPEC_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def save_spec(spec: dict[str, Any]) -> None:
+    path = Path(experiment_dir(spec))
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / (SPEC_FILE + ".tmp")
+    tmp.write_text(json.dumps({**spec, "saved_at": time.time()}, indent=1, default=str))
+    os.replace(tmp, path / SPEC_FILE)
+
+
+def comparable(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k not in ("saved_at",)}
+
+
+def run_search(spec: dict[str, Any], callbacks: list[Any] | None = None,
+               storage_filesystem: Any = None, resume: bool = False) -> Any:
+    """Start the experiment, or restore it when it already exists. Returns Tune's ResultGrid."""
+    from ray import tune
+
+    exp = experiment_dir(spec)
+    restorable = tune.Tuner.can_restore(exp, storage_filesystem=storage_filesystem)
+    if restorable:
+        print(f"experiment {spec['name']} exists at {exp}: resuming it "
+              "(errored trials continue from their last checkpoint)")
+        tuner = tune.Tuner.restore(exp, trainable=build_trainable(spec), resume_unfinished=True,
+                                   resume_errored=True, storage_filesystem=storage_filesystem,
+                                   param_space=spaces.param_space(spec["space"]))
+    else:
+        if resume:
+            raise ValueError(f"no restorable experiment at {exp}; start it with `metatune run`")
+        tuner = build_tuner(spec, callbacks, storage_filesystem)
+    save_spec(spec)
+    return tuner.fit()
