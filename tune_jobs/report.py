@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-
 import json
 import math
 from pathlib import Path
@@ -269,6 +268,7 @@ def render_html(summary: dict[str, Any], images: dict[str, Path]) -> str:
     regrets = [{"task": t, "meta-config val acc": best.get("val_acc", {}).get(t),
                 "best on task": summary["per_task_best"].get(t, {}).get(ACC), "regret": r}
                for t, r in best.get("regret", {}).items()]
+    outcomes = ", ".join(f"{k}: {v}" for k, v in summary["trials_by_outcome"].items())
     style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:"
              "collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px}"
              "th{background:#f0f0f0}img{max-width:49%;margin:4px}")
@@ -276,7 +276,7 @@ def render_html(summary: dict[str, Any], images: dict[str, Path]) -> str:
 <title>Metatune report: {html.escape(summary['experiment'])}</title><style>{style}</style></head><body>
 <h1>Metatune: {html.escape(summary['experiment'])}</h1>
 <p>Tasks: {', '.join(summary['tasks'])}. Data: {_fmt(summary.get('data_kind'))} ({_fmt(summary.get('data'))}).
-Trials: {summary['num_trials']} ({', '.join(f'{k}: {v}' for k, v in summary['trials_by_outcome'].items())}).</p>
+Trials: {summary['num_trials']} ({outcomes}).</p>
 <h2>Best meta-configuration</h2>
 <p>Trial {_fmt(best.get('trial_id'))}, validation meta-score {_fmt(best.get('meta_score'))}.</p>
 {_table([{'parameter': k, 'value': v} for k, v in best.get('config', {}).items()])}
