@@ -33,13 +33,15 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(tmp_path_factory.mktemp("cache"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def ray_local():
-    """One local Ray instance (token auth on) shared by every test that needs Ray."""
+    """A local Ray instance (token auth on), started once and shared by the tests that need it.
+
+    Multi-node tests shut it down to connect to their own cluster; the next user starts it again.
+    """
     import ray
 
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
-    yield ray
-    ray.shutdown()
+    return ray

@@ -29,6 +29,13 @@ def _allotted() -> tuple[int, str]:
     return cpus, "cuda" if gpu else "cpu"
 
 
+def _node_id() -> str:
+    try:
+        return ray.get_runtime_context().get_node_id()
+    except Exception:
+        return "local"
+
+
 def meta_trainable(config: dict[str, Any], settings: dict[str, Any]) -> None:
     """One trial: every task of ``settings['tasks']`` advances one unit per report."""
     meta = MetaConfig.from_dict(config)
@@ -43,8 +50,10 @@ def meta_trainable(config: dict[str, Any], settings: dict[str, Any]) -> None:
         with checkpoint.as_directory() as folder:
             trial.restore(folder)
     every = trial_settings.checkpoint_every
+    node_id = _node_id()
     while trial.units < trial_settings.max_units:
         report = trial.run_unit()
+        report["node_id"] = node_id  # where the unit ran (the dashboard and report show it)
         if trial.units % every == 0 or trial.units == trial_settings.max_units:
             with tempfile.TemporaryDirectory() as tmp:
                 trial.save(tmp)

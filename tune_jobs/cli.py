@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 
 from trainables.data.splits import DataError
 from tune_jobs import data_cli
@@ -45,15 +46,21 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed the problem
         return EXIT_BAD_INPUT if exc.code else EXIT_OK
+    from tune_jobs.commands import BadInput, SearchFailed
+
     try:
         if args.cmd == "data":
             return data_cli.run(args)
         from tune_jobs import commands
 
         return commands.run(args)
-    except (DataError, ValueError, FileNotFoundError) as exc:
+    except (BadInput, DataError) as exc:
         print(f"metatune: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except SearchFailed as exc:
+        traceback.print_exception(exc.__cause__ or exc, file=sys.stderr)
+        print(f"metatune: the search failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("metatune: interrupted; `metatune resume` continues the experiment", file=sys.stderr)
         return EXIT_FAILED

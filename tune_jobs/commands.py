@@ -19,6 +19,31 @@ from tune_jobs.report import best_row, summarise, text_leaderboard, write_report
 from tune_jobs.results import best_checkpoint, load_rows
 
 
+class BadInput(ValueError):
+    """Input that was refused before anything started (exit code 2)."""
+
+
+class SearchFailed(RuntimeError):
+    """The search, its evaluation or its report failed after it started (exit code 1)."""
+
+
+def _validated(fn: Any, *args: Any) -> Any:
+    """Run a validation step; any ValueError/OSError it raises is bad input."""
+    try:
+        return fn(*args)
+    except (ValueError, OSError) as exc:
+        raise BadInput(str(exc)) from exc
+
+
+def _searching(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except (BadInput, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise SearchFailed(f"{type(exc).__name__}: {exc}") from exc
+
+
 def add_parsers(sub: Any) -> None:
     run = sub.add_parser("run", help="start a search (or resume it if it exists)")
     run.add_argument("--preset", default="smoke", help=f"one of {sorted(spaces.PRESETS)}")
@@ -75,7 +100,8 @@ def load_spec(name: str, storage: str | None) -> tuple[dict[str, Any], str]:
     return spec, exp
 
 
-def init_ray(address: str | None) -> None:
+def init_ray(address: str | None) -> bool:
+    """Connect to a cluster (``address`` or $RAY_ADDRESS) or start a local Ray; True if connected."""
     # Every cluster Metatune starts has token authentication on; clients present the token.
     # (Ray reads the mode at import: cli.main sets it first; this covers library use.)
     os.environ.setdefault("RAY_AUTH_MODE", "token")
@@ -83,12 +109,13 @@ def init_ray(address: str | None) -> None:
 
     address = address or os.environ.get("RAY_ADDRESS")
     if ray.is_initialized():
-        return
+        return len(ray.nodes()) > 1
     if address:
         ray.init(address=address)
-    else:
-        dashboard = os.environ.get("METATUNE_DASHBOARD", "1") != "0"
-        ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1")
+        return True
+    dashboard = os.environ.get("METATUNE_DASHBOARD", "1") != "0"
+    ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1")
+    return False
 
 
 def _check_same_experiment(spec: dict[str, Any]) -> None:
@@ -148,28 +175,34 @@ def print_best(summary: dict[str, Any]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    spec = build_spec(args)
-    spec = search.finalise_spec(spec)
+    spec = _validated(build_spec, args)
+    spec = _validated(search.finalise_spec, spec)
     if args.dry_run:
         print(json.dumps(spec, indent=1, default=str))
         return 0
-    _check_same_experiment(spec)
+    _validated(_check_same_experiment, spec)
     exp = search.experiment_dir(spec)
     print(f"experiment {spec['name']}: {spec['num_samples']} trials on "
           f"{', '.join(spec['tasks'])} with {spec['data_kind']} data from {spec['data_dir']}")
     print(f"results and checkpoints: {exp}")
-    init_ray(args.address)
+    connected = init_ray(args.address)
+    fs = _validated(search.storage_filesystem, spec, connected)
+    if fs is not None:
+        print(f"head store: every checkpoint and result lands on the head node under {exp}")
     from tune_jobs.progress import LeaderboardCallback
 
-    search.run_search(spec, callbacks=[LeaderboardCallback(spec["tasks"])])
-    return finish(spec, exp)
+    _searching(search.run_search, spec,
+               callbacks=[LeaderboardCallback(spec["tasks"], spec["name"])],
+               storage_filesystem=fs)
+    return _searching(finish, spec, exp)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    spec, exp = load_spec(args.name, args.storage)
-    init_ray(args.address)
-    search.run_search(spec, resume=True)
-    return finish(spec, exp)
+    spec, exp = _validated(load_spec, args.name, args.storage)
+    connected = init_ray(args.address)
+    fs = _validated(search.storage_filesystem, spec, connected)
+    _searching(search.run_search, spec, resume=True, storage_filesystem=fs)
+    return _searching(finish, spec, exp)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -179,7 +212,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return print_cluster_status(args.address, args.storage)
     root = Path(search.storage_root(args.storage))
     if args.name:
-        spec, exp = load_spec(args.name, args.storage)
+        spec, exp = _validated(load_spec, args.name, args.storage)
         rows = load_rows(exp, list(spec["tasks"]), spec["asha"]["max_t"])
         print(f"{args.name}: {len(rows)} trials at {exp}")
         print(text_leaderboard(summarise(spec, rows, None)))
@@ -200,7 +233,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    spec, exp = load_spec(args.name, args.storage)
+    spec, exp = _validated(load_spec, args.name, args.storage)
     rows = load_rows(exp, list(spec["tasks"]), spec["asha"]["max_t"])
     saved = Path(exp) / "summary.json"
     final = json.loads(saved.read_text()).get("final_eval") if saved.exists() else None
@@ -220,7 +253,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    spec, exp = load_spec(args.name, args.storage)
+    spec, exp = _validated(load_spec, args.name, args.storage)
     rows = load_rows(exp, list(spec["tasks"]), spec["asha"]["max_t"])
     saved = Path(exp) / "summary.json"
     final = json.loads(saved.read_text()).get("final_eval") if saved.exists() else None
@@ -233,8 +266,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from tune_jobs.evaluate import export_best
 
-    spec, exp = load_spec(args.name, args.storage)
-    exported = export_best(spec, exp, args.out)
+    spec, exp = _validated(load_spec, args.name, args.storage)
+    exported = _validated(export_best, spec, exp, args.out)
     for task, info in exported.items():
         print(f"{task}: {Path(args.out) / task}  (val_acc {info['val_acc_after_export']:.4f}, "
               f"reported {info['reported_val_acc']:.4f})")

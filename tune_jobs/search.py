@@ -151,6 +151,21 @@ def comparable(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k not in ("saved_at",)}
 
 
+def storage_filesystem(spec: dict[str, Any], connected: bool) -> Any:
+    """The head-store filesystem when this search needs one, else None (plain storage)."""
+    mode = spec.get("head_store", "auto")
+    if mode is False or "://" in spec["storage"] or (mode == "auto" and not connected):
+        return None
+    from tune_jobs import head_store
+
+    if not head_store.on_head_node():
+        raise ValueError(
+            "the head store keeps results on the head node's disk, so the search's driver must "
+            "run there: submit it with scripts/submit.sh (ray job submit), run `metatune run` on "
+            "the head node, or pass a shared --storage (s3://…, or NFS with --set head_store=false)")
+    return head_store.start(spec["storage"])
+
+
 def run_search(spec: dict[str, Any], callbacks: list[Any] | None = None,
                storage_filesystem: Any = None, resume: bool = False) -> Any:
     """Start the experiment, or restore it when it already exists. Returns Tune's ResultGrid."""

@@ -55,6 +55,9 @@ BASE: dict[str, Any] = {
     "device": "auto",
     "bf16": False,
     "cache_dir": None,
+    # Keep every checkpoint on the head node's disk through a head-node actor: "auto" = when
+    # connected to an existing cluster and --storage is a local path (not s3://, gs://, …).
+    "head_store": "auto",
     "space": DEFAULT_SPACE,
     "task_options": {},
     "custom_tasks": {},  # name -> {type: text|image, train: path, test: path, reference: acc}
@@ -218,6 +221,8 @@ def validate(spec: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"resources.gpu={gpu!r} is invalid: a fraction in [0, 1] or a whole number")
     if not isinstance(spec["final_eval"]["seeds"], int) or spec["final_eval"]["seeds"] < 0:
         raise ValueError(f"final_eval.seeds={spec['final_eval']['seeds']!r} is invalid: must be >= 0")
+    if spec["head_store"] not in ("auto", True, False):
+        raise ValueError(f"head_store={spec['head_store']!r} is invalid: auto, true or false")
     tasks = spec["tasks"]
     if isinstance(tasks, str):
         tasks = spec["tasks"] = [t.strip() for t in tasks.split(",") if t.strip()]

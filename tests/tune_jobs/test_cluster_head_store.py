@@ -1,0 +1,85 @@
+"""A multi-node cluster on one machine (Ray's cluster_utils): trials run on worker nodes, every
+result and checkpoint goes through the head store, and a trial whose node dies restores from the
+head store on another node."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from ray import tune
+
+from tests.conftest import TEXT_OPTS, VISION_OPTS
+from tune_jobs import head_store, search, spaces
+
+pytestmark = [pytest.mark.cluster, pytest.mark.ray, pytest.mark.slow]
+# Tune pickles its callbacks; the cluster handle (locks, processes) is reached through here.
+_LIVE: dict = {}
+
+
+class KillNodeAfterCheckpoint(tune.Callback):
+    """Kills the node of the first trial that reports unit 2 (its checkpoint is stored)."""
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        killed, c, workers = _LIVE["killed"], _LIVE["cluster"], _LIVE["workers"]
+        if not killed and result["units"] == 2:
+            node = next(w for w in workers if w.node_id == result["node_id"])
+            killed.update(trial=trial.trial_id, node=node.node_id)
+            c.remove_node(node, allow_graceful=False)
+
+
+@pytest.fixture
+def cluster():
+    import ray
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()  # leave the shared local instance; the next test that needs it restarts it
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # trials can't run there
+    workers = [c.add_node(num_cpus=1) for _ in range(2)]
+    c.wait_for_nodes()
+    ray.init(address=c.address)
+    yield c, workers
+    ray.shutdown()
+    c.shutdown()
+
+
+def test_trials_on_workers_store_on_head_and_restore_elsewhere(cluster, syn_dir, cache_dir,
+                                                                tmp_path):
+    c, workers = cluster
+    storage = tmp_path / "head_disk"
+    spec = spaces.validate(spaces.apply_sets(spaces.preset("smoke"), [
+        "num_samples=2", "asha.max_t=4", "asha.reduction_factor=8", "max_failures=2",
+        "space.lr_scale=[0.5, 2.0]"]))
+    spec["task_options"] = {"newsgroups": TEXT_OPTS, "cifar_transfer": VISION_OPTS}
+    spec.update(name="cluster", storage=str(storage), data_dir=str(syn_dir),
+                data_kind="synthetic", cache_dir=cache_dir)
+    fs = search.storage_filesystem(spec, connected=True)
+    assert fs is not None and head_store.on_head_node()
+    worker_ids = {w.node_id for w in workers}
+    killed: dict[str, str] = {}
+    _LIVE.update(killed=killed, cluster=c, workers=workers)
+    results = search.run_search(spec, callbacks=[KillNodeAfterCheckpoint()],
+                                storage_filesystem=fs)
+    assert killed, "no trial reached unit 2"
+    assert not results.errors, results.errors
+    victim = next(r for r in results if r.metrics["trial_id"] == killed["trial"])
+    history = victim.metrics_dataframe
+    assert set(history["node_id"]) <= worker_ids  # trials ran on workers only
+    assert history["node_id"].nunique() == 2  # ... and the victim moved to the other worker
+    units = history["units"].tolist()
+    assert units[-1] == 4 and units.count(1) == 1  # restored from its checkpoint, not restarted
+
+    stats = head_store.stats(storage)
+    survivor = (worker_ids - {killed["node"]}).pop()
+    assert stats["reads_by_node"].get(survivor, 0) > 0  # the restore read the head store
+    assert set(stats["writes_by_node"]) - {head_store.head_node_id()} <= worker_ids
+    written = set(stats["written"])
+    exp = storage / "cluster"
+    ours = {"metatune_spec.json"}
+    for dirpath, _, files in os.walk(exp):
+        for name in files:
+            path = os.path.realpath(os.path.join(dirpath, name))
+            assert ".part-" not in name, path
+            assert path in written or name in ours, f"{path} did not come through the head store"
+    assert sorted(os.listdir(storage)) == ["cluster"]
+    assert len(list(exp.glob("*/checkpoint_*/cifar_transfer/manifest.json"))) >= 2

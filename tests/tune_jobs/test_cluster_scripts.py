@@ -1,0 +1,128 @@
+"""The cluster path a user takes: cluster.yaml, start_head.sh (token on) → start_worker.sh →
+submit.sh → poll the REST API with the token → metatune status → unauthenticated requests are
+refused → stop.sh stops only what was started."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_cluster_yaml_passes_rays_schema_with_token_auth_and_local_dashboard():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    assert config["provider"]["type"] == "local"
+    assert "head_ip" in config["provider"] and "worker_ips" in config["provider"]
+    validate_config(prepare_config(copy.deepcopy(config)))  # Ray's own cluster-config schema
+    head = " ".join(config["head_start_ray_commands"])
+    assert "RAY_AUTH_MODE=token" in head and "--dashboard-host=127.0.0.1" in head
+    assert "RAY_AUTH_MODE=token" in " ".join(config["worker_start_ray_commands"])
+    assert "~/.ray/auth_token" in config["file_mounts"]  # every node gets the token
+    assert any("pip install" in c and "metatune" in c for c in config["setup_commands"])
+    broken = copy.deepcopy(config)
+    broken["head_start_ray_commands"] = "ray start --head"
+    with pytest.raises(Exception, match="is not of type 'array'"):
+        validate_config(prepare_config(broken))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_start_submit_watch_status_stop(syn_dir, cache_dir, tmp_path):
+    ray_tmp = f"/tmp/mt-{uuid.uuid4().hex[:6]}"  # short: Ray's socket paths have a length limit
+    dash, metrics = _free_port(), _free_port()
+    env = {**os.environ, "METATUNE_CLUSTER_DIR": str(tmp_path / "state"),
+           "METATUNE_RAY_TMP": ray_tmp, "RAY_PORT": str(_free_port()),
+           "DASHBOARD_PORT": str(dash), "METRICS_PORT": str(metrics),
+           "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dash}",
+           "METATUNE_RESULTS": str(tmp_path / "head_results"), "METATUNE_CACHE": cache_dir,
+           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    url = f"http://127.0.0.1:{dash}"
+
+    def sh(*cmd: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        return subprocess.run(list(cmd), env=env, cwd=REPO, capture_output=True, text=True,
+                              timeout=timeout)
+
+    started = sh("scripts/start_head.sh", "--num-cpus", "2",
+                 f"--ray-client-server-port={_free_port()}")
+    try:
+        assert started.returncode == 0, started.stderr[-2000:]
+        head_env = dict(line.split("=", 1) for line in
+                        (tmp_path / "state" / "head.env").read_text().split())
+        # Its own temp dir: two nodes of one machine sharing one would garbage-collect each
+        # other's runtime environments (a one-machine artefact; real workers have their own disk).
+        joined = sh("scripts/start_worker.sh", head_env["HEAD_ADDRESS"], "--num-cpus", "1",
+                    f"--temp-dir={ray_tmp}w")
+        assert joined.returncode == 0, joined.stderr[-2000:]
+        token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")) \
+            .expanduser().read_text().strip()
+        auth = {"Authorization": f"Bearer {token}"}
+        assert requests.get(f"{url}/api/jobs/", timeout=10).status_code == 401
+        assert requests.get(f"{url}/api/jobs/", timeout=10,
+                            headers={"Authorization": "Bearer wrong"}).status_code == 403
+
+        sub = sh("scripts/submit.sh", "--preset", "smoke", "--data", str(syn_dir),
+                 "--name", "clustered", "--num-samples", "3", "--set", "asha.max_t=4",
+                 "--set", "final_eval.seeds=1")
+        assert sub.returncode == 0, sub.stdout[-2000:] + sub.stderr[-2000:]
+        job_id = next(line.split()[-1] for line in sub.stdout.splitlines()
+                      if line.startswith("job id:"))
+        seen_metrics, status, deadline = set(), None, time.time() + 420
+        while time.time() < deadline:
+            job = requests.get(f"{url}/api/jobs/{job_id}", headers=auth, timeout=10).json()
+            status = job["status"]
+            try:  # the search's own metrics, next to Ray's, in Prometheus format
+                text = requests.get(f"http://127.0.0.1:{metrics}/metrics", timeout=5).text
+                seen_metrics |= {line.split("{")[0] for line in text.splitlines()
+                                 if line.startswith("ray_metatune_")}
+            except requests.RequestException:
+                pass
+            if status in ("SUCCEEDED", "FAILED", "STOPPED"):
+                break
+            time.sleep(3)
+        logs = requests.get(f"{url}/api/jobs/{job_id}/logs", headers=auth, timeout=10).json()
+        assert status == "SUCCEEDED", logs["logs"][-3000:]
+        assert job["metadata"]["experiment"] == "clustered"
+        assert job["metadata"]["tool"] == "metatune"
+        assert "[metatune] leaderboard of clustered" in logs["logs"]  # the job log shows it
+        assert "head store:" in logs["logs"]  # results went through the head-node store
+        assert {"ray_metatune_best_meta_score", "ray_metatune_trials"} <= seen_metrics
+        exp = tmp_path / "head_results" / "clustered"
+        summary = json.loads((exp / "summary.json").read_text())
+        assert summary["num_trials"] == 3
+
+        status_cmd = sh(sys.executable, "-m", "tune_jobs.cli", "status", "--address", url)
+        assert status_cmd.returncode == 0, status_cmd.stderr
+        assert "clustered" in status_cmd.stdout and "SUCCEEDED" in status_cmd.stdout
+        assert "leaderboard (from the head storage)" in status_cmd.stdout
+        denied = subprocess.run([sys.executable, "-m", "tune_jobs.cli", "status", "--address",
+                                 url], env={**env, "RAY_AUTH_TOKEN": "wrong"}, cwd=REPO,
+                                capture_output=True, text=True, timeout=60)
+        assert denied.returncode == 1 and "refused" in denied.stderr
+    finally:
+        stopped = sh("scripts/stop.sh")
+    assert stopped.returncode == 0 and "head" in stopped.stdout
+    time.sleep(1)
+    leftover = subprocess.run(["pgrep", "-f", f"{ray_tmp}[w/]"], capture_output=True, text=True)
+    assert leftover.stdout.strip() == "", "stop.sh left Ray processes running"
+    assert not list((tmp_path / "state").glob("*.pgid"))

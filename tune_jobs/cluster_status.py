@@ -1,0 +1,103 @@
+"""``metatune status --address URL``: the searches on a cluster, through the dashboard's REST
+API (with the cluster token), each with its leaderboard from the head node's storage."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import requests
+
+LEADERBOARD_MARK = "[metatune] leaderboard"
+
+
+def read_token() -> str | None:
+    """The cluster token, found where Ray itself looks for it."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
+    return path.read_text().strip() if path.is_file() else None
+
+
+class DashboardError(RuntimeError):
+    pass
+
+
+def _get(address: str, path: str, token: str | None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        resp = requests.get(address.rstrip("/") + path, headers=headers, timeout=15)
+    except requests.RequestException as exc:
+        raise DashboardError(f"cannot reach the dashboard at {address} ({exc}); is the SSH "
+                             "tunnel up (ssh -L 8265:127.0.0.1:8265 <head>)?") from None
+    if resp.status_code in (401, 403):
+        raise DashboardError(
+            f"the dashboard refused the request ({resp.status_code}: {resp.text.strip()}). "
+            "Copy the cluster token from the head (~/.ray/auth_token) or set RAY_AUTH_TOKEN")
+    resp.raise_for_status()
+    return resp.json() if "json" in resp.headers.get("content-type", "") else resp.text
+
+
+def metatune_jobs(address: str, token: str | None) -> list[dict[str, Any]]:
+    """Jobs submitted by scripts/submit.sh (their metadata names the tool and experiment)."""
+    jobs = _get(address, "/api/jobs/", token)
+    return sorted((j for j in jobs if (j.get("metadata") or {}).get("tool") == "metatune"),
+                  key=lambda j: j.get("start_time") or 0)
+
+
+def last_leaderboard(logs: str) -> str | None:
+    """The last leaderboard block the search printed to its job log."""
+    start = logs.rfind(LEADERBOARD_MARK)
+    if start < 0:
+        return None
+    block = []
+    for line in logs[start:].splitlines():
+        if block and not line.startswith("  "):
+            break
+        block.append(line)
+    return "\n".join(block)
+
+
+def leaderboard_from_storage(job: dict[str, Any]) -> str | None:
+    from tune_jobs import search
+    from tune_jobs.report import summarise, text_leaderboard
+    from tune_jobs.results import load_rows
+
+    meta = job.get("metadata") or {}
+    exp = Path(meta.get("storage", "~/metatune_results")).expanduser() / meta.get("experiment", "")
+    spec = search.saved_spec(str(exp))
+    if spec is None:
+        return None
+    rows = load_rows(exp, list(spec["tasks"]), spec["asha"]["max_t"])
+    return text_leaderboard(summarise(spec, rows, None))
+
+
+def print_cluster_status(address: str, storage: str | None = None) -> int:
+    token = read_token()
+    try:
+        jobs = metatune_jobs(address, token)
+    except DashboardError as exc:
+        print(f"metatune: error: {exc}", file=sys.stderr)
+        return 1
+    if not jobs:
+        print(f"no Metatune searches on the cluster at {address}")
+        return 0
+    for job in jobs:
+        meta = job.get("metadata") or {}
+        print(f"{meta.get('experiment', '?'):<28} {job.get('status', '?'):<10} "
+              f"job {job.get('submission_id')}")
+        board = leaderboard_from_storage(job)
+        where = "head storage"
+        if board is None:  # not on the head: the job log carries the same leaderboard
+            logs = _get(address, f"/api/jobs/{job['submission_id']}/logs", token)
+            logs = logs.get("logs", "") if isinstance(logs, dict) else str(logs)
+            board, where = last_leaderboard(logs), "job log"
+        if board:
+            print(f"  leaderboard (from the {where}):")
+            print("\n".join("    " + line for line in board.splitlines()))
+        if job.get("status") == "FAILED" and job.get("message"):
+            print(f"  failed: {json.dumps(job['message'])[:300]}")
+    return 0

@@ -1,0 +1,343 @@
+"""Checkpoint storage on the head node's own disk, for clusters without NFS or S3.
+
+Since Ray 2.7, Tune writes trial results and checkpoints straight from the node a trial runs on
+to ``storage_path``, which on a multi-node cluster must be shared storage. Here ``storage_path``
+is served by a :class:`pyarrow.fs.PyFileSystem` whose every operation is carried out by one Ray
+actor pinned to the head node: trials on any node stream their files to it in bounded chunks,
+and read them back from it when they restore.
+
+A file being written lives under a temporary ``.part-`` name and is renamed into place only when
+its writer closes it, so a transfer that breaks off never leaves a file that looks whole; our
+checkpoints add a checksummed manifest on top, so a partly copied checkpoint folder is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow
+import pyarrow.fs as pafs
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+CHUNK = 4 << 20  # bytes per transfer; bounds the memory a transfer holds on either side
+NAMESPACE = "metatune"
+
+
+def head_node_id() -> str:
+    for node in ray.nodes():
+        if node.get("Alive") and "node:__internal_head__" in node.get("Resources", {}):
+            return node["NodeID"]
+    raise RuntimeError("no live head node found in this Ray cluster")
+
+
+def on_head_node() -> bool:
+    return ray.get_runtime_context().get_node_id() == head_node_id()
+
+
+@ray.remote(num_cpus=0, max_concurrency=8)
+class HeadStore:
+    """Carries out file operations under ``root`` on the head node's disk."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.realpath(root)
+        os.makedirs(self.root, exist_ok=True)
+        self._writes: dict[str, tuple[Any, str, str]] = {}
+        self._lock = threading.Lock()
+        self.stats: dict[str, Any] = {"writes_by_node": {}, "reads_by_node": {}, "written": []}
+
+    def _path(self, path: str) -> str:
+        full = os.path.realpath(path if os.path.isabs(path) else os.path.join(self.root, path))
+        if full != self.root and not full.startswith(self.root + os.sep):
+            raise PermissionError(f"{path}: outside the head store root {self.root}")
+        return full
+
+    def _count(self, kind: str, node: str) -> None:
+        with self._lock:
+            self.stats[kind][node] = self.stats[kind].get(node, 0) + 1
+
+    def ping(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
+    def info(self, paths: list[str]) -> list[tuple[str, int, int, float]]:
+        out = []
+        for p in paths:
+            full = self._path(p)
+            if os.path.isdir(full):
+                out.append((p, 3, 0, os.stat(full).st_mtime))
+            elif os.path.isfile(full):
+                st = os.stat(full)
+                out.append((p, 2, st.st_size, st.st_mtime))
+            else:
+                out.append((p, 0, 0, 0.0))
+        return out
+
+    def listing(self, base: str, recursive: bool, allow_not_found: bool) -> list[tuple]:
+        full = self._path(base)
+        if not os.path.isdir(full):
+            if allow_not_found:
+                return []
+            raise FileNotFoundError(f"{base}: no such directory in the head store")
+        found = []
+        for dirpath, dirnames, filenames in os.walk(full):
+            rel = os.path.relpath(dirpath, full)
+            for name in dirnames + filenames:
+                if ".part-" in name:
+                    continue  # an unfinished transfer is never listed
+                found.append(os.path.normpath(os.path.join(base, rel, name)))
+            if not recursive:
+                break
+        return self.info(found)
+
+    def create_dir(self, path: str, recursive: bool) -> None:
+        full = self._path(path)
+        if recursive:
+            os.makedirs(full, exist_ok=True)
+        elif not os.path.isdir(full):
+            os.mkdir(full)
+
+    def delete_dir(self, path: str) -> None:
+        shutil.rmtree(self._path(path))
+
+    def delete_dir_contents(self, path: str, missing_dir_ok: bool) -> None:
+        full = self._path(path)
+        if not os.path.isdir(full):
+            if missing_dir_ok:
+                return
+            raise FileNotFoundError(path)
+        for entry in os.listdir(full):
+            target = os.path.join(full, entry)
+            shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
+
+    def delete_file(self, path: str) -> None:
+        os.remove(self._path(path))
+
+    def move(self, src: str, dest: str) -> None:
+        os.makedirs(os.path.dirname(self._path(dest)), exist_ok=True)
+        os.replace(self._path(src), self._path(dest))
+
+    def copy_file(self, src: str, dest: str) -> None:
+        os.makedirs(os.path.dirname(self._path(dest)), exist_ok=True)
+        shutil.copyfile(self._path(src), self._path(dest))
+
+    def open_write(self, path: str, node: str) -> str:
+        full = self._path(path)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        tmp = os.path.join(os.path.dirname(full), f".{os.path.basename(full)}.part-{uuid.uuid4().hex}")
+        handle = uuid.uuid4().hex
+        self._writes[handle] = (open(tmp, "wb"), tmp, full)
+        self._count("writes_by_node", node)
+        return handle
+
+    def write_chunk(self, handle: str, data: bytes) -> int:
+        f, _, _ = self._writes[handle]
+        return f.write(data)
+
+    def close_write(self, handle: str) -> None:
+        f, tmp, full = self._writes.pop(handle)
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+        os.replace(tmp, full)  # only now does the file appear under its real name
+        with self._lock:
+            if len(self.stats["written"]) < 100_000:
+                self.stats["written"].append(full)
+
+    def abort_write(self, handle: str) -> None:
+        f, tmp, _ = self._writes.pop(handle, (None, None, None))
+        if f is not None:
+            f.close()
+            os.remove(tmp)
+
+    def size(self, path: str, node: str) -> int:
+        self._count("reads_by_node", node)
+        return os.path.getsize(self._path(path))
+
+    def read_chunk(self, path: str, offset: int, size: int) -> bytes:
+        with open(self._path(path), "rb") as f:
+            f.seek(offset)
+            return f.read(size)
+
+    def get_stats(self) -> dict[str, Any]:
+        return self.stats
+
+
+class _Writer(io.RawIOBase):
+    """A write-only stream that ships a chunk at a time to the head store."""
+
+    def __init__(self, actor: Any, path: str) -> None:
+        self.actor = actor
+        self.handle = ray.get(actor.open_write.remote(path, ray.get_runtime_context().get_node_id()))
+        self.buffer = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.buffer += bytes(data)
+        while len(self.buffer) >= CHUNK:
+            self._ship(bytes(self.buffer[:CHUNK]))
+            del self.buffer[:CHUNK]
+        return len(data)
+
+    def _ship(self, data: bytes) -> None:
+        ray.get(self.actor.write_chunk.remote(self.handle, data))  # back-pressure: one in flight
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        if sys.exc_info()[0] is not None:
+            # Closed while an exception unwinds (pyarrow's ``with`` closes on error): the data
+            # is incomplete, so it is thrown away instead of being committed under its name.
+            self.actor.abort_write.remote(self.handle)
+            super().close()
+            return
+        try:
+            if self.buffer:
+                self._ship(bytes(self.buffer))
+                self.buffer.clear()
+            ray.get(self.actor.close_write.remote(self.handle))
+        except BaseException:
+            self.actor.abort_write.remote(self.handle)
+            raise
+        finally:
+            super().close()
+
+
+class _Reader(io.RawIOBase):
+    """A seekable read-only stream over a file in the head store, fetched a chunk at a time."""
+
+    def __init__(self, actor: Any, path: str) -> None:
+        self.actor, self.path, self.pos = actor, path, 0
+        self.length = ray.get(actor.size.remote(path, ray.get_runtime_context().get_node_id()))
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        want = min(len(buffer), CHUNK, self.length - self.pos)
+        if want <= 0:
+            return 0
+        data = ray.get(self.actor.read_chunk.remote(self.path, self.pos, want))
+        buffer[:len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: self.length}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def size(self) -> int:
+        return self.length
+
+
+class HeadStoreHandler(pafs.FileSystemHandler):
+    """pyarrow filesystem handler forwarding every operation to the :class:`HeadStore` actor."""
+
+    def __init__(self, actor_name: str, namespace: str = NAMESPACE) -> None:
+        self.actor_name, self.namespace = actor_name, namespace
+        self._actor: Any = None
+
+    def __getstate__(self) -> dict[str, str]:
+        return {"actor_name": self.actor_name, "namespace": self.namespace}
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        self.__init__(state["actor_name"], state["namespace"])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HeadStoreHandler) and other.actor_name == self.actor_name
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    @property
+    def actor(self) -> Any:
+        if self._actor is None:
+            self._actor = ray.get_actor(self.actor_name, namespace=self.namespace)
+        return self._actor
+
+    def get_type_name(self) -> str:
+        return "metatune-head-store"
+
+    def normalize_path(self, path: str) -> str:
+        return path
+
+    def _infos(self, raw: list[tuple]) -> list[pafs.FileInfo]:
+        kinds = {0: pafs.FileType.NotFound, 2: pafs.FileType.File, 3: pafs.FileType.Directory}
+        return [pafs.FileInfo(p, kinds[t], size=s if t == 2 else None, mtime=m if t else None)
+                for p, t, s, m in raw]
+
+    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
+        return self._infos(ray.get(self.actor.info.remote(list(paths))))
+
+    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+        return self._infos(ray.get(self.actor.listing.remote(
+            selector.base_dir, selector.recursive, selector.allow_not_found)))
+
+    def create_dir(self, path: str, recursive: bool) -> None:
+        ray.get(self.actor.create_dir.remote(path, recursive))
+
+    def delete_dir(self, path: str) -> None:
+        ray.get(self.actor.delete_dir.remote(path))
+
+    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
+        ray.get(self.actor.delete_dir_contents.remote(path, missing_dir_ok))
+
+    def delete_root_dir_contents(self) -> None:
+        raise PermissionError("refusing to delete the whole head store")
+
+    def delete_file(self, path: str) -> None:
+        ray.get(self.actor.delete_file.remote(path))
+
+    def move(self, src: str, dest: str) -> None:
+        ray.get(self.actor.move.remote(src, dest))
+
+    def copy_file(self, src: str, dest: str) -> None:
+        ray.get(self.actor.copy_file.remote(src, dest))
+
+    def open_input_stream(self, path: str) -> pyarrow.NativeFile:
+        return pyarrow.PythonFile(io.BufferedReader(_Reader(self.actor, path), CHUNK), mode="r")
+
+    def open_input_file(self, path: str) -> pyarrow.NativeFile:
+        return self.open_input_stream(path)
+
+    def open_output_stream(self, path: str, metadata: Any = None) -> pyarrow.NativeFile:
+        return pyarrow.PythonFile(_Writer(self.actor, path), mode="w")
+
+    def open_append_stream(self, path: str, metadata: Any = None) -> pyarrow.NativeFile:
+        raise NotImplementedError("the head store does not append; Tune never asks it to")
+
+
+def actor_name(root: str) -> str:
+    return "metatune-head-store-" + hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:12]
+
+
+def start(root: str | Path) -> pafs.PyFileSystem:
+    """Start (or find) the head-store actor for ``root`` on the head node; return the filesystem."""
+    root = str(root)
+    name = actor_name(root)
+    actor = HeadStore.options(
+        name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
+        scheduling_strategy=NodeAffinitySchedulingStrategy(head_node_id(), soft=False),
+    ).remote(root)
+    ray.get(actor.ping.remote())
+    return pafs.PyFileSystem(HeadStoreHandler(name))
+
+
+def stats(root: str | Path) -> dict[str, Any]:
+    return ray.get(ray.get_actor(actor_name(str(root)), namespace=NAMESPACE).get_stats.remote())
