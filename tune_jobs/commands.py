@@ -15,8 +15,12 @@ from typing import Any
 
 from trainables import objective
 from tune_jobs import search, spaces
+from tune_jobs import storage as store
 from tune_jobs.report import best_row, summarise, text_leaderboard, write_report
 from tune_jobs.results import best_checkpoint, load_rows
+
+
+REPORT_FILES = ["summary.json", "leaderboard.csv", "report.html", "plots"]
 
 
 class BadInput(ValueError):
@@ -92,7 +96,8 @@ def build_spec(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def load_spec(name: str, storage: str | None) -> tuple[dict[str, Any], str]:
-    exp = str(Path(search.storage_root(storage)) / name)
+    root = search.storage_root(storage)
+    exp = f"{root.rstrip('/')}/{name}"
     spec = search.saved_spec(exp)
     if spec is None:
         raise ValueError(f"no experiment {name!r} under {search.storage_root(storage)} "
@@ -133,7 +138,8 @@ def _check_same_experiment(spec: dict[str, Any]) -> None:
 def finish(spec: dict[str, Any], exp: str) -> int:
     """After the search: final test evaluation of the winner, report files, terminal summary."""
     tasks = list(spec["tasks"])
-    rows = load_rows(exp, tasks, spec["asha"]["max_t"])
+    local = store.local_view(exp)
+    rows = load_rows(local, tasks, spec["asha"]["max_t"])
     best = best_row(rows)
     final = None
     if best is not None:
@@ -142,7 +148,8 @@ def finish(spec: dict[str, Any], exp: str) -> int:
         print(f"re-training the winner with {spec['final_eval']['seeds']} seeds for the test "
               "evaluation ...", flush=True)
         final = evaluate_on_test(spec, best["config"])
-    paths = write_report(exp, spec, rows, final)
+    paths = write_report(local, spec, rows, final)
+    store.publish(local, exp, REPORT_FILES)
     summary = json.loads(paths["summary"].read_text())
     print()
     print(text_leaderboard(summary))
@@ -154,7 +161,7 @@ def finish(spec: dict[str, Any], exp: str) -> int:
     errored = [r["trial_id"] for r in rows if r["stopped"] == "error"]
     if errored:
         print(f"warning: {len(errored)} trial(s) ended in an error after retries: {errored}")
-    print(f"\nresults, checkpoints and report under {exp}\n  report: {paths['report']}")
+    print(f"\nresults, checkpoints and report under {exp}\n  report: {exp}/report.html")
     return 0
 
 
@@ -213,7 +220,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     root = Path(search.storage_root(args.storage))
     if args.name:
         spec, exp = _validated(load_spec, args.name, args.storage)
-        rows = load_rows(exp, list(spec["tasks"]), spec["asha"]["max_t"])
+        rows = load_rows(store.local_view(exp), list(spec["tasks"]), spec["asha"]["max_t"])
         print(f"{args.name}: {len(rows)} trials at {exp}")
         print(text_leaderboard(summarise(spec, rows, None)))
         return 0
@@ -234,8 +241,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_best(args: argparse.Namespace) -> int:
     spec, exp = _validated(load_spec, args.name, args.storage)
-    rows = load_rows(exp, list(spec["tasks"]), spec["asha"]["max_t"])
-    saved = Path(exp) / "summary.json"
+    local = store.local_view(exp)
+    rows = load_rows(local, list(spec["tasks"]), spec["asha"]["max_t"])
+    saved = local / "summary.json"
     final = json.loads(saved.read_text()).get("final_eval") if saved.exists() else None
     summary = summarise(spec, rows, final)
     if "best" not in summary:
@@ -243,7 +251,10 @@ def cmd_best(args: argparse.Namespace) -> int:
         return 1
     best = best_row(rows)
     ckpt = best_checkpoint(best) if best else None
-    summary["best"]["checkpoint"] = ckpt["path"] if ckpt else None
+    path = ckpt["path"] if ckpt else None
+    if path and store.is_uri(exp):  # name it where it really lives, not in the local mirror
+        path = exp.rstrip("/") + "/" + str(Path(path).relative_to(local))
+    summary["best"]["checkpoint"] = path
     if args.json:
         print(json.dumps({"best": summary["best"], "final_eval": final}, indent=1, default=str))
         return 0
@@ -254,10 +265,12 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     spec, exp = _validated(load_spec, args.name, args.storage)
-    rows = load_rows(exp, list(spec["tasks"]), spec["asha"]["max_t"])
-    saved = Path(exp) / "summary.json"
+    local = store.local_view(exp)
+    rows = load_rows(local, list(spec["tasks"]), spec["asha"]["max_t"])
+    saved = local / "summary.json"
     final = json.loads(saved.read_text()).get("final_eval") if saved.exists() else None
-    paths = write_report(exp, spec, rows, final)
+    paths = write_report(local, spec, rows, final)
+    store.publish(local, exp, REPORT_FILES)
     print(f"report: {paths['report']}\nsummary: {paths['summary']}\n"
           f"leaderboard: {paths['leaderboard']}")
     return 0
@@ -267,7 +280,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from tune_jobs.evaluate import export_best
 
     spec, exp = _validated(load_spec, args.name, args.storage)
-    exported = _validated(export_best, spec, exp, args.out)
+    exported = _validated(export_best, spec, store.local_view(exp), args.out)
     for task, info in exported.items():
         print(f"{task}: {Path(args.out) / task}  (val_acc {info['val_acc_after_export']:.4f}, "
               f"reported {info['reported_val_acc']:.4f})")

@@ -4,7 +4,6 @@ checkpoint policy, restore of an interrupted experiment, and what happens after 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -135,16 +134,15 @@ def build_tuner(spec: dict[str, Any], callbacks: list[Any] | None = None,
 
 
 def saved_spec(exp_dir: str) -> dict[str, Any] | None:
-    path = Path(exp_dir) / SPEC_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    from tune_jobs import storage
+
+    return storage.read_json(f"{exp_dir.rstrip('/')}/{SPEC_FILE}")
 
 
 def save_spec(spec: dict[str, Any]) -> None:
-    path = Path(experiment_dir(spec))
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / (SPEC_FILE + ".tmp")
-    tmp.write_text(json.dumps({**spec, "saved_at": time.time()}, indent=1, default=str))
-    os.replace(tmp, path / SPEC_FILE)
+    from tune_jobs import storage
+
+    storage.write_json(f"{experiment_dir(spec)}/{SPEC_FILE}", {**spec, "saved_at": time.time()})
 
 
 def comparable(spec: dict[str, Any]) -> dict[str, Any]:

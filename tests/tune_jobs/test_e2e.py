@@ -142,3 +142,29 @@ def test_driver_killed_then_resume_loses_no_trial(syn_dir, env, tmp_path):
     outcomes = summary["trials_by_outcome"]
     assert "error" not in outcomes and "unfinished" not in outcomes, outcomes
     assert sum(outcomes.values()) == 4
+
+
+def test_uri_storage_works_unchanged(syn_dir, env, tmp_path):
+    """A shared storage given as a URI (file:// here; s3:// and gs:// take the same path)."""
+    uri = f"file://{tmp_path}/shared"
+    proc = cli(["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "uri",
+                "--storage", uri, "--num-samples", "2", "--set", "asha.max_t=2",
+                "--set", "final_eval.seeds=1"], env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    exp = tmp_path / "shared" / "uri"
+    for name in ("metatune_spec.json", "summary.json", "report.html", "plots/asha_rungs.png"):
+        assert (exp / name).is_file(), name
+    assert len(list(exp.glob("*/checkpoint_*/trial.json"))) >= 2
+    best = cli(["best", "uri", "--storage", uri, "--json"], env)
+    assert best.returncode == 0, best.stderr
+    assert json.loads(best.stdout)["best"]["checkpoint"].startswith(uri + "/")
+
+
+def test_failed_search_exits_1(syn_dir, env, tmp_path):
+    # every trial fails inside Ray (its model folder does not exist on the worker)
+    proc = cli(["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "broken",
+                "--storage", str(tmp_path), "--num-samples", "1", "--set", "max_failures=0",
+                "--set", "task_options.newsgroups.model=/nonexistent/bert"], env)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "no trial produced a result" in proc.stderr
+    assert "/nonexistent/bert" in proc.stdout + proc.stderr  # the trial's own error is shown

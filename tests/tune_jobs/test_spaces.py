@@ -79,3 +79,16 @@ def test_bad_input_exits_2_before_ray_starts(monkeypatch, capsys, tmp_path):
     assert cli.main(["run", "--data", str(tmp_path)]) == 2  # a folder without the data sets
     assert "metatune data" in capsys.readouterr().err
     assert cli.main(["run", "--bogus-flag"]) == 2
+
+
+def test_optuna_searcher_takes_the_space():
+    from ray.tune.search.optuna import OptunaSearch
+
+    spec = spaces.validate(spaces.apply_sets(spaces.preset("smoke"), ["searcher=optuna"]))
+    from tune_jobs import search
+
+    limiter = search.build_searcher(spec)
+    assert isinstance(limiter.searcher, OptunaSearch)
+    dists = OptunaSearch.convert_search_space(spaces.param_space(spec["space"]))
+    assert dists["lr_scale"].log and dists["lr_scale"].low == 0.3
+    assert set(dists) == {k for k, v in spec["space"].items() if isinstance(v, (dict, list))}

@@ -74,3 +74,14 @@ def test_missing_data_says_how_to_get_it(tmp_path):
 def test_clean_rejects_unknown_part():
     with pytest.raises(ValueError, match="remove='sigs'"):
         clean("x", ("sigs",))
+
+
+def test_download_fails_fast_offline_and_says_what_to_do(tmp_path, monkeypatch):
+    from trainables.data.cifar import download_cifar
+    from trainables.data.newsgroups import download_newsgroups
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match=r"offline.*Copy 20news-bydate.tar.gz"):
+        download_newsgroups(tmp_path)
+    with pytest.raises(DataError, match="offline.*by hand"):
+        download_cifar(tmp_path, "cifar10")

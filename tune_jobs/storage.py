@@ -1,0 +1,72 @@
+"""Experiment folders that may live behind a URI (``s3://``, ``gs://``, ``file://``…).
+
+Tune reads and writes a URI storage itself. Metatune's own steps — the spec file, reading the
+trials after the search, writing the report — work on a local view: the folder itself when it is
+local, else a mirror in the cache, with the report files published back to the URI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from trainables.data.cache import cache_root
+
+
+def is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def _fs(path: str) -> tuple[pafs.FileSystem, str]:
+    if is_uri(path):
+        return pafs.FileSystem.from_uri(path)
+    return pafs.LocalFileSystem(), str(Path(path).expanduser().resolve())
+
+
+def read_json(path: str) -> Any | None:
+    fs, p = _fs(path)
+    if fs.get_file_info(p).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(p) as f:
+        return json.loads(f.read().decode())
+
+
+def write_json(path: str, data: Any) -> None:
+    """Write JSON atomically on local disks (temp + rename); as one object on object stores."""
+    fs, p = _fs(path)
+    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
+    blob = json.dumps(data, indent=1, default=str).encode()
+    tmp = p + ".tmp"
+    with fs.open_output_stream(tmp) as f:
+        f.write(blob)
+    fs.move(tmp, p)
+
+
+def local_view(exp: str) -> Path:
+    """A local folder with the experiment's files: itself, or a fresh mirror of the URI."""
+    if not is_uri(exp):
+        return Path(exp)
+    mirror = cache_root() / "experiments" / hashlib.sha256(exp.encode()).hexdigest()[:16]
+    mirror.mkdir(parents=True, exist_ok=True)
+    fs, p = _fs(exp)
+    pafs.copy_files(p, str(mirror), source_filesystem=fs,
+                    destination_filesystem=pafs.LocalFileSystem())
+    return mirror
+
+
+def publish(local: Path, exp: str, names: list[str]) -> None:
+    """Copy report files from the local view back to a URI experiment folder."""
+    if not is_uri(exp):
+        return
+    fs, p = _fs(exp)
+    for name in names:
+        src = local / name
+        if src.is_dir():
+            fs.create_dir(f"{p}/{name}", recursive=True)
+        if src.exists():
+            pafs.copy_files(str(src), f"{p}/{name}", source_filesystem=pafs.LocalFileSystem(),
+                            destination_filesystem=fs)
