@@ -19,7 +19,6 @@ from tune_jobs import storage as store
 from tune_jobs.report import best_row, summarise, text_leaderboard, write_report
 from tune_jobs.results import best_checkpoint, load_rows
 
-
 REPORT_FILES = ["summary.json", "leaderboard.csv", "report.html", "plots"]
 
 
