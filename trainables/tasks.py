@@ -87,7 +87,7 @@ def task_names(tasks: list[str], custom: dict[str, dict[str, Any]] | None = None
 def _load(kind: str, path: str, seed: int, extra: tuple = ()) -> Dataset:
     # Data sets are immutable; a reused actor keeps them for the next trial instead of re-reading.
     if kind == "newsgroups":
-        return load_newsgroups(path, remove=extra or DEFAULT_REMOVE, seed=seed)
+        return load_newsgroups(path, remove=extra[1:] if extra else DEFAULT_REMOVE, seed=seed)
     if kind in ("cifar10", "cifar100"):
         return load_cifar(path, kind, seed=seed)
     name, test = extra
@@ -101,7 +101,9 @@ def load_data(name: str, data_dir: str, options: dict[str, Any] | None = None,
     """``(target data, source data or None)`` of a task."""
     options = options or {}
     if name == "newsgroups":
-        return _load("newsgroups", data_dir, split_seed, tuple(options.get("remove", ()))), None
+        # ("remove", …parts) when the option is given, so that remove=[] keeps everything
+        remove = ("remove", *options["remove"]) if "remove" in options else ()
+        return _load("newsgroups", data_dir, split_seed, remove), None
     if name == "cifar_transfer":
         return (_load("cifar100", data_dir, split_seed),
                 _load("cifar10", data_dir, split_seed))

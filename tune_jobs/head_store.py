@@ -19,6 +19,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,9 @@ class HeadStore:
     def __init__(self, root: str) -> None:
         self.root = os.path.realpath(root)
         os.makedirs(self.root, exist_ok=True)
-        self._writes: dict[str, tuple[Any, str, str]] = {}
+        self._writes: dict[str, tuple[Any, str, str, str]] = {}  # handle -> file, tmp, path, node
         self._lock = threading.Lock()
+        self._last_reap = 0.0
         self.stats: dict[str, Any] = {"writes_by_node": {}, "reads_by_node": {}, "written": []}
 
     def _path(self, path: str) -> str:
@@ -133,16 +135,31 @@ class HeadStore:
         os.makedirs(os.path.dirname(full), exist_ok=True)
         tmp = os.path.join(os.path.dirname(full), f".{os.path.basename(full)}.part-{uuid.uuid4().hex}")
         handle = uuid.uuid4().hex
-        self._writes[handle] = (open(tmp, "wb"), tmp, full)
+        self._writes[handle] = (open(tmp, "wb"), tmp, full, node)
         self._count("writes_by_node", node)
+        if time.monotonic() - self._last_reap > 10:
+            self.reap()
         return handle
 
+    def reap(self) -> int:
+        """Drop the unfinished transfers of writers whose node has died; returns how many."""
+        self._last_reap = time.monotonic()
+        alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+        dead = [h for h, (_, _, _, node) in list(self._writes.items()) if node not in alive]
+        for handle in dead:
+            self.abort_write(handle)
+        return len(dead)
+
+    def open_transfers(self) -> list[tuple[str, str]]:
+        """(temporary file, writer's node) of every transfer still open."""
+        return [(tmp, node) for _, tmp, _, node in list(self._writes.values())]
+
     def write_chunk(self, handle: str, data: bytes) -> int:
-        f, _, _ = self._writes[handle]
+        f, _, _, _ = self._writes[handle]
         return f.write(data)
 
     def close_write(self, handle: str) -> None:
-        f, tmp, full = self._writes.pop(handle)
+        f, tmp, full, _ = self._writes.pop(handle)
         f.flush()
         os.fsync(f.fileno())
         f.close()
@@ -152,7 +169,7 @@ class HeadStore:
                 self.stats["written"].append(full)
 
     def abort_write(self, handle: str) -> None:
-        f, tmp, _ = self._writes.pop(handle, (None, None, None))
+        f, tmp, _, _ = self._writes.pop(handle, (None, None, None, None))
         if f is not None:
             f.close()
             os.remove(tmp)

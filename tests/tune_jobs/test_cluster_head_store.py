@@ -5,6 +5,7 @@ head store on another node."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from ray import tune
@@ -45,6 +46,8 @@ def cluster():
 
 def test_trials_on_workers_store_on_head_and_restore_elsewhere(cluster, syn_dir, cache_dir,
                                                                 tmp_path):
+    import ray
+
     c, workers = cluster
     storage = tmp_path / "head_disk"
     spec = spaces.validate(spaces.apply_sets(spaces.preset("smoke"), [
@@ -76,10 +79,26 @@ def test_trials_on_workers_store_on_head_and_restore_elsewhere(cluster, syn_dir,
     written = set(stats["written"])
     exp = storage / "cluster"
     ours = {"metatune_spec.json"}
+    partial = []
     for dirpath, _, files in os.walk(exp):
         for name in files:
             path = os.path.realpath(os.path.join(dirpath, name))
-            assert ".part-" not in name, path
+            if ".part-" in name:  # a transfer the node's death cut short
+                partial.append(path)
+                continue
             assert path in written or name in ours, f"{path} did not come through the head store"
+    for path in partial:  # ... never appears under its real name unless written whole later
+        final = os.path.join(os.path.dirname(path), os.path.basename(path)[1:].split(".part-")[0])
+        assert not os.path.exists(final) or final in written, final
+    actor = ray.get_actor(head_store.actor_name(str(storage)), namespace=head_store.NAMESPACE)
+    deadline = time.time() + 90  # Ray declares a killed node dead after its health checks fail
+    while time.time() < deadline and any(n["NodeID"] == killed["node"] and n["Alive"]
+                                         for n in ray.nodes()):
+        time.sleep(1)
+    before = ray.get(actor.open_transfers.remote())
+    reaped = ray.get(actor.reap.remote())  # the dead node's unfinished transfers are dropped
+    left = [p for p in partial if os.path.exists(p)]
+    alive = {n["NodeID"]: n["Alive"] for n in ray.nodes()}
+    assert not left, (left, before, reaped, killed, alive)
     assert sorted(os.listdir(storage)) == ["cluster"]
     assert len(list(exp.glob("*/checkpoint_*/cifar_transfer/manifest.json"))) >= 2
