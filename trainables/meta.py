@@ -18,80 +18,115 @@ from trainables.tasks import Task, build_task, chance, reference
 TRIAL_FILE = "trial.json"
 
 
+class TaskRunner:
+    """One task of a trial: trains a unit, evaluates, scores, saves and restores its state."""
+
+    def __init__(self, name: str, meta: MetaConfig, settings: TrialSettings,
+                 device: str = "cpu") -> None:
+        self.name, self.meta = name, meta
+        options = {**settings.task_options.get(name, {}), "max_units": settings.max_units}
+        self.task, _ = build_task(name, meta, settings.data_dir, options, settings.cache_dir,
+                                  device=device, bf16=settings.bf16,
+                                  split_seed=settings.split_seed)
+        self.chance = chance(self.task.dataset.num_classes)
+        self.reference = reference(name, self.task.dataset.source, options)
+
+    def run_unit(self) -> dict[str, float]:
+        started = time.perf_counter()
+        train = self.task.learner.train_unit()
+        val = self.task.learner.evaluate("val")
+        m = lambda key: objective.metric(self.name, key)  # noqa: E731
+        return {m("val_acc"): val["acc"], m("val_macro_f1"): val["macro_f1"],
+                m("val_top5_acc"): val["top5_acc"], m("val_loss"): val["loss"],
+                m("train_loss"): train["train_loss"], m("lr"): train["lr"],
+                m("score"): objective.normalise(val["acc"], self.chance, self.reference),
+                m("seconds"): time.perf_counter() - started}
+
+    def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        tensors, state = self.task.learner.state()
+        learner = self.task.learner
+        state["config"] = {"meta": self.meta.to_dict(), "task": self.name,
+                           "train": {k: v for k, v in learner.cfg.__dict__.items() if k != "extra"},
+                           "label_names": self.task.dataset.label_names}
+        return tensors, state
+
+    def load(self, tensors: dict[str, Any], state: dict[str, Any]) -> None:
+        self.task.learner.load(tensors, state)
+
+    def test(self) -> dict[str, float]:
+        test = self.task.learner.evaluate("test")
+        m = lambda key: objective.metric(self.name, key)  # noqa: E731
+        return {m("test_acc"): test["acc"], m("test_macro_f1"): test["macro_f1"],
+                m("test_top5_acc"): test["top5_acc"],
+                m("test_score"): objective.normalise(test["acc"], self.chance, self.reference)}
+
+
+def assemble(results: list[dict[str, float]], tasks: list[str], how: str,
+             units: int) -> dict[str, Any]:
+    """One trial report from its tasks' unit results: every metric, the meta-score, the unit."""
+    report: dict[str, Any] = {}
+    for r in results:
+        report.update(r)
+    report[objective.META_SCORE] = objective.aggregate(
+        [report[objective.metric(t, "score")] for t in tasks], how)
+    report["units"] = units
+    objective.validate_report(report, tasks)
+    return report
+
+
+def write_trial(folder: str | Path, states: dict[str, tuple[dict, dict]], units: int,
+                meta: MetaConfig, settings: TrialSettings) -> Path:
+    """Write every task's state as a verified checkpoint, plus the trial's own record."""
+    folder = Path(folder)
+    for name, (tensors, state) in states.items():
+        save_checkpoint(folder / name, tensors, state)
+    (folder / TRIAL_FILE).write_text(json.dumps(
+        {"units": units, "meta": meta.to_dict(), "tasks": list(states),
+         "settings": settings.to_dict()}, indent=1))
+    return folder
+
+
+def read_trial(folder: str | Path, meta: MetaConfig,
+               tasks: list[str]) -> tuple[int, dict[str, tuple[dict, dict]]]:
+    """``(units, {task: (tensors, state)})`` of a checkpoint made by :func:`write_trial`."""
+    folder = Path(folder)
+    info = json.loads((folder / TRIAL_FILE).read_text())
+    if info["meta"] != meta.to_dict():
+        raise ValueError(f"{folder}: checkpoint was made by config {info['meta']}, "
+                         f"not {meta.to_dict()}")
+    missing = [t for t in tasks if not (folder / t).is_dir()]
+    if missing:
+        raise ValueError(f"{folder}: no checkpoint for task(s) {missing}")
+    return int(info["units"]), {t: load_checkpoint(folder / t) for t in tasks}
+
+
 class MetaTrial:
-    """All tasks of one trial under one MetaConfig."""
+    """All tasks of one trial under one MetaConfig, run one after another in this process."""
 
     def __init__(self, meta: MetaConfig, settings: TrialSettings, device: str = "cpu") -> None:
         self.meta, self.settings = meta, settings
         seed_everything(meta.seed)
-        self.tasks: dict[str, Task] = {}
-        self.refs: dict[str, tuple[float, float]] = {}
-        for name in settings.tasks:
-            options = {**settings.task_options.get(name, {}), "max_units": settings.max_units}
-            task, _ = build_task(name, meta, settings.data_dir, options, settings.cache_dir,
-                                 device=device, bf16=settings.bf16,
-                                 split_seed=settings.split_seed)
-            self.tasks[name] = task
-            self.refs[name] = (chance(task.dataset.num_classes),
-                               reference(name, task.dataset.source, options))
+        self.runners = {name: TaskRunner(name, meta, settings, device) for name in settings.tasks}
+        self.tasks: dict[str, Task] = {n: r.task for n, r in self.runners.items()}
+        self.refs = {n: (r.chance, r.reference) for n, r in self.runners.items()}
         self.units = 0
 
     def run_unit(self) -> dict[str, Any]:
         """Train every task for one unit, evaluate each on validation, return the full report."""
-        report: dict[str, Any] = {}
-        scores = []
-        for name, task in self.tasks.items():
-            started = time.perf_counter()
-            train = task.learner.train_unit()
-            val = task.learner.evaluate("val")
-            low, ref = self.refs[name]
-            score = objective.normalise(val["acc"], low, ref)
-            scores.append(score)
-            report.update({
-                objective.metric(name, "val_acc"): val["acc"],
-                objective.metric(name, "val_macro_f1"): val["macro_f1"],
-                objective.metric(name, "val_top5_acc"): val["top5_acc"],
-                objective.metric(name, "val_loss"): val["loss"],
-                objective.metric(name, "train_loss"): train["train_loss"],
-                objective.metric(name, "lr"): train["lr"],
-                objective.metric(name, "score"): score,
-                objective.metric(name, "seconds"): time.perf_counter() - started,
-            })
+        results = [runner.run_unit() for runner in self.runners.values()]
         self.units += 1
-        report[objective.META_SCORE] = objective.aggregate(scores, self.settings.aggregate)
-        report["units"] = self.units
-        objective.validate_report(report, self.tasks)
-        return report
+        return assemble(results, list(self.runners), self.settings.aggregate, self.units)
 
     def save(self, folder: str | Path) -> Path:
         """Write every task's full state (one verified checkpoint per task) into ``folder``."""
-        folder = Path(folder)
-        for name, task in self.tasks.items():
-            tensors, state = task.learner.state()
-            state["config"] = {"meta": self.meta.to_dict(), "task": name,
-                               "train": {k: v for k, v in task.learner.cfg.__dict__.items()
-                                         if k != "extra"},
-                               "label_names": task.dataset.label_names}
-            save_checkpoint(folder / name, tensors, state)
-        (folder / TRIAL_FILE).write_text(json.dumps(
-            {"units": self.units, "meta": self.meta.to_dict(), "tasks": list(self.tasks),
-             "settings": self.settings.to_dict()}, indent=1))
-        return folder
+        states = {name: runner.state() for name, runner in self.runners.items()}
+        return write_trial(folder, states, self.units, self.meta, self.settings)
 
     def restore(self, folder: str | Path) -> None:
         """Continue from a checkpoint written by :meth:`save`, for every task of the trial."""
-        folder = Path(folder)
-        info = json.loads((folder / TRIAL_FILE).read_text())
-        if info["meta"] != self.meta.to_dict():
-            raise ValueError(f"{folder}: checkpoint was made by config {info['meta']}, "
-                             f"not {self.meta.to_dict()}")
-        missing = [t for t in self.tasks if not (folder / t).is_dir()]
-        if missing:
-            raise ValueError(f"{folder}: no checkpoint for task(s) {missing}")
-        for name, task in self.tasks.items():
-            tensors, state = load_checkpoint(folder / name)
-            task.learner.load(tensors, state)
-        self.units = int(info["units"])
+        self.units, states = read_trial(folder, self.meta, list(self.runners))
+        for name, (tensors, state) in states.items():
+            self.runners[name].load(tensors, state)
 
 
 def trial_units(folder: str | Path) -> int:
@@ -107,14 +142,8 @@ def final_test(meta: MetaConfig, settings: TrialSettings, device: str = "cpu") -
     for _ in range(settings.max_units):
         trial.run_unit()
     out: dict[str, float] = {}
-    scores = []
-    for name, task in trial.tasks.items():
-        test = task.learner.evaluate("test")
-        low, ref = trial.refs[name]
-        scores.append(objective.normalise(test["acc"], low, ref))
-        out[objective.metric(name, "test_acc")] = test["acc"]
-        out[objective.metric(name, "test_macro_f1")] = test["macro_f1"]
-        out[objective.metric(name, "test_top5_acc")] = test["top5_acc"]
-        out[objective.metric(name, "test_score")] = scores[-1]
-    out["test_meta_score"] = objective.aggregate(scores, settings.aggregate)
+    for runner in trial.runners.values():
+        out.update(runner.test())
+    out["test_meta_score"] = objective.aggregate(
+        [out[objective.metric(t, "test_score")] for t in trial.runners], settings.aggregate)
     return out

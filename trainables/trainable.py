@@ -15,7 +15,7 @@ import torch
 from ray import tune
 
 from trainables.config import MetaConfig, TrialSettings
-from trainables.meta import MetaTrial
+from trainables.meta import MetaTrial, TaskRunner, assemble, read_trial, write_trial
 
 
 def _allotted() -> tuple[int, str]:
@@ -36,15 +36,82 @@ def _node_id() -> str:
         return "local"
 
 
-def meta_trainable(config: dict[str, Any], settings: dict[str, Any]) -> None:
-    """One trial: every task of ``settings['tasks']`` advances one unit per report."""
+@ray.remote
+class TaskActor:
+    """One task of a trial in its own placement-group bundle (the scale-out form)."""
+
+    def __init__(self, name: str, meta: dict[str, Any], settings: dict[str, Any]) -> None:
+        from trainables.loop import seed_everything
+
+        threads, device = _allotted()
+        torch.set_num_threads(threads)
+        trial_settings = TrialSettings.from_dict(settings)
+        if trial_settings.device == "cpu":
+            device = "cpu"
+        seed_everything(meta["seed"])
+        self.runner = TaskRunner(name, MetaConfig.from_dict(meta), trial_settings, device)
+
+    def run_unit(self) -> dict[str, float]:
+        return self.runner.run_unit()
+
+    def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return self.runner.state()
+
+    def load(self, tensors: dict[str, Any], state: dict[str, Any]) -> None:
+        self.runner.load(tensors, state)
+
+
+class ParallelMetaTrial:
+    """The tasks of one trial as actors, one per bundle of the trial's placement group (bundle 0
+    is the trial itself), running each unit side by side and still synchronised per unit."""
+
+    def __init__(self, meta: MetaConfig, settings: TrialSettings,
+                 task_resources: list[dict[str, float]]) -> None:
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        self.meta, self.settings, self.units = meta, settings, 0
+        group = ray.util.get_current_placement_group()
+        self.actors = {}
+        for i, name in enumerate(settings.tasks):
+            res = task_resources[i]
+            self.actors[name] = TaskActor.options(
+                num_cpus=res.get("CPU", 1), num_gpus=res.get("GPU", 0),
+                scheduling_strategy=PlacementGroupSchedulingStrategy(
+                    group, placement_group_bundle_index=i + 1),
+            ).remote(name, meta.to_dict(), settings.to_dict())
+
+    def run_unit(self) -> dict[str, Any]:
+        results = ray.get([a.run_unit.remote() for a in self.actors.values()])
+        self.units += 1
+        return assemble(results, list(self.actors), self.settings.aggregate, self.units)
+
+    def save(self, folder: str) -> None:
+        states = dict(zip(self.actors, ray.get([a.state.remote() for a in self.actors.values()]),
+                          strict=True))
+        write_trial(folder, states, self.units, self.meta, self.settings)
+
+    def restore(self, folder: str) -> None:
+        self.units, states = read_trial(folder, self.meta, list(self.actors))
+        ray.get([self.actors[n].load.remote(*states[n]) for n in self.actors])
+
+
+def meta_trainable(config: dict[str, Any], settings: dict[str, Any],
+                   task_resources: list[dict[str, float]] | None = None) -> None:
+    """One trial: every task of ``settings['tasks']`` advances one unit per report.
+
+    With ``task_resources`` (one resource dict per task) the tasks run as actors in the trial's
+    placement group, side by side; without, one after another in this process.
+    """
     meta = MetaConfig.from_dict(config)
     trial_settings = TrialSettings.from_dict(settings)
     threads, device = _allotted()
     torch.set_num_threads(threads)
     if trial_settings.device == "cpu":
         device = "cpu"
-    trial = MetaTrial(meta, trial_settings, device=device)
+    if task_resources:
+        trial: Any = ParallelMetaTrial(meta, trial_settings, task_resources)
+    else:
+        trial = MetaTrial(meta, trial_settings, device=device)
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
@@ -67,7 +134,17 @@ def single_task_settings(task: str, settings: dict[str, Any]) -> dict[str, Any]:
     return {**settings, "tasks": [task]}
 
 
-def trainable_for(settings: dict[str, Any], resources: dict[str, float] | None = None) -> Any:
-    """The Tune trainable bound to ``settings`` (through the object store), with resources."""
+def trainable_for(settings: dict[str, Any], resources: dict[str, float] | None = None,
+                  task_resources: list[dict[str, float]] | None = None) -> Any:
+    """The Tune trainable bound to ``settings`` (through the object store), with resources.
+
+    ``task_resources`` selects the scale-out form: a placement group with a small bundle for the
+    trial and one bundle per task (e.g. a GPU for BERT, CPUs for the CNN).
+    """
+    if task_resources:
+        bundles = [{"CPU": 0.01}] + [dict(r) for r in task_resources]
+        fn = tune.with_parameters(meta_trainable, settings=settings,
+                                  task_resources=task_resources)
+        return tune.with_resources(fn, tune.PlacementGroupFactory(bundles, strategy="PACK"))
     fn = tune.with_parameters(meta_trainable, settings=settings)
     return tune.with_resources(fn, resources) if resources else fn

@@ -104,7 +104,12 @@ def build_trainable(spec: dict[str, Any]) -> Any:
 
     settings = spaces.trial_settings(spec, spec["data_dir"]).to_dict()
     resources = {"cpu": spec["resources"].get("cpu", 1), "gpu": spec["resources"].get("gpu", 0)}
-    return trainable_for(settings, resources)
+    per_task = spec.get("task_resources") or {}
+    task_resources = None
+    if per_task:  # every task gets a bundle; those not named get 1 CPU
+        task_resources = [{"CPU": per_task.get(t, {}).get("cpu", 1),
+                           "GPU": per_task.get(t, {}).get("gpu", 0)} for t in spec["tasks"]]
+    return trainable_for(settings, resources, task_resources)
 
 
 def build_tuner(spec: dict[str, Any], callbacks: list[Any] | None = None,

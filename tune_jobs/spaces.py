@@ -47,6 +47,10 @@ BASE: dict[str, Any] = {
     "metric_aggregate": "mean",  # meta-score over tasks: mean | min
     "asha": {"max_t": 8, "grace_period": 1, "reduction_factor": 2, "brackets": 1},
     "resources": {"cpu": 1, "gpu": 0},  # per trial; fractional GPUs allowed
+    # The scale-out form: each task of a trial runs as an actor in its own bundle of the
+    # trial's placement group, side by side, e.g. {newsgroups: {gpu: 0.5, cpu: 2},
+    # cifar_transfer: {cpu: 2}}. Empty: tasks run one after another with `resources`.
+    "task_resources": {},
     "max_concurrent": 0,  # 0 = as many as resources allow
     "max_failures": 2,  # retries of a crashed trial, from its last checkpoint
     "keep_checkpoints": 2,  # best checkpoints kept per trial (by meta_score) + the latest
@@ -96,6 +100,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": "real", "num_samples": 32,
         "asha": {"max_t": 16, "grace_period": 2, "reduction_factor": 3},
         "resources": {"cpu": 4, "gpu": 0.5}, "bf16": True,
+        # BERT on half a GPU and the CNN on CPUs, side by side within each trial.
+        "task_resources": {"newsgroups": {"cpu": 2, "gpu": 0.5}, "cifar_transfer": {"cpu": 2}},
         "task_options": {
             "newsgroups": {"model": "bert-base-uncased", "max_length": 256, "base_lr": 3e-5,
                            "steps_per_unit": 100},
@@ -221,6 +227,13 @@ def validate(spec: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"resources.gpu={gpu!r} is invalid: a fraction in [0, 1] or a whole number")
     if not isinstance(spec["final_eval"]["seeds"], int) or spec["final_eval"]["seeds"] < 0:
         raise ValueError(f"final_eval.seeds={spec['final_eval']['seeds']!r} is invalid: must be >= 0")
+    for name, res in spec["task_resources"].items():
+        if name not in spec["tasks"]:
+            raise ValueError(f"task_resources.{name} names no task of this search {spec['tasks']}")
+        _check_keys(res, {"cpu", "gpu"}, f"task_resources.{name}")
+        for key, value in res.items():
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"task_resources.{name}.{key}={value!r} is invalid: must be >= 0")
     if spec["head_store"] not in ("auto", True, False):
         raise ValueError(f"head_store={spec['head_store']!r} is invalid: auto, true or false")
     tasks = spec["tasks"]

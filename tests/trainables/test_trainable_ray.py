@@ -15,10 +15,18 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 TASKS = ["newsgroups", "cifar_transfer"]
 
 
-def flaky_trainable(config, settings):
+def flaky_trainable(config, settings, task_resources=None):
     """The real trainable, crashing once right after its second report on a first attempt."""
+    from pathlib import Path
+
+    import ray
     from ray import tune
 
+    markers = Path(settings["cache_dir"]) / "restore-markers"
+    markers.mkdir(exist_ok=True)
+    group = ray.util.get_current_placement_group()
+    if group is not None:
+        (markers / f"bundles-{len(group.bundle_specs)}").touch()
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         from pathlib import Path
@@ -27,10 +35,8 @@ def flaky_trainable(config, settings):
 
         with checkpoint.as_directory() as folder:
             units = trial_units(folder)
-        markers = Path(settings["cache_dir"]) / "restore-markers"
-        markers.mkdir(exist_ok=True)
         (markers / f"lr{config['lr_scale']}-from-unit{units}").touch()
-        return adapter.meta_trainable(config, settings)
+        return adapter.meta_trainable(config, settings, task_resources)
     original, count = adapter.tune.report, [0]
 
     def report(metrics, checkpoint=None):
@@ -41,12 +47,15 @@ def flaky_trainable(config, settings):
 
     adapter.tune.report = report
     try:
-        adapter.meta_trainable(config, settings)
+        adapter.meta_trainable(config, settings, task_resources)
     finally:
         adapter.tune.report = original
 
 
-def test_tune_asha_two_tasks_reports_and_restores(ray_local, syn_dir, cache_dir, tmp_path):
+@pytest.mark.parametrize("form", ["sequential", "parallel"])
+def test_tune_asha_two_tasks_reports_and_restores(form, ray_local, syn_dir, cache_dir, tmp_path):
+    """Both forms of a trial: tasks one after another in the trial's process, or side by side
+    as actors in the bundles of the trial's placement group."""
     import shutil
     from pathlib import Path
 
@@ -59,8 +68,14 @@ def test_tune_asha_two_tasks_reports_and_restores(ray_local, syn_dir, cache_dir,
     settings = {"tasks": TASKS, "data_dir": str(syn_dir), "max_units": 4,
                 "cache_dir": cache_dir,
                 "task_options": {"newsgroups": TEXT_OPTS, "cifar_transfer": VISION_OPTS}}
-    trainable = tune.with_resources(
-        tune.with_parameters(flaky_trainable, settings=settings), {"cpu": 1})
+    if form == "parallel":
+        per_task = [{"CPU": 0.5}, {"CPU": 0.5}]
+        trainable = tune.with_resources(
+            tune.with_parameters(flaky_trainable, settings=settings, task_resources=per_task),
+            tune.PlacementGroupFactory([{"CPU": 0.01}, *per_task]))
+    else:
+        trainable = tune.with_resources(
+            tune.with_parameters(flaky_trainable, settings=settings), {"cpu": 1})
     tuner = tune.Tuner(
         trainable,
         param_space={"lr_scale": tune.grid_search([0.5, 2.0]), "seed": 0},
@@ -93,3 +108,6 @@ def test_tune_asha_two_tasks_reports_and_restores(ray_local, syn_dir, cache_dir,
     longest = max(results, key=lambda r: r.metrics_dataframe["units"].max())
     assert longest.metrics_dataframe["units"].max() == 4
     assert f"lr{longest.config['lr_scale']}-from-unit2" in restored, restored
+    bundles = sorted(p.name for p in markers.glob("bundles-*"))
+    # parallel: the trial's bundle plus one per task; sequential: no task bundles
+    assert ("bundles-3" in bundles) == (form == "parallel"), bundles

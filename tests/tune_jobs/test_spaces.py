@@ -92,3 +92,15 @@ def test_optuna_searcher_takes_the_space():
     dists = OptunaSearch.convert_search_space(spaces.param_space(spec["space"]))
     assert dists["lr_scale"].log and dists["lr_scale"].low == 0.3
     assert set(dists) == {k for k, v in spec["space"].items() if isinstance(v, (dict, list))}
+
+
+def test_task_resources_select_the_scale_out_form():
+    spec = spaces.validate(spaces.preset("gpu"))
+    assert spec["task_resources"]["newsgroups"]["gpu"] == 0.5  # BERT on a GPU bundle
+    assert spec["task_resources"]["cifar_transfer"] == {"cpu": 2}  # the CNN on CPUs
+    with pytest.raises(ValueError, match="task_resources.mnist names no task"):
+        spaces.validate(spaces.apply_sets(spaces.preset("smoke"),
+                                          ["task_resources={mnist: {cpu: 1}}"]))
+    with pytest.raises(ValueError, match=r"task_resources.newsgroups.gpu=-1"):
+        spaces.validate(spaces.apply_sets(spaces.preset("smoke"),
+                                          ["task_resources={newsgroups: {gpu: -1}}"]))
