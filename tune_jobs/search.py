@@ -90,7 +90,11 @@ def build_scheduler(spec: dict[str, Any]) -> Any:
 
 def build_searcher(spec: dict[str, Any]) -> Any:
     if spec["searcher"] == "random":
-        return None  # Tune's BasicVariantGenerator: random sampling of the param space
+        from ray.tune.search import BasicVariantGenerator
+
+        # Random sampling of the param space, reproducible for a search_seed.
+        return BasicVariantGenerator(random_state=spec["search_seed"],
+                                     max_concurrent=spec["max_concurrent"])
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
@@ -130,10 +134,6 @@ def build_tuner(spec: dict[str, Any], callbacks: list[Any] | None = None,
             checkpoint_score_order="max"),
         callbacks=callbacks, verbose=1)
     param_space = spaces.param_space(spec["space"])
-    if spec["searcher"] == "random":
-        import random
-
-        random.seed(spec["search_seed"])
     return tune.Tuner(build_trainable(spec), param_space=param_space, tune_config=tune_config,
                       run_config=run_config)
 

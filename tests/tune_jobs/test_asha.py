@@ -9,7 +9,8 @@ from tune_jobs import search, spaces
 
 def _decisions(scores):
     spec = spaces.validate(spaces.apply_sets(spaces.preset("smoke"),
-                                             ["asha.max_t=8", "asha.reduction_factor=2"]))
+                                             ["asha.max_t=8", "asha.reduction_factor=2",
+                                              "asha.grace_period=1"]))
     sched = search.build_scheduler(spec)
     sched.set_search_properties("meta_score", "max")
     out = []

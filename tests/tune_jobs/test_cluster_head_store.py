@@ -51,7 +51,8 @@ def test_trials_on_workers_store_on_head_and_restore_elsewhere(cluster, syn_dir,
     c, workers = cluster
     storage = tmp_path / "head_disk"
     spec = spaces.validate(spaces.apply_sets(spaces.preset("smoke"), [
-        "num_samples=2", "asha.max_t=4", "asha.reduction_factor=8", "max_failures=2",
+        "num_samples=2", "asha.max_t=4", "asha.grace_period=1", "asha.reduction_factor=8",
+        "max_failures=2",
         "space.lr_scale=[0.5, 2.0]"]))
     spec["task_options"] = {"newsgroups": TEXT_OPTS, "cifar_transfer": VISION_OPTS}
     spec.update(name="cluster", storage=str(storage), data_dir=str(syn_dir),

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
-ARGS = ["--num-samples", "4", "--set", "asha.max_t=4", "--set", "final_eval.seeds=2"]
+ARGS = ["--num-samples", "4", "--set", "asha.max_t=4", "--set", "asha.grace_period=1",
+        "--set", "final_eval.seeds=2"]
 
 
 def cli(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
@@ -120,6 +121,7 @@ def test_rerun_resumes_instead_of_clobbering(finished, syn_dir, env):
 def test_driver_killed_then_resume_loses_no_trial(syn_dir, env, tmp_path):
     args = ["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "crash",
             "--storage", str(tmp_path), "--num-samples", "4", "--set", "asha.max_t=4",
+            "--set", "asha.grace_period=1",
             "--set", "final_eval.seeds=0", "--set", "asha.reduction_factor=4"]
     driver = subprocess.Popen([sys.executable, "-m", "tune_jobs.cli", *args], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
