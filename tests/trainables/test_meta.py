@@ -53,3 +53,12 @@ def test_short_training_beats_chance_on_both_tasks(syn_dir, cache_dir):
     assert report["cifar_transfer/val_acc"] > 0.10, report
     assert report["meta_score"] > 0.08
     assert report["units"] == 6
+
+
+def test_single_task_trial_is_the_same_trainable_with_one_task(syn_dir, cache_dir):
+    settings = TrialSettings(tasks=("newsgroups",), data_dir=str(syn_dir), max_units=2,
+                             task_options={"newsgroups": TEXT_OPTS}, cache_dir=cache_dir)
+    report = MetaTrial(MetaConfig(), settings).run_unit()
+    assert not [k for k in report if k.startswith("cifar_transfer/")]
+    assert report["meta_score"] == pytest.approx(report["newsgroups/score"])
+    assert report["units"] == 1
