@@ -104,3 +104,39 @@ def test_task_resources_select_the_scale_out_form():
     with pytest.raises(ValueError, match=r"task_resources.newsgroups.gpu=-1"):
         spaces.validate(spaces.apply_sets(spaces.preset("smoke"),
                                           ["task_resources={newsgroups: {gpu: -1}}"]))
+
+
+def test_custom_tasks_from_a_spec_run_in_a_trial(syn_dir, cache_dir, tmp_path):
+    """A user's own text (CSV) and image (.npz) tasks, declared in the spec, without code."""
+    import csv
+
+    import numpy as np
+
+    from trainables.data.newsgroups import load_newsgroups
+    from trainables.meta import MetaTrial
+
+    news = load_newsgroups(syn_dir).splits["train"]
+    with open(tmp_path / "reviews.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        for text, y in zip(news.x, news.y, strict=True):
+            if y < 3:
+                writer.writerow([text, f"class{y}"])
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "shapes.npz", x=rng.integers(0, 255, (60, 32, 32, 3), dtype=np.uint8),
+             y=np.arange(60) % 3)
+    spec = spaces.validate(spaces.apply_sets(spaces.preset("smoke"), [
+        "tasks=[reviews, shapes]",
+        f"custom_tasks.reviews={{type: text, train: {tmp_path / 'reviews.csv'}}}",
+        f"custom_tasks.shapes={{type: image, train: {tmp_path / 'shapes.npz'}, reference: 0.9}}",
+        "task_options.reviews={model: tiny, max_length: 32, steps_per_unit: 2}",
+        "task_options.shapes={source_steps: 20, steps_per_unit: 2}", "asha.max_t=2"]))
+    settings = dataclasses.replace(spaces.trial_settings(spec, str(syn_dir)), cache_dir=cache_dir)
+    trial = MetaTrial(MetaConfig(batch_size=8), settings)
+    report = trial.run_unit()
+    assert {"reviews/val_acc", "shapes/val_acc", "meta_score"} <= set(report)
+    assert trial.refs["shapes"] == (pytest.approx(1 / 3), 0.9)  # the spec's own reference
+    assert trial.tasks["reviews"].dataset.label_names == ["class0", "class1", "class2"]
+    with pytest.raises(ValueError, match="no such file or folder"):
+        spaces.validate(spaces.apply_sets(spaces.preset("smoke"), [
+            "tasks=[gone]", "custom_tasks.gone={type: text, train: /nope.csv}"]))
