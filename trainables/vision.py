@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from filelock import FileLock
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -127,25 +126,17 @@ def pretrain_source(
 def source_model(source: Dataset, opts: VisionOptions, cache_dir: str | None = None,
                  device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The cached source weights and info; pretrained here only if nobody has done it yet."""
-    base = cache.entry_path("source_cnn", source_key(source, opts), cache_dir)
-    weights, info_file = base.with_suffix(".safetensors"), base.with_suffix(".json")
-    if not info_file.exists():
-        base.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(base) + ".lock"):
-            if not info_file.exists():
-                started = time.time()
-                model, info = pretrain_source(source, opts, device)
-                info.update(inputs=source_key(source, opts),
-                            seconds=round(time.time() - started, 2), pid=os.getpid())
-                tmp = weights.with_name(weights.name + f".tmp{os.getpid()}")
-                save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-                os.replace(tmp, weights)
-                info_tmp = info_file.with_name(info_file.name + f".tmp{os.getpid()}")
-                info_tmp.write_text(json.dumps(info, indent=1))
-                os.replace(info_tmp, info_file)  # written last: its presence means "complete"
-                with open(base.parent / "builds.log", "a") as f:
-                    f.write(base.name + "\n")
-    return load_file(str(weights)), json.loads(info_file.read_text())
+    def build(folder: Path) -> None:
+        started = time.time()
+        model, info = pretrain_source(source, opts, device)
+        info.update(inputs=source_key(source, opts), seconds=round(time.time() - started, 2),
+                    pid=os.getpid())
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+                  str(folder / "weights.safetensors"))
+        (folder / "info.json").write_text(json.dumps(info, indent=1))
+
+    folder = cache.build_once("source_cnn", source_key(source, opts), build, cache_dir)
+    return load_file(str(folder / "weights.safetensors")), json.loads((folder / "info.json").read_text())
 
 
 def transfer_model(source_weights: dict[str, torch.Tensor], num_classes: int, width: float,

@@ -67,7 +67,7 @@ def test_source_pretrained_once_when_trials_start_together(syn_dir, tmp_path):
     pids = [q.get(timeout=5) for _ in procs]
     assert len(set(pids)) == 1  # all three got the model the first one built
     assert len(cache.builds("source_cnn", tmp_path)) == 1
-    infos = list((tmp_path / "source_cnn").glob("*.json"))
+    infos = list((tmp_path / "source_cnn").glob("*/info.json"))
     assert len(infos) == 1 and json.loads(infos[0].read_text())["inputs"]["steps"] == 40
 
 

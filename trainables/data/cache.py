@@ -1,8 +1,9 @@
 """A content-keyed on-disk cache for work shared by every trial: built once, then only read.
 
-Entries are numpy arrays in an ``.npz`` (read with ``allow_pickle=False``) plus a JSON sidecar,
-written to a temporary file and renamed into place under a file lock, so concurrent trials,
-processes or nodes that share the folder build an entry exactly once and never see half of one.
+Each entry is a folder named by a hash of its inputs. It is built in a temporary sibling and
+renamed into place under a file lock, so concurrent trials, processes or nodes that share the
+cache build an entry exactly once and never see half of one. Arrays are stored as ``.npz`` and
+read with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,7 +21,8 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
-DEFAULT_ROOT = Path(os.environ.get("METATUNE_CACHE", Path.home() / ".cache" / "metatune"))
+DEFAULT_ROOT = Path.home() / ".cache" / "metatune"
+ENTRY_INFO = "entry.json"
 
 
 def cache_root(root: str | Path | None = None) -> Path:
@@ -39,6 +42,30 @@ def entry_path(namespace: str, parts: dict[str, Any], root: str | Path | None = 
     return cache_root(root) / namespace / key_of(parts)
 
 
+def build_once(namespace: str, parts: dict[str, Any], build: Callable[[Path], None],
+               root: str | Path | None = None) -> Path:
+    """The entry folder for ``parts``; ``build(folder)`` fills it the first time only."""
+    folder = entry_path(namespace, parts, root)
+    if not folder.is_dir():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(folder) + ".lock"):
+            if not folder.is_dir():  # another process may have built it while we waited
+                tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp", dir=folder.parent))
+                try:
+                    started = time.time()
+                    build(tmp)
+                    info = {"inputs": parts, "built_at": started, "pid": os.getpid(),
+                            "build_seconds": round(time.time() - started, 3)}
+                    (tmp / ENTRY_INFO).write_text(json.dumps(info, default=str, indent=1))
+                    os.replace(tmp, folder)  # the entry appears whole or not at all
+                except BaseException:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
+                with open(folder.parent / "builds.log", "a") as f:
+                    f.write(folder.name + "\n")
+    return folder
+
+
 def get_or_build(
     namespace: str,
     parts: dict[str, Any],
@@ -46,20 +73,9 @@ def get_or_build(
     root: str | Path | None = None,
 ) -> dict[str, np.ndarray]:
     """Return the arrays cached under ``parts``, building and storing them on the first call."""
-    base = entry_path(namespace, parts, root)
-    data = base.with_suffix(".npz")
-    if not data.exists():
-        base.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(base) + ".lock"):
-            if not data.exists():  # another process may have built it while we waited
-                started = time.time()
-                arrays = build()
-                _atomic_npz(data, arrays)
-                meta = {"inputs": parts, "built_at": started,
-                        "build_seconds": round(time.time() - started, 3), "pid": os.getpid()}
-                base.with_suffix(".json").write_text(json.dumps(meta, default=str, indent=1))
-                _log_build(base.parent, base.name)
-    with np.load(data, allow_pickle=False) as npz:
+    folder = build_once(namespace, parts, lambda tmp: np.savez(tmp / "arrays.npz", **build()),
+                        root)
+    with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
         return {k: npz[k] for k in npz.files}
 
 
@@ -67,19 +83,3 @@ def builds(namespace: str, root: str | Path | None = None) -> list[str]:
     """The keys built in ``namespace``, one line per build ever done (an audit log)."""
     log = cache_root(root) / namespace / "builds.log"
     return log.read_text().split() if log.exists() else []
-
-
-def _log_build(folder: Path, key: str) -> None:
-    with open(folder / "builds.log", "a") as f:
-        f.write(key + "\n")
-
-
-def _atomic_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
