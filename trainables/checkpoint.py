@@ -93,6 +93,3 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     state = json.loads((path / STATE).read_text())
     return tensors, state
 
-
-def is_checkpoint(path: str | Path) -> bool:
-    return (Path(path) / MANIFEST).is_file()

@@ -116,20 +116,19 @@ def load_data(name: str, data_dir: str, options: dict[str, Any] | None = None,
     return target, source
 
 
+_BUDGET_KEYS = ("base_lr", "steps_per_unit", "max_units", "eval_batch_size", "max_eval_examples")
+_DATA_KEYS = ("remove", "type", "train", "test", "reference")
+
+
 def budget_of(name: str, options: dict[str, Any]) -> TaskBudget:
     base = REGISTRY[name].budget if name in REGISTRY else TaskBudget(
         base_lr=5e-5 if options.get("type") == "text" else 1e-3)
-    fields = {k: options[k] for k in ("base_lr", "steps_per_unit", "max_units",
-                                      "eval_batch_size", "max_eval_examples") if k in options}
+    fields = {k: options[k] for k in _BUDGET_KEYS if k in options}
     return TaskBudget(**{**base.__dict__, **fields})
 
 
 def kind_of(name: str, options: dict[str, Any]) -> str:
     return REGISTRY[name].kind if name in REGISTRY else options.get("type", "")
-
-
-_BUDGET_KEYS = ("base_lr", "steps_per_unit", "max_units", "eval_batch_size", "max_eval_examples")
-_DATA_KEYS = ("remove", "type", "train", "test", "reference")
 
 
 def model_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,13 @@ def _allotted() -> tuple[int, str]:
     return cpus, "cuda" if gpu else "cpu"
 
 
+def prepare_process(settings: TrialSettings) -> str:
+    """Give this process the threads Ray allotted it; the device it should train on."""
+    threads, device = _allotted()
+    torch.set_num_threads(threads)
+    return "cpu" if settings.device == "cpu" else device
+
+
 def _node_id() -> str:
     try:
         return ray.get_runtime_context().get_node_id()
@@ -43,11 +50,8 @@ class TaskActor:
     def __init__(self, name: str, meta: dict[str, Any], settings: dict[str, Any]) -> None:
         from trainables.loop import seed_everything
 
-        threads, device = _allotted()
-        torch.set_num_threads(threads)
         trial_settings = TrialSettings.from_dict(settings)
-        if trial_settings.device == "cpu":
-            device = "cpu"
+        device = prepare_process(trial_settings)
         seed_everything(meta["seed"])
         self.runner = TaskRunner(name, MetaConfig.from_dict(meta), trial_settings, device)
 
@@ -104,10 +108,7 @@ def meta_trainable(config: dict[str, Any], settings: dict[str, Any],
     """
     meta = MetaConfig.from_dict(config)
     trial_settings = TrialSettings.from_dict(settings)
-    threads, device = _allotted()
-    torch.set_num_threads(threads)
-    if trial_settings.device == "cpu":
-        device = "cpu"
+    device = prepare_process(trial_settings)
     if task_resources:
         trial: Any = ParallelMetaTrial(meta, trial_settings, task_resources)
     else:
@@ -127,11 +128,6 @@ def meta_trainable(config: dict[str, Any], settings: dict[str, Any],
                 tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
         else:
             tune.report(report)
-
-
-def single_task_settings(task: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """Settings for the single-task trainable: the same trial, restricted to one task."""
-    return {**settings, "tasks": [task]}
 
 
 def trainable_for(settings: dict[str, Any], resources: dict[str, float] | None = None,

@@ -11,7 +11,8 @@ import sys
 import traceback
 
 from trainables.data.splits import DataError
-from tune_jobs import data_cli
+from tune_jobs import commands, data_cli
+from tune_jobs.commands import BadInput, SearchFailed
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -30,12 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "transfer-learning tasks, on Ray Tune with ASHA.")
     sub = parser.add_subparsers(dest="cmd", required=True)
     data_cli.add_parser(sub)
-    try:
-        from tune_jobs import commands
-    except ImportError:  # pragma: no cover - partial install
-        commands = None
-    if commands is not None:
-        commands.add_parsers(sub)
+    commands.add_parsers(sub)
     return parser
 
 
@@ -46,13 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed the problem
         return EXIT_BAD_INPUT if exc.code else EXIT_OK
-    from tune_jobs.commands import BadInput, SearchFailed
-
     try:
         if args.cmd == "data":
             return data_cli.run(args)
-        from tune_jobs import commands
-
         return commands.run(args)
     except (BadInput, DataError) as exc:
         print(f"metatune: error: {exc}", file=sys.stderr)

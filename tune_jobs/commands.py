@@ -96,12 +96,25 @@ def build_spec(args: argparse.Namespace) -> dict[str, Any]:
 
 def load_spec(name: str, storage: str | None) -> tuple[dict[str, Any], str]:
     root = search.storage_root(storage)
-    exp = f"{root.rstrip('/')}/{name}"
+    exp = search.experiment_path(root, name)
     spec = search.saved_spec(exp)
     if spec is None:
-        raise ValueError(f"no experiment {name!r} under {search.storage_root(storage)} "
+        raise ValueError(f"no experiment {name!r} under {root} "
                          "(pass --storage, or see `metatune status`)")
     return spec, exp
+
+
+def _rows(spec: dict[str, Any], local: Path) -> list[dict[str, Any]]:
+    return load_rows(local, list(spec["tasks"]), spec["asha"]["max_t"])
+
+
+def load_experiment(name: str, storage: str | None) -> tuple[dict, str, Path, list, Any]:
+    """``(spec, experiment path, local view, rows, saved final evaluation or None)``."""
+    spec, exp = _validated(load_spec, name, storage)
+    local = store.local_view(exp)
+    saved = local / "summary.json"
+    final = json.loads(saved.read_text()).get("final_eval") if saved.exists() else None
+    return spec, exp, local, _rows(spec, local), final
 
 
 def init_ray(address: str | None) -> bool:
@@ -136,9 +149,8 @@ def _check_same_experiment(spec: dict[str, Any]) -> None:
 
 def finish(spec: dict[str, Any], exp: str) -> int:
     """After the search: final test evaluation of the winner, report files, terminal summary."""
-    tasks = list(spec["tasks"])
     local = store.local_view(exp)
-    rows = load_rows(local, tasks, spec["asha"]["max_t"])
+    rows = _rows(spec, local)
     best = best_row(rows)
     final = None
     if best is not None:
@@ -218,8 +230,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return print_cluster_status(args.address, args.storage)
     root = Path(search.storage_root(args.storage))
     if args.name:
-        spec, exp = _validated(load_spec, args.name, args.storage)
-        rows = load_rows(store.local_view(exp), list(spec["tasks"]), spec["asha"]["max_t"])
+        spec, exp, _, rows, _ = load_experiment(args.name, args.storage)
         print(f"{args.name}: {len(rows)} trials at {exp}")
         print(text_leaderboard(summarise(spec, rows, None)))
         return 0
@@ -229,7 +240,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     for path in specs:
         spec = json.loads(path.read_text())
-        rows = load_rows(path.parent, list(spec["tasks"]), spec["asha"]["max_t"])
+        rows = _rows(spec, path.parent)
         best = best_row(rows)
         done = (path.parent / "summary.json").exists()
         score = f"{best['metrics'][objective.META_SCORE]:.4f}" if best else "–"
@@ -239,11 +250,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    spec, exp = _validated(load_spec, args.name, args.storage)
-    local = store.local_view(exp)
-    rows = load_rows(local, list(spec["tasks"]), spec["asha"]["max_t"])
-    saved = local / "summary.json"
-    final = json.loads(saved.read_text()).get("final_eval") if saved.exists() else None
+    spec, exp, local, rows, final = load_experiment(args.name, args.storage)
     summary = summarise(spec, rows, final)
     if "best" not in summary:
         print(f"{args.name}: no trial has reported a result yet", file=sys.stderr)
@@ -263,11 +270,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    spec, exp = _validated(load_spec, args.name, args.storage)
-    local = store.local_view(exp)
-    rows = load_rows(local, list(spec["tasks"]), spec["asha"]["max_t"])
-    saved = local / "summary.json"
-    final = json.loads(saved.read_text()).get("final_eval") if saved.exists() else None
+    spec, exp, local, rows, final = load_experiment(args.name, args.storage)
     paths = write_report(local, spec, rows, final)
     store.publish(local, exp, REPORT_FILES)
     print(f"report: {paths['report']}\nsummary: {paths['summary']}\n"

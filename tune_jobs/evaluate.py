@@ -21,16 +21,12 @@ FINAL_SEED_BASE = 1000  # seeds of the final runs differ from every seed the sea
 
 
 def _final_test_task(config: dict[str, Any], settings: dict[str, Any]) -> dict[str, float]:
-    import ray
-    import torch
-
     from trainables.config import TrialSettings
+    from trainables.trainable import prepare_process
 
-    cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
-    torch.set_num_threads(max(1, cpus))
-    device = "cuda" if torch.cuda.is_available() and \
-        ray.get_runtime_context().get_assigned_resources().get("GPU", 0) > 0 else "cpu"
-    return final_test(MetaConfig.from_dict(config), TrialSettings.from_dict(settings), device)
+    trial_settings = TrialSettings.from_dict(settings)
+    device = prepare_process(trial_settings)
+    return final_test(MetaConfig.from_dict(config), trial_settings, device)
 
 
 def evaluate_on_test(spec: dict[str, Any], config: dict[str, Any]) -> dict[str, Any] | None:

@@ -10,15 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from trainables import objective
+from trainables.data import cifar, newsgroups
 from trainables.data.archive import SYNTHETIC_MARKER, locate
 from trainables.data.splits import DataError
 from tune_jobs import spaces
+from tune_jobs.storage import is_uri
 
 SPEC_FILE = "metatune_spec.json"
 DATA_LAYOUT = {  # task -> [(folder, archive)] it needs under the data folder
-    "newsgroups": [("20news-bydate", "20news-bydate.tar.gz")],
-    "cifar_transfer": [("cifar-10-batches-py", "cifar-10-python.tar.gz"),
-                       ("cifar-100-python", "cifar-100-python.tar.gz")],
+    "newsgroups": [(newsgroups.FOLDER, newsgroups.ARCHIVE)],
+    "cifar_transfer": [cifar.LAYOUT["cifar10"][:2], cifar.LAYOUT["cifar100"][:2]],
 }
 
 
@@ -26,14 +27,11 @@ def data_root() -> Path:
     return Path(os.environ.get("METATUNE_DATA", "data")).expanduser().resolve()
 
 
-def resolve_data(data: str, tasks: list[str], create_synthetic: bool = True) -> tuple[str, str]:
+def resolve_data(data: str, tasks: list[str]) -> tuple[str, str]:
     """``(folder, what it holds)`` for ``--data``; checks every needed file before Ray starts."""
     if data == "synthetic":
         folder = data_root() / "synthetic"
         if not (folder / SYNTHETIC_MARKER).exists():
-            if not create_synthetic:
-                raise DataError(f"{folder}: no synthetic data; run `metatune data synthetic "
-                                f"--out {folder}`")
             from trainables.data.synthetic import write_all
 
             print(f"writing synthetic stand-ins to {folder} (first use)")
@@ -59,14 +57,18 @@ def resolve_data(data: str, tasks: list[str], create_synthetic: bool = True) -> 
 
 
 def storage_root(storage: str | None) -> str:
-    if storage and "://" in storage:
+    if storage and is_uri(storage):
         return storage
     return str(Path(storage or os.environ.get("METATUNE_RESULTS", "results")).expanduser().resolve())
 
 
+def experiment_path(root: str, name: str) -> str:
+    """``<root>/<name>`` for a local folder or a URI."""
+    return f"{root.rstrip('/')}/{name}" if is_uri(root) else str(Path(root) / name)
+
+
 def experiment_dir(spec: dict[str, Any]) -> str:
-    root = spec["storage"]
-    return f"{root.rstrip('/')}/{spec['name']}" if "://" in root else str(Path(root) / spec["name"])
+    return experiment_path(spec["storage"], spec["name"])
 
 
 def finalise_spec(spec: dict[str, Any]) -> dict[str, Any]:
@@ -150,14 +152,10 @@ def save_spec(spec: dict[str, Any]) -> None:
     storage.write_json(f"{experiment_dir(spec)}/{SPEC_FILE}", {**spec, "saved_at": time.time()})
 
 
-def comparable(spec: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in spec.items() if k not in ("saved_at",)}
-
-
 def storage_filesystem(spec: dict[str, Any], connected: bool) -> Any:
     """The head-store filesystem when this search needs one, else None (plain storage)."""
     mode = spec.get("head_store", "auto")
-    if mode is False or "://" in spec["storage"] or (mode == "auto" and not connected):
+    if mode is False or is_uri(spec["storage"]) or (mode == "auto" and not connected):
         return None
     from tune_jobs import head_store
 

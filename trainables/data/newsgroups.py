@@ -11,7 +11,6 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 from sklearn.datasets._twenty_newsgroups import (
     strip_newsgroup_footer,
     strip_newsgroup_header,
@@ -25,7 +24,6 @@ ARCHIVE = "20news-bydate.tar.gz"
 FOLDER = "20news-bydate"
 SPLIT_DIRS = {"train": "20news-bydate-train", "test": "20news-bydate-test"}
 DEFAULT_REMOVE = ("headers", "footers", "quotes")
-NUM_GROUPS = 20
 _STRIPPERS = {
     "headers": strip_newsgroup_header,
     "footers": strip_newsgroup_footer,
@@ -143,6 +141,3 @@ def download_newsgroups(root: str | Path) -> Path:
         shutil.move(str(path), dest)
     return dest
 
-
-def label_counts(split: Split, num_classes: int = NUM_GROUPS) -> np.ndarray:
-    return np.bincount(split.y, minlength=num_classes)
