@@ -35,11 +35,12 @@ def _save(name: str, data: dict) -> None:
 def shared_work(tmp: Path) -> None:
     import torch
 
+    from trainables.config import TextOptions, VisionOptions
     from trainables.data.cifar import load_cifar
     from trainables.data.newsgroups import load_newsgroups
     from trainables.data.synthetic import write_all
-    from trainables.text import TextOptions, load_tokenizer, tokenize
-    from trainables.vision import VisionOptions, source_model
+    from trainables.text import load_tokenizer, tokenize
+    from trainables.vision import source_model
 
     torch.set_num_threads(2)
     write_all(tmp / "data", size="medium")

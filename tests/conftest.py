@@ -19,6 +19,26 @@ TEXT_OPTS = {"model": "tiny", "max_length": 64, "base_lr": 3e-3, "steps_per_unit
 VISION_OPTS = {"source_steps": 150, "steps_per_unit": 5, "base_lr": 2e-3}
 
 
+def settings_for(syn_dir, cache_dir, tasks=("newsgroups", "cifar_transfer"), units=4,
+                 **options):
+    """TrialSettings of the given tasks with the shared small options (``options`` on top)."""
+    from trainables.tasks import trial_settings
+
+    base = {"newsgroups": TEXT_OPTS, "cifar_transfer": VISION_OPTS}
+    return trial_settings(list(tasks), str(syn_dir),
+                          {t: {**base[t], **options.get(t, {})} for t in tasks},
+                          max_units=units, cache_dir=cache_dir)
+
+
+def task_for(name, syn_dir, cache_dir, meta=None, units=4, **options):
+    """One built task (and its TrainConfig) under ``meta`` with the shared small options."""
+    from trainables.config import MetaConfig
+    from trainables.tasks import build_task
+
+    settings = settings_for(syn_dir, cache_dir, (name,), units, **{name: options})
+    return build_task(settings.tasks[0], meta or MetaConfig(), settings)
+
+
 @pytest.fixture(scope="session")
 def syn_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from trainables.data.synthetic import write_all

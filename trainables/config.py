@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 SCHEDULES = ("linear", "cosine", "constant")
@@ -104,11 +104,15 @@ class MetaConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def for_task(self, budget: TaskBudget) -> TrainConfig:
-        """The concrete training config of one task under this meta-configuration."""
-        total = budget.steps_per_unit * budget.max_units
+    def for_task(self, budget: TaskBudget, max_units: int) -> TrainConfig:
+        """The concrete training config of one task under this meta-configuration.
+
+        ``max_units`` is the search's full trial length (ASHA's ``max_t``): it sets the length of
+        the LR schedule, so every trial plans the same schedule however early ASHA stops it.
+        """
+        total = budget.steps_per_unit * max_units
         return TrainConfig(
-            lr=budget.base_lr * self.lr_scale,
+            lr=budget.base_lr_for(self.optimizer) * self.lr_scale,
             weight_decay=self.weight_decay,
             warmup_steps=int(round(self.warmup_frac * total)),
             total_steps=total,
@@ -121,35 +125,40 @@ class MetaConfig:
             seed=self.seed,
             steps_per_unit=budget.steps_per_unit,
             eval_batch_size=budget.eval_batch_size,
-            max_eval_examples=budget.max_eval_examples,
         )
 
 
 @dataclass(frozen=True)
 class TaskBudget:
-    """What one task needs besides the meta-config: its base LR and the budget-unit size."""
+    """What one task needs besides the meta-config: its base LRs and the budget-unit size.
 
-    base_lr: float  # learning rate at lr_scale = 1 (AdamW; SGD uses it as is)
+    AdamW and SGD get separate base rates: SGD with Nesterov momentum 0.9 takes steps that are not
+    normalised by the gradient's scale, and needs a rate one to two orders of magnitude above
+    AdamW's for the same progress. ``lr_scale`` multiplies whichever of the two the trial uses,
+    so one tuned ``lr_scale`` means "this much above the task's usual rate" for both.
+    """
+
+    base_lr: float  # AdamW learning rate at lr_scale = 1 (per optimisation step)
+    base_lr_sgd: float  # SGD (Nesterov, momentum 0.9) learning rate at lr_scale = 1
     steps_per_unit: int = 20  # optimisation steps in one budget unit (one training_iteration)
-    max_units: int = 8  # units a full-length trial runs; sets the LR schedule's length
     eval_batch_size: int = 128  # examples per validation forward pass
-    max_eval_examples: int = 0  # cap on validation examples per unit (0 = the whole split)
+    val_limit: int = 0  # validation examples scored each unit (stratified subset; 0 = all)
 
     def __post_init__(self) -> None:
-        _check_number("base_lr", self.base_lr)
-        if self.base_lr <= 0:
-            _fail("base_lr", self.base_lr, "must be > 0")
-        for key in ("steps_per_unit", "max_units", "eval_batch_size"):
+        for key in ("base_lr", "base_lr_sgd"):
+            _check_number(key, getattr(self, key))
+            if getattr(self, key) <= 0:
+                _fail(key, getattr(self, key), "must be > 0")
+        for key in ("steps_per_unit", "eval_batch_size"):
             _check_number(key, getattr(self, key), integer=True)
             if getattr(self, key) < 1:
                 _fail(key, getattr(self, key), "must be >= 1")
-        _check_number("max_eval_examples", self.max_eval_examples, integer=True)
-        if self.max_eval_examples < 0:
-            _fail("max_eval_examples", self.max_eval_examples, "must be >= 0")
+        _check_number("val_limit", self.val_limit, integer=True)
+        if self.val_limit < 0:
+            _fail("val_limit", self.val_limit, "must be >= 0")
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TaskBudget:
-        return _from_dict(cls, data, "task budget")
+    def base_lr_for(self, optimizer: str) -> float:
+        return self.base_lr_sgd if optimizer == "sgd" else self.base_lr
 
 
 @dataclass(frozen=True)
@@ -169,20 +178,91 @@ class TrainConfig:
     seed: int
     steps_per_unit: int
     eval_batch_size: int = 128
-    max_eval_examples: int = 0
     device: str = "cpu"
     bf16: bool = False  # bf16 autocast on CUDA
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    """Model and data settings of a text task (not tuned by the search)."""
+
+    model: str = "bert-base-uncased"  # hub name, local dir, "minilm" or "tiny"
+    max_length: int = 128  # tokens per example after truncation
+    train_limit: int = 0  # training examples used (stratified subset; 0 = all)
+    tiny_hidden: int = 64  # "tiny" model: hidden size
+    tiny_layers: int = 2  # "tiny" model: encoder layers
+    tiny_vocab: int = 3000  # "tiny" model: WordPiece vocabulary size
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            _fail("model", self.model, "must be a hub name, a local folder, 'minilm' or 'tiny'")
+        for key, low in (("max_length", 8), ("train_limit", 0), ("tiny_hidden", 8),
+                         ("tiny_layers", 1), ("tiny_vocab", 100)):
+            _check_number(key, getattr(self, key), integer=True)
+            if getattr(self, key) < low:
+                _fail(key, getattr(self, key), f"must be >= {low}")
+
+
+@dataclass(frozen=True)
+class VisionOptions:
+    """Model and data settings of an image task (not tuned by the search)."""
+
+    width: float = 1.0  # channel multiplier of the 32-64-64 convs and the dense-64 layer
+    source_steps: int = 1500  # source pretraining steps (batch source_batch)
+    source_lr: float = 2e-3  # AdamW LR of the source pretraining (cosine, no warm-up)
+    source_batch: int = 128  # examples per source pretraining step
+    source_seed: int = 0  # seed of the source pretraining (part of the cache key)
+    train_limit: int = 0  # target training examples used (0 = all)
+    augment: bool = True  # pad-4 random crop + horizontal flip on training batches
+
+    def __post_init__(self) -> None:
+        for key in ("width", "source_lr"):
+            _check_number(key, getattr(self, key))
+            if getattr(self, key) <= 0:
+                _fail(key, getattr(self, key), "must be > 0")
+        for key, low in (("source_steps", 1), ("source_batch", 1), ("source_seed", 0),
+                         ("train_limit", 0)):
+            _check_number(key, getattr(self, key), integer=True)
+            if getattr(self, key) < low:
+                _fail(key, getattr(self, key), f"must be >= {low}")
+        if not isinstance(self.augment, bool):
+            _fail("augment", self.augment, "must be true or false")
+
+
+KINDS = ("text", "image")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of a search, parsed once (see :func:`trainables.tasks.parse_task`)."""
+
+    name: str
+    kind: str  # "text" | "image"
+    budget: TaskBudget
+    model: TextOptions | VisionOptions
+    train: str | None = None  # custom task: the training file/folder (None = a built-in task)
+    test: str | None = None  # custom task: the test file/folder (None = carved from train)
+    remove: tuple[str, ...] | None = None  # 20 Newsgroups: parts stripped (None = the default)
+    reference: float | None = None  # stated reference accuracy (None = the task's default)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            _fail(f"{self.name}.type", self.kind, f"must be one of {list(KINDS)}")
+        want = TextOptions if self.kind == "text" else VisionOptions
+        if not isinstance(self.model, want):
+            _fail(f"{self.name}.model", self.model, f"a {self.kind} task takes {want.__name__}")
+        if self.reference is not None:
+            _check_number(f"{self.name}.reference", self.reference)
+            _check_range(f"{self.name}.reference", self.reference, 0.0, 1.0, lo_open=True)
 
 
 @dataclass(frozen=True)
 class TrialSettings:
-    """What every trial of a search shares besides the tuned MetaConfig (from the preset)."""
+    """What every trial of a search shares besides the tuned MetaConfig (from the spec)."""
 
-    tasks: tuple[str, ...]  # task names run in lockstep, e.g. ("newsgroups", "cifar_transfer")
-    data_dir: str  # folder holding the data sets (real or synthetic)
+    tasks: tuple[TaskSpec, ...]  # the tasks run in lockstep, parsed
+    data_dir: str  # folder holding the built-in data sets (real or synthetic)
     max_units: int = 8  # budget units a full-length trial runs (ASHA's max_t)
-    task_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-task settings
     aggregate: str = "mean"  # meta-score aggregate over tasks: mean | min
     cache_dir: str | None = None  # shared cache (tokens, source models); None = default
     device: str = "auto"  # auto | cpu | cuda
@@ -193,6 +273,9 @@ class TrialSettings:
     def __post_init__(self) -> None:
         if not self.tasks:
             _fail("tasks", self.tasks, "name at least one task")
+        names = self.names
+        if len(set(names)) != len(names):
+            _fail("tasks", list(names), "a task is listed twice")
         _check_number("max_units", self.max_units, integer=True)
         if self.max_units < 1:
             _fail("max_units", self.max_units, "must be >= 1")
@@ -204,14 +287,13 @@ class TrialSettings:
         if self.device not in ("auto", "cpu", "cuda"):
             _fail("device", self.device, "must be auto, cpu or cuda")
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrialSettings:
-        data = dict(data)
-        if "tasks" in data:
-            data["tasks"] = tuple(data["tasks"])
-        return _from_dict(cls, data, "trial setting")
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tasks)
+
+    def task(self, name: str) -> TaskSpec:
+        return next(t for t in self.tasks if t.name == name)
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["tasks"] = list(self.tasks)
-        return d
+        """A JSON-able record (stored beside each checkpoint)."""
+        return dataclasses.asdict(self)

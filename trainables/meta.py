@@ -4,6 +4,7 @@ then all are evaluated and scored together. Save/restore covers every task of th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 from trainables import objective
 from trainables.checkpoint import load_checkpoint, save_checkpoint
-from trainables.config import MetaConfig, TrialSettings
+from trainables.config import MetaConfig, TaskSpec, TrialSettings
 from trainables.loop import seed_everything
 from trainables.tasks import Task, build_task, chance, reference
 
@@ -21,15 +22,12 @@ TRIAL_FILE = "trial.json"
 class TaskRunner:
     """One task of a trial: trains a unit, evaluates, scores, saves and restores its state."""
 
-    def __init__(self, name: str, meta: MetaConfig, settings: TrialSettings,
+    def __init__(self, spec: TaskSpec, meta: MetaConfig, settings: TrialSettings,
                  device: str = "cpu") -> None:
-        self.name, self.meta = name, meta
-        options = {**settings.task_options.get(name, {}), "max_units": settings.max_units}
-        self.task, _ = build_task(name, meta, settings.data_dir, options, settings.cache_dir,
-                                  device=device, bf16=settings.bf16,
-                                  split_seed=settings.split_seed)
+        self.name, self.meta = spec.name, meta
+        self.task, _ = build_task(spec, meta, settings, device)
         self.chance = chance(self.task.dataset.num_classes)
-        self.reference = reference(name, self.task.dataset.source, options)
+        self.reference = reference(spec, self.task.dataset.source)
 
     def run_unit(self) -> dict[str, float]:
         started = time.perf_counter()
@@ -46,7 +44,7 @@ class TaskRunner:
         tensors, state = self.task.learner.state()
         learner = self.task.learner
         state["config"] = {"meta": self.meta.to_dict(), "task": self.name,
-                           "train": {k: v for k, v in learner.cfg.__dict__.items() if k != "extra"},
+                           "train": dataclasses.asdict(learner.cfg),
                            "label_names": self.task.dataset.label_names}
         return tensors, state
 
@@ -106,9 +104,8 @@ class MetaTrial:
     def __init__(self, meta: MetaConfig, settings: TrialSettings, device: str = "cpu") -> None:
         self.meta, self.settings = meta, settings
         seed_everything(meta.seed)
-        self.runners = {name: TaskRunner(name, meta, settings, device) for name in settings.tasks}
+        self.runners = {t.name: TaskRunner(t, meta, settings, device) for t in settings.tasks}
         self.tasks: dict[str, Task] = {n: r.task for n, r in self.runners.items()}
-        self.refs = {n: (r.chance, r.reference) for n, r in self.runners.items()}
         self.units = 0
 
     def run_unit(self) -> dict[str, Any]:

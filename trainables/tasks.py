@@ -1,22 +1,43 @@
-"""The task registry: each task's data, classes, chance level, reference accuracy and budget.
+"""The task registry and the one parser of a task's options.
 
-A task is built from a name and a plain options dict (what a preset or the CLI provides), so the
-Tune adapter never needs to know how a task is made.
+A task is declared by a name and a flat options dict (what a preset, ``--config`` or ``--set``
+provides, plus a custom task's declaration). :func:`parse_task` turns that dict into a typed
+:class:`~trainables.config.TaskSpec` once — budget, model options, data source — and rejects
+unknown keys; the search's validation and the trials call the same parser.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from trainables.config import MetaConfig, TaskBudget, TrainConfig
+from trainables.config import (
+    KINDS,
+    MetaConfig,
+    TaskBudget,
+    TaskSpec,
+    TextOptions,
+    TrainConfig,
+    TrialSettings,
+    VisionOptions,
+)
 from trainables.data.cifar import load_cifar
 from trainables.data.custom import load_image_task, load_text_task
 from trainables.data.newsgroups import DEFAULT_REMOVE, load_newsgroups
 from trainables.data.splits import Dataset
 from trainables.loop import Learner
+
+# Default budgets by kind. AdamW rates are the usual fine-tuning ones (BERT: 5e-5; a small CNN:
+# 1e-3); the SGD rates sit ~40x (text) and ~20x (CNN) above them, inside the 10-100x range that
+# SGD with momentum 0.9 needs for the same progress.
+DEFAULT_BUDGETS = {
+    "text": TaskBudget(base_lr=5e-5, base_lr_sgd=2e-3, steps_per_unit=20),
+    "image": TaskBudget(base_lr=1e-3, base_lr_sgd=2e-2, steps_per_unit=20),
+}
+MODEL_OPTIONS = {"text": TextOptions, "image": VisionOptions}
 
 
 @dataclass(frozen=True)
@@ -26,7 +47,6 @@ class TaskInfo:
     name: str
     kind: str  # "text" | "image"
     num_classes: int
-    budget: TaskBudget  # default base LR and unit size
     # Reference accuracies by data source, each with where the number comes from.
     references: dict[str, tuple[float, str]]
 
@@ -36,12 +56,12 @@ class TaskInfo:
 REFERENCES_SYNTHETIC = (1.0, "synthetic stand-in: the ideal classifier")
 REGISTRY: dict[str, TaskInfo] = {
     "newsgroups": TaskInfo(
-        "newsgroups", "text", 20, TaskBudget(base_lr=5e-5, steps_per_unit=20),
+        "newsgroups", "text", 20,
         {"real": (0.72, "bert-base-uncased fine-tuned on 20news-bydate with headers, footers "
                         "and quotes removed: ≈0.70-0.75 test accuracy in public reproductions"),
          "synthetic": REFERENCES_SYNTHETIC}),
     "cifar_transfer": TaskInfo(
-        "cifar_transfer", "image", 100, TaskBudget(base_lr=1e-3, steps_per_unit=20),
+        "cifar_transfer", "image", 100,
         {"real": (0.40, "the small 32-64-64 CNN on CIFAR-100: ≈0.35-0.45 test accuracy "
                         "(Keras/TensorFlow CNN tutorial architecture)"),
          "synthetic": REFERENCES_SYNTHETIC}),
@@ -49,105 +69,140 @@ REGISTRY: dict[str, TaskInfo] = {
 
 
 class Task(Protocol):
-    """What the trainable needs of a task: its data and a learner that trains and evaluates."""
+    """What the trainable needs of a task: its data, a learner, and a way to export the model."""
 
     dataset: Dataset
     learner: Learner
+
+    def export(self, folder: Path) -> None: ...
+
+
+def _fields(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def parse_task(name: str, options: dict[str, Any] | None = None,
+               custom: dict[str, Any] | None = None) -> TaskSpec:
+    """The typed spec of task ``name`` from its options (and its custom declaration, if any).
+
+    Raises ValueError naming ``task_options.<name>`` (or ``custom_tasks.<name>``), the key and
+    the value. A custom task's ``train`` must exist.
+    """
+    where = f"custom_tasks.{name}" if custom is not None else f"task_options.{name}"
+    for section, given in ((f"custom_tasks.{name}", custom), (f"task_options.{name}", options)):
+        if given is not None and not isinstance(given, dict):
+            raise ValueError(f"{section}={given!r} is invalid: a mapping of option names to values")
+    opts = {**(custom or {}), **(options or {})}
+    data_keys = {"reference"}
+    if name in REGISTRY:
+        if custom is not None:
+            raise ValueError(f"custom_tasks.{name}: {name!r} is a built-in task; pick another name")
+        kind = REGISTRY[name].kind
+        if name == "newsgroups":
+            data_keys.add("remove")
+    elif custom is not None:
+        kind = opts.pop("type", None)
+        if kind not in KINDS:
+            raise ValueError(f"custom_tasks.{name}.type={kind!r} is invalid: choose text or image")
+        if "train" not in opts:
+            raise ValueError(f"custom_tasks.{name} needs train: a file or folder of examples")
+        data_keys |= {"train", "test"}
+    else:
+        raise ValueError(f"unknown task {name!r}; available: {sorted(REGISTRY)} or a task "
+                         "declared under custom_tasks")
+    model_cls = MODEL_OPTIONS[kind]
+    allowed = _fields(TaskBudget) | _fields(model_cls) | data_keys
+    for section, given in ((f"custom_tasks.{name}", custom or {}),
+                           (f"task_options.{name}", options or {})):
+        unknown = sorted(set(given) - allowed - {"type"})
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} in {section}; valid: {sorted(allowed)}")
+    budget = replace(DEFAULT_BUDGETS[kind], **{k: opts[k] for k in _fields(TaskBudget) if k in opts})
+    model = model_cls(**{k: opts[k] for k in _fields(model_cls) if k in opts})
+    paths = {}
+    for key in ("train", "test"):
+        if opts.get(key) is not None:
+            path = Path(str(opts[key])).expanduser()
+            if not path.exists():
+                raise ValueError(f"{where}.{key}={opts[key]!r}: no such file or folder")
+            paths[key] = str(path.resolve())
+    remove = opts.get("remove")
+    if remove is not None:
+        if isinstance(remove, str):
+            remove = [remove]
+        if not isinstance(remove, list) or set(remove) - set(DEFAULT_REMOVE):
+            raise ValueError(f"{where}.remove={remove!r} is invalid: a list drawn from "
+                             f"{list(DEFAULT_REMOVE)}")
+        remove = tuple(remove)
+    return TaskSpec(name=name, kind=kind, budget=budget, model=model, remove=remove,
+                    reference=opts.get("reference"), **paths)
+
+
+def trial_settings(tasks: list[str] | tuple[str, ...], data_dir: str,
+                   task_options: dict[str, dict[str, Any]] | None = None,
+                   custom_tasks: dict[str, dict[str, Any]] | None = None,
+                   **settings: Any) -> TrialSettings:
+    """Parse every task of a search and bind them into the settings its trials share."""
+    task_options, custom_tasks = task_options or {}, custom_tasks or {}
+    if isinstance(tasks, str) or not isinstance(tasks, (list, tuple)) or not tasks:
+        raise ValueError(f"tasks={tasks!r} is invalid: a list naming at least one task")
+    specs = tuple(parse_task(t, task_options.get(t), custom_tasks.get(t)) for t in tasks)
+    return TrialSettings(tasks=specs, data_dir=data_dir, **settings)
 
 
 def chance(num_classes: int) -> float:
     return 1.0 / num_classes
 
 
-def reference(name: str, source: str, options: dict[str, Any] | None = None) -> float:
-    """The reference accuracy of task ``name`` on data of ``source`` (real/synthetic/custom)."""
-    options = options or {}
-    if "reference" in options:
-        return float(options["reference"])
-    if name in REGISTRY:
-        refs = REGISTRY[name].references
-        return refs.get(source, refs["real"])[0]
+def reference(spec: TaskSpec, data_source: str) -> float:
+    """The reference accuracy of a task on data of ``data_source`` (real/synthetic/custom)."""
+    if spec.reference is not None:
+        return spec.reference
+    if spec.name in REGISTRY:
+        refs = REGISTRY[spec.name].references
+        return refs.get(data_source, refs["real"])[0]
     return 1.0  # a custom task without a stated reference: the ideal classifier
 
 
-def task_names(tasks: list[str], custom: dict[str, dict[str, Any]] | None = None) -> list[str]:
-    """Validate a task list against the registry and the custom tasks."""
-    known = set(REGISTRY) | set(custom or {})
-    unknown = [t for t in tasks if t not in known]
-    if unknown:
-        raise ValueError(f"unknown task(s) {unknown}; available: {sorted(known)}")
-    if not tasks:
-        raise ValueError("tasks=[] is invalid: name at least one task")
-    if len(set(tasks)) != len(tasks):
-        raise ValueError(f"tasks={tasks} is invalid: a task is listed twice")
-    return tasks
+@functools.lru_cache(maxsize=8)
+def _cifar(path: str, name: str, seed: int) -> Dataset:
+    return load_cifar(path, name, seed=seed)
 
 
 @functools.lru_cache(maxsize=8)
-def _load(kind: str, path: str, seed: int, extra: tuple = ()) -> Dataset:
+def _target(name: str, kind: str, data_dir: str, train: str | None, test: str | None,
+            remove: tuple[str, ...] | None, seed: int) -> Dataset:
     # Data sets are immutable; a reused actor keeps them for the next trial instead of re-reading.
-    if kind == "newsgroups":
-        return load_newsgroups(path, remove=extra[1:] if extra else DEFAULT_REMOVE, seed=seed)
-    if kind in ("cifar10", "cifar100"):
-        return load_cifar(path, kind, seed=seed)
-    name, test = extra
-    if kind == "custom_text":
-        return load_text_task(name, path, test, seed=seed)
-    return load_image_task(name, path, test, seed=seed)
-
-
-def load_data(name: str, data_dir: str, options: dict[str, Any] | None = None,
-              split_seed: int = 0) -> tuple[Dataset, Dataset | None]:
-    """``(target data, source data or None)`` of a task."""
-    options = options or {}
     if name == "newsgroups":
-        # ("remove", …parts) when the option is given, so that remove=[] keeps everything
-        remove = ("remove", *options["remove"]) if "remove" in options else ()
-        return _load("newsgroups", data_dir, split_seed, remove), None
+        return load_newsgroups(data_dir, remove=DEFAULT_REMOVE if remove is None else remove,
+                               seed=seed)
     if name == "cifar_transfer":
-        return (_load("cifar100", data_dir, split_seed),
-                _load("cifar10", data_dir, split_seed))
-    kind = options.get("type")
-    if kind not in ("text", "image"):
-        raise ValueError(f"custom task {name!r} needs type=text or type=image, got {kind!r}")
-    train = str(Path(options["train"]).expanduser())
-    target = _load(f"custom_{kind}", train, split_seed, (name, options.get("test")))
-    source = _load("cifar10", data_dir, split_seed) if kind == "image" else None
+        return _cifar(data_dir, "cifar100", seed)
+    assert train is not None
+    load = load_text_task if kind == "text" else load_image_task
+    return load(name, train, test, seed=seed)
+
+
+def load_data(spec: TaskSpec, data_dir: str, split_seed: int = 0) -> tuple[Dataset, Dataset | None]:
+    """``(target data, source data or None)`` of a task: image tasks transfer from CIFAR-10."""
+    source = _cifar(data_dir, "cifar10", split_seed) if spec.kind == "image" else None
+    target = _target(spec.name, spec.kind, data_dir, spec.train, spec.test, spec.remove,
+                     split_seed)
     return target, source
 
 
-_BUDGET_KEYS = ("base_lr", "steps_per_unit", "max_units", "eval_batch_size", "max_eval_examples")
-_DATA_KEYS = ("remove", "type", "train", "test", "reference")
-
-
-def budget_of(name: str, options: dict[str, Any]) -> TaskBudget:
-    base = REGISTRY[name].budget if name in REGISTRY else TaskBudget(
-        base_lr=5e-5 if options.get("type") == "text" else 1e-3)
-    fields = {k: options[k] for k in _BUDGET_KEYS if k in options}
-    return TaskBudget(**{**base.__dict__, **fields})
-
-
-def kind_of(name: str, options: dict[str, Any]) -> str:
-    return REGISTRY[name].kind if name in REGISTRY else options.get("type", "")
-
-
-def model_options(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if k not in _BUDGET_KEYS + _DATA_KEYS}
-
-
-def build_task(name: str, meta: MetaConfig, data_dir: str, options: dict[str, Any],
-               cache_dir: str | None = None, device: str = "cpu", bf16: bool = False,
-               split_seed: int = 0) -> tuple[Task, TrainConfig]:
+def build_task(spec: TaskSpec, meta: MetaConfig, settings: TrialSettings,
+               device: str = "cpu") -> tuple[Task, TrainConfig]:
     """Load a task's data and build its model and learner under ``meta``."""
-    from dataclasses import replace
+    from trainables.text import TextTask
+    from trainables.vision import VisionTask
 
-    from trainables.text import TextOptions, TextTask
-    from trainables.vision import VisionOptions, VisionTask
-
-    cfg = replace(meta.for_task(budget_of(name, options)), device=device, bf16=bf16)
-    target, source = load_data(name, data_dir, options, split_seed)
-    if kind_of(name, options) == "text":
-        return TextTask(target, TextOptions.from_dict(model_options(options)), cfg, cache_dir), cfg
-    assert source is not None
-    opts = VisionOptions.from_dict(model_options(options))
-    return VisionTask(source, target, opts, cfg, cache_dir), cfg
+    cfg = replace(meta.for_task(spec.budget, settings.max_units), device=device,
+                  bf16=settings.bf16)
+    target, source = load_data(spec, settings.data_dir, settings.split_seed)
+    if spec.kind == "text":
+        assert isinstance(spec.model, TextOptions)
+        return TextTask(target, spec.model, cfg, spec.budget.val_limit, settings.cache_dir), cfg
+    assert source is not None and isinstance(spec.model, VisionOptions)
+    return VisionTask(source, target, spec.model, cfg, spec.budget.val_limit,
+                      settings.cache_dir), cfg

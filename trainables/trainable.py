@@ -14,7 +14,7 @@ import ray
 import torch
 from ray import tune
 
-from trainables.config import MetaConfig, TrialSettings
+from trainables.config import MetaConfig, TaskSpec, TrialSettings
 from trainables.meta import MetaTrial, TaskRunner, assemble, read_trial, write_trial
 
 
@@ -47,13 +47,12 @@ def _node_id() -> str:
 class TaskActor:
     """One task of a trial in its own placement-group bundle (the scale-out form)."""
 
-    def __init__(self, name: str, meta: dict[str, Any], settings: dict[str, Any]) -> None:
+    def __init__(self, spec: TaskSpec, meta: MetaConfig, settings: TrialSettings) -> None:
         from trainables.loop import seed_everything
 
-        trial_settings = TrialSettings.from_dict(settings)
-        device = prepare_process(trial_settings)
-        seed_everything(meta["seed"])
-        self.runner = TaskRunner(name, MetaConfig.from_dict(meta), trial_settings, device)
+        device = prepare_process(settings)
+        seed_everything(meta.seed)
+        self.runner = TaskRunner(spec, meta, settings, device)
 
     def run_unit(self) -> dict[str, float]:
         return self.runner.run_unit()
@@ -76,13 +75,13 @@ class ParallelMetaTrial:
         self.meta, self.settings, self.units = meta, settings, 0
         group = ray.util.get_current_placement_group()
         self.actors = {}
-        for i, name in enumerate(settings.tasks):
+        for i, spec in enumerate(settings.tasks):
             res = task_resources[i]
-            self.actors[name] = TaskActor.options(
+            self.actors[spec.name] = TaskActor.options(
                 num_cpus=res.get("CPU", 1), num_gpus=res.get("GPU", 0),
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     group, placement_group_bundle_index=i + 1),
-            ).remote(name, meta.to_dict(), settings.to_dict())
+            ).remote(spec, meta, settings)
 
     def run_unit(self) -> dict[str, Any]:
         results = ray.get([a.run_unit.remote() for a in self.actors.values()])
@@ -99,30 +98,29 @@ class ParallelMetaTrial:
         ray.get([self.actors[n].load.remote(*states[n]) for n in self.actors])
 
 
-def meta_trainable(config: dict[str, Any], settings: dict[str, Any],
+def meta_trainable(config: dict[str, Any], settings: TrialSettings,
                    task_resources: list[dict[str, float]] | None = None) -> None:
-    """One trial: every task of ``settings['tasks']`` advances one unit per report.
+    """One trial: every task of ``settings.tasks`` advances one unit per report.
 
     With ``task_resources`` (one resource dict per task) the tasks run as actors in the trial's
     placement group, side by side; without, one after another in this process.
     """
     meta = MetaConfig.from_dict(config)
-    trial_settings = TrialSettings.from_dict(settings)
-    device = prepare_process(trial_settings)
+    device = prepare_process(settings)
     if task_resources:
-        trial: Any = ParallelMetaTrial(meta, trial_settings, task_resources)
+        trial: Any = ParallelMetaTrial(meta, settings, task_resources)
     else:
-        trial = MetaTrial(meta, trial_settings, device=device)
+        trial = MetaTrial(meta, settings, device=device)
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
             trial.restore(folder)
-    every = trial_settings.checkpoint_every
+    every = settings.checkpoint_every
     node_id = _node_id()
-    while trial.units < trial_settings.max_units:
+    while trial.units < settings.max_units:
         report = trial.run_unit()
         report["node_id"] = node_id  # where the unit ran (the dashboard and report show it)
-        if trial.units % every == 0 or trial.units == trial_settings.max_units:
+        if trial.units % every == 0 or trial.units == settings.max_units:
             with tempfile.TemporaryDirectory() as tmp:
                 trial.save(tmp)
                 tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
@@ -130,7 +128,7 @@ def meta_trainable(config: dict[str, Any], settings: dict[str, Any],
             tune.report(report)
 
 
-def trainable_for(settings: dict[str, Any], resources: dict[str, float] | None = None,
+def trainable_for(settings: TrialSettings, resources: dict[str, float] | None = None,
                   task_resources: list[dict[str, float]] | None = None) -> Any:
     """The Tune trainable bound to ``settings`` (through the object store), with resources.
 

@@ -12,7 +12,6 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,29 +20,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from trainables.config import TrainConfig, _from_dict
+from trainables.config import TrainConfig, VisionOptions
 from trainables.data import cache
 from trainables.data.cifar import augment, channel_stats, to_tensor
 from trainables.data.splits import Dataset, subsample
 from trainables.loop import Batch, Learner, freeze_lowest, seed_everything
-
-
-@dataclass(frozen=True)
-class VisionOptions:
-    """Model and data settings of an image task (not tuned by the search)."""
-
-    width: float = 1.0  # channel multiplier of the 32-64-64 convs and the dense-64 layer
-    source_steps: int = 1500  # CIFAR-10 pretraining steps (batch source_batch)
-    source_lr: float = 2e-3  # AdamW LR of the source pretraining (cosine, no warm-up)
-    source_batch: int = 128  # examples per source pretraining step
-    source_seed: int = 0  # seed of the source pretraining (part of the cache key)
-    train_limit: int = 0  # target training examples used (0 = all)
-    val_limit: int = 0  # validation examples used each unit (0 = all)
-    augment: bool = True  # pad-4 random crop + horizontal flip on training batches
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VisionOptions:
-        return _from_dict(cls, data, "vision task option")
 
 
 class SmallCNN(nn.Module):
@@ -164,12 +145,12 @@ class VisionTask:
     """Everything one trial needs for the transfer task: cached source, new head, learner."""
 
     def __init__(self, source: Dataset, target: Dataset, opts: VisionOptions, cfg: TrainConfig,
-                 cache_dir: str | None = None) -> None:
+                 val_limit: int = 0, cache_dir: str | None = None) -> None:
         self.opts, self.cfg = opts, cfg
         weights, self.source_info = source_model(source, opts, cache_dir, cfg.device
                                                  if cfg.device != "auto" else "cpu")
         train = subsample(target.splits["train"], opts.train_limit, seed=0)
-        val = subsample(target.splits["val"], opts.val_limit or cfg.max_eval_examples, seed=0)
+        val = subsample(target.splits["val"], val_limit, seed=0)
         self.dataset = Dataset(target.name, {"train": train, "val": val,
                                              "test": target.splits["test"]},
                                target.label_names, target.source, target.path, target.meta)
@@ -178,6 +159,18 @@ class VisionTask:
         batches = ImageBatches(self.dataset, self.source_info["mean"], self.source_info["std"],
                                cfg.eval_batch_size, opts.augment)
         self.learner = Learner(model, cfg, len(train), batches.train, batches.evaluate, _forward)
+
+
+    def export(self, folder: Path) -> None:
+        """Write the CNN as safetensors + ``config.json``, the pair :func:`load_exported` reads."""
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.learner.model.state_dict().items()},
+                  str(folder / "model.safetensors"))
+        (folder / "config.json").write_text(json.dumps({
+            "architecture": "SmallCNN", "num_classes": self.dataset.num_classes,
+            "width": self.opts.width, "dropout": self.cfg.dropout,
+            "input": "uint8 RGB 32x32, NCHW, divided by 255 then normalised",
+            "mean": self.source_info["mean"], "std": self.source_info["std"],
+            "label_names": self.dataset.label_names}, indent=1))
 
 
 def load_exported(folder: str | Path) -> tuple[SmallCNN, dict[str, Any]]:

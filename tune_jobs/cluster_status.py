@@ -62,20 +62,23 @@ def last_leaderboard(logs: str) -> str | None:
 
 
 def leaderboard_from_storage(job: dict[str, Any]) -> str | None:
-    from tune_jobs import search
-    from tune_jobs.report import summarise, text_leaderboard
-    from tune_jobs.results import load_rows
+    """The job's leaderboard from its experiment folder, when this machine holds it (the head)."""
+    from tune_jobs import experiment
+    from tune_jobs.analysis import summarise
+    from tune_jobs.report import text_leaderboard
 
     meta = job.get("metadata") or {}
-    exp = Path(meta.get("storage", "~/metatune_results")).expanduser() / meta.get("experiment", "")
-    spec = search.saved_spec(str(exp))
+    if not meta.get("storage") or not meta.get("experiment"):
+        return None
+    path = str(Path(meta["storage"]).expanduser() / meta["experiment"])
+    spec = experiment.saved_spec(path)
     if spec is None:
         return None
-    rows = load_rows(exp, list(spec["tasks"]), spec["asha"]["max_t"])
-    return text_leaderboard(summarise(spec, rows, None))
+    exp = experiment.Experiment(spec, path)
+    return text_leaderboard(summarise(spec, exp.rows, None))
 
 
-def print_cluster_status(address: str, storage: str | None = None) -> int:
+def print_cluster_status(address: str) -> int:
     token = read_token()
     try:
         jobs = metatune_jobs(address, token)

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from trainables import objective
-from tune_jobs import search, spaces
+from tune_jobs import experiment, presets, search
 from tune_jobs import storage as store
-from tune_jobs.report import best_row, summarise, text_leaderboard, write_report
-from tune_jobs.results import best_checkpoint, load_rows
-
-REPORT_FILES = ["summary.json", "leaderboard.csv", "report.html", "plots"]
+from tune_jobs.analysis import best_row, summarise
+from tune_jobs.experiment import Experiment
+from tune_jobs.report import text_leaderboard, write_report
+from tune_jobs.results import best_checkpoint
+from tune_jobs.spec import SearchSpec
 
 
 class BadInput(ValueError):
@@ -49,7 +50,7 @@ def _searching(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 def add_parsers(sub: Any) -> None:
     run = sub.add_parser("run", help="start a search (or resume it if it exists)")
-    run.add_argument("--preset", default="smoke", help=f"one of {sorted(spaces.PRESETS)}")
+    run.add_argument("--preset", default="smoke", help=f"one of {sorted(presets.PRESETS)}")
     run.add_argument("--config", help="YAML/JSON file overriding the preset")
     run.add_argument("--data", help="real | synthetic | a folder holding the data sets")
     run.add_argument("--tasks", help="comma-separated, e.g. newsgroups,cifar_transfer")
@@ -67,8 +68,9 @@ def add_parsers(sub: Any) -> None:
     st = sub.add_parser("status", help="list experiments, or show one's leaderboard")
     st.add_argument("name", nargs="?")
     st.add_argument("--storage")
-    st.add_argument("--address", help="dashboard URL, e.g. http://127.0.0.1:8265: list the "
-                                      "cluster's searches through its REST API")
+    st.add_argument("--dashboard", metavar="URL",
+                    help="the cluster's dashboard, e.g. http://127.0.0.1:8265: list its searches "
+                         "through the REST API")
     for cmd, text in (("best", "the winning configuration, its scores and checkpoint"),
                       ("report", "(re)write report.html, plots, summary.json, leaderboard.csv")):
         p = sub.add_parser(cmd, help=text)
@@ -82,39 +84,10 @@ def add_parsers(sub: Any) -> None:
     ex.add_argument("--storage")
 
 
-def build_spec(args: argparse.Namespace) -> dict[str, Any]:
-    spec = spaces.preset(args.preset)
-    if args.config:
-        spec = spaces.merge(spec, spaces.load_file(args.config))
-    for key, value in (("data", args.data), ("tasks", args.tasks), ("name", args.name),
-                       ("storage", args.storage), ("num_samples", args.num_samples)):
-        if value is not None:
-            spec[key] = value
-    spec = spaces.apply_sets(spec, args.set)
-    return spaces.validate(spec)
-
-
-def load_spec(name: str, storage: str | None) -> tuple[dict[str, Any], str]:
-    root = search.storage_root(storage)
-    exp = search.experiment_path(root, name)
-    spec = search.saved_spec(exp)
-    if spec is None:
-        raise ValueError(f"no experiment {name!r} under {root} "
-                         "(pass --storage, or see `metatune status`)")
-    return spec, exp
-
-
-def _rows(spec: dict[str, Any], local: Path) -> list[dict[str, Any]]:
-    return load_rows(local, list(spec["tasks"]), spec["asha"]["max_t"])
-
-
-def load_experiment(name: str, storage: str | None) -> tuple[dict, str, Path, list, Any]:
-    """``(spec, experiment path, local view, rows, saved final evaluation or None)``."""
-    spec, exp = _validated(load_spec, name, storage)
-    local = store.local_view(exp)
-    saved = local / "summary.json"
-    final = json.loads(saved.read_text()).get("final_eval") if saved.exists() else None
-    return spec, exp, local, _rows(spec, local), final
+def build_spec(args: argparse.Namespace) -> SearchSpec:
+    return presets.build(args.preset, args.config,
+                         {"data": args.data, "tasks": args.tasks, "name": args.name,
+                          "storage": args.storage, "num_samples": args.num_samples}, args.set)
 
 
 def init_ray(address: str | None) -> bool:
@@ -135,45 +108,40 @@ def init_ray(address: str | None) -> bool:
     return False
 
 
-def _check_same_experiment(spec: dict[str, Any]) -> None:
-    saved = search.saved_spec(search.experiment_dir(spec))
-    if saved is None:
-        return
-    differ = sorted(k for k in set(saved) | set(spec)
-                    if k != "saved_at" and saved.get(k) != json.loads(json.dumps(spec.get(k))))
-    if differ:
-        raise ValueError(
-            f"experiment {spec['name']!r} already exists with different settings ({differ}). "
-            f"Resume it with `metatune resume {spec['name']}`, or start a new one with --name")
-
-
-def finish(spec: dict[str, Any], exp: str) -> int:
+def finish(exp: Experiment) -> int:
     """After the search: final test evaluation of the winner, report files, terminal summary."""
-    local = store.local_view(exp)
-    rows = _rows(spec, local)
+    spec, rows = exp.spec, exp.rows
     best = best_row(rows)
-    final = None
-    if best is not None:
+    final, saved = None, exp.final_eval()
+    if best is not None and saved and saved["config"] == best["config"] \
+            and len(saved["seeds"]) == spec.final_eval.seeds:
+        print("the winner is the one already evaluated: keeping its test evaluation")
+        final = saved
+    elif best is not None and spec.final_eval.seeds:
         from tune_jobs.evaluate import evaluate_on_test
 
-        print(f"re-training the winner with {spec['final_eval']['seeds']} seeds for the test "
+        print(f"re-training the winner with {spec.final_eval.seeds} seed(s) for the test "
               "evaluation ...", flush=True)
         final = evaluate_on_test(spec, best["config"])
-    paths = write_report(local, spec, rows, final)
-    store.publish(local, exp, REPORT_FILES)
-    summary = json.loads(paths["summary"].read_text())
+    summary = _write_report(exp, final)
     print()
     print(text_leaderboard(summary))
     print()
     if best is None:
-        print("no trial produced a result; see the errors under " + exp, file=sys.stderr)
+        print("no trial produced a result; see the errors under " + exp.path, file=sys.stderr)
         return 1
     print_best(summary)
     errored = [r["trial_id"] for r in rows if r["stopped"] == "error"]
     if errored:
         print(f"warning: {len(errored)} trial(s) ended in an error after retries: {errored}")
-    print(f"\nresults, checkpoints and report under {exp}\n  report: {exp}/report.html")
+    print(f"\nresults, checkpoints and report under {exp.path}\n  report: {exp.path}/report.html")
     return 0
+
+
+def _write_report(exp: Experiment, final: dict[str, Any] | None) -> dict[str, Any]:
+    paths = write_report(exp.local, exp.spec, exp.rows, final)
+    store.publish(exp.local, exp.path, experiment.REPORT_FILES)
+    return json.loads(paths["summary"].read_text())
 
 
 def print_best(summary: dict[str, Any]) -> None:
@@ -194,73 +162,67 @@ def print_best(summary: dict[str, Any]) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     spec = _validated(build_spec, args)
-    spec = _validated(search.finalise_spec, spec)
+    spec = _validated(experiment.finalise, spec)
     if args.dry_run:
-        print(json.dumps(spec, indent=1, default=str))
+        print(json.dumps(spec.to_dict(), indent=1, default=str))
         return 0
-    _validated(_check_same_experiment, spec)
-    exp = search.experiment_dir(spec)
-    print(f"experiment {spec['name']}: {spec['num_samples']} trials on "
-          f"{', '.join(spec['tasks'])} with {spec['data_kind']} data from {spec['data_dir']}")
-    print(f"results and checkpoints: {exp}")
+    _validated(experiment.check_same, spec)
+    path = experiment.path_of(spec)
+    print(f"experiment {spec.experiment}: {spec.num_samples} trials on "
+          f"{', '.join(spec.tasks)} with {spec.data_kind} data from {spec.data_dir}")
+    print(f"results and checkpoints: {path}")
     connected = init_ray(args.address)
     fs = _validated(search.storage_filesystem, spec, connected)
     if fs is not None:
-        print(f"head store: every checkpoint and result lands on the head node under {exp}")
+        print(f"head store: every checkpoint and result lands on the head node under {path}")
     from tune_jobs.progress import LeaderboardCallback
 
     _searching(search.run_search, spec,
-               callbacks=[LeaderboardCallback(spec["tasks"], spec["name"])],
+               callbacks=[LeaderboardCallback(list(spec.tasks), spec.experiment)],
                storage_filesystem=fs)
-    return _searching(finish, spec, exp)
+    return _searching(finish, Experiment(spec, path))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    spec, exp = _validated(load_spec, args.name, args.storage)
+    exp = _validated(experiment.load, args.name, args.storage)
     connected = init_ray(args.address)
-    fs = _validated(search.storage_filesystem, spec, connected)
-    _searching(search.run_search, spec, resume=True, storage_filesystem=fs)
-    return _searching(finish, spec, exp)
+    fs = _validated(search.storage_filesystem, exp.spec, connected)
+    _searching(search.run_search, exp.spec, resume=True, storage_filesystem=fs)
+    return _searching(finish, exp)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    if args.address:
+    if args.dashboard:
         from tune_jobs.cluster_status import print_cluster_status
 
-        return print_cluster_status(args.address, args.storage)
-    root = Path(search.storage_root(args.storage))
+        return print_cluster_status(args.dashboard)
     if args.name:
-        spec, exp, _, rows, _ = load_experiment(args.name, args.storage)
-        print(f"{args.name}: {len(rows)} trials at {exp}")
-        print(text_leaderboard(summarise(spec, rows, None)))
+        exp = _validated(experiment.load, args.name, args.storage)
+        print(f"{args.name}: {len(exp.rows)} trials at {exp.path}")
+        print(text_leaderboard(summarise(exp.spec, exp.rows, None)))
         return 0
-    specs = sorted(root.glob(f"*/{search.SPEC_FILE}")) if root.is_dir() else []
-    if not specs:
-        print(f"no experiments under {root}")
+    found = _validated(experiment.list_local, args.storage)
+    if not found:
+        print(f"no experiments under {experiment.storage_root(args.storage)}")
         return 0
-    for path in specs:
-        spec = json.loads(path.read_text())
-        rows = _rows(spec, path.parent)
-        best = best_row(rows)
-        done = (path.parent / "summary.json").exists()
+    for exp in found:
+        best = best_row(exp.rows)
         score = f"{best['metrics'][objective.META_SCORE]:.4f}" if best else "–"
-        print(f"{spec['name']:<28} {'finished' if done else 'running/unfinished':<19} "
-              f"{len(rows):>3} trials  best meta-score {score}")
+        print(f"{exp.spec.experiment:<28} "
+              f"{'finished' if exp.finished else 'running/unfinished':<19} "
+              f"{len(exp.rows):>3} trials  best meta-score {score}")
     return 0
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    spec, exp, local, rows, final = load_experiment(args.name, args.storage)
-    summary = summarise(spec, rows, final)
+    exp = _validated(experiment.load, args.name, args.storage)
+    final = exp.final_eval()
+    summary = summarise(exp.spec, exp.rows, final)
     if "best" not in summary:
         print(f"{args.name}: no trial has reported a result yet", file=sys.stderr)
         return 1
-    best = best_row(rows)
-    ckpt = best_checkpoint(best) if best else None
-    path = ckpt["path"] if ckpt else None
-    if path and store.is_uri(exp):  # name it where it really lives, not in the local mirror
-        path = exp.rstrip("/") + "/" + str(Path(path).relative_to(local))
-    summary["best"]["checkpoint"] = path
+    ckpt = best_checkpoint(best_row(exp.rows))
+    summary["best"]["checkpoint"] = exp.where(ckpt["path"]) if ckpt else None
     if args.json:
         print(json.dumps({"best": summary["best"], "final_eval": final}, indent=1, default=str))
         return 0
@@ -270,19 +232,18 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    spec, exp, local, rows, final = load_experiment(args.name, args.storage)
-    paths = write_report(local, spec, rows, final)
-    store.publish(local, exp, REPORT_FILES)
-    print(f"report: {paths['report']}\nsummary: {paths['summary']}\n"
-          f"leaderboard: {paths['leaderboard']}")
+    exp = _validated(experiment.load, args.name, args.storage)
+    _write_report(exp, exp.final_eval())
+    print(f"report: {exp.path}/report.html\nsummary: {exp.path}/{experiment.SUMMARY_FILE}\n"
+          f"leaderboard: {exp.path}/leaderboard.csv")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from tune_jobs.evaluate import export_best
 
-    spec, exp = _validated(load_spec, args.name, args.storage)
-    exported = _validated(export_best, spec, store.local_view(exp), args.out)
+    exp = _validated(experiment.load, args.name, args.storage)
+    exported = _validated(export_best, exp.spec, exp.rows, args.out)
     for task, info in exported.items():
         print(f"{task}: {Path(args.out) / task}  (val_acc {info['val_acc_after_export']:.4f}, "
               f"reported {info['reported_val_acc']:.4f})")

@@ -3,31 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
 from trainables.data.archive import SYNTHETIC_MARKER
+from trainables.data.locations import default_dir
 from trainables.data.splits import DataError
 
 DATASETS = ("newsgroups", "cifar10", "cifar100")
-
-
-def default_data_dir() -> str:
-    return os.environ.get("METATUNE_DATA", str(Path.cwd() / "data"))
 
 
 def add_parser(sub: Any) -> None:
     data = sub.add_parser("data", help="write, check or download data sets")
     dsub = data.add_subparsers(dest="data_cmd", required=True)
     syn = dsub.add_parser("synthetic", help="write stand-ins in the real on-disk formats")
-    syn.add_argument("--out", default=None, help="folder to write (default: $METATUNE_DATA or ./data)")
+    syn.add_argument("--out", default=None,
+                     help="folder to write (default: $METATUNE_DATA/synthetic, as --data synthetic reads)")
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--size", choices=("small", "medium"), default="small")
     chk = dsub.add_parser("check", help="say which data sets are present, real or synthetic")
-    chk.add_argument("--dir", default=None)
+    chk.add_argument("--dir", default=None, help="default: $METATUNE_DATA/real")
     dl = dsub.add_parser("download", help="download the real data sets (needs internet)")
-    dl.add_argument("--dir", default=None)
+    dl.add_argument("--dir", default=None,
+                    help="default: $METATUNE_DATA/real (./data/real), where --data real reads")
     dl.add_argument("--only", choices=DATASETS, action="append")
 
 
@@ -54,14 +52,14 @@ def run(args: argparse.Namespace) -> int:
     if args.data_cmd == "synthetic":
         from trainables.data.synthetic import write_all
 
-        out = Path(args.out or default_data_dir())
+        out = Path(args.out) if args.out else default_dir("synthetic")
         paths = write_all(out, seed=args.seed, size=args.size)
         for name, path in paths.items():
             print(f"wrote {name:<11} {path}")
         print(f"marked {out / SYNTHETIC_MARKER} (synthetic, seed={args.seed}, size={args.size})")
         return 0
     if args.data_cmd == "check":
-        root = Path(args.dir or default_data_dir())
+        root = Path(args.dir) if args.dir else default_dir("real")
         rows = check(root)
         print(f"data folder: {root}")
         for r in rows:
@@ -75,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         from trainables.data.cifar import download_cifar
         from trainables.data.newsgroups import download_newsgroups
 
-        root = Path(args.dir or default_data_dir())
+        root = Path(args.dir) if args.dir else default_dir("real")
         for name in args.only or DATASETS:
             path = download_newsgroups(root) if name == "newsgroups" else download_cifar(root, name)
             print(f"{name:<11} {path}")

@@ -3,6 +3,7 @@ import math
 import pytest
 
 from trainables.config import MetaConfig, TaskBudget, TrialSettings
+from trainables.tasks import parse_task
 
 
 def test_defaults_are_valid_and_round_trip():
@@ -48,17 +49,32 @@ def test_numpy_and_float_ints_accepted():
     assert cfg.lr_scale == 0.5 and type(cfg.lr_scale) is float and cfg.seed == 3
 
 
+BUDGET = TaskBudget(base_lr=1e-4, base_lr_sgd=5e-3, steps_per_unit=10)
+
+
 def test_for_task_applies_decoupled_knobs():
-    cfg = MetaConfig(lr_scale=2.0, warmup_frac=0.1, batch_size=8).for_task(
-        TaskBudget(base_lr=1e-4, steps_per_unit=10, max_units=5))
+    cfg = MetaConfig(lr_scale=2.0, warmup_frac=0.1, batch_size=8).for_task(BUDGET, max_units=5)
     assert cfg.lr == pytest.approx(2e-4)
     assert cfg.total_steps == 50 and cfg.warmup_steps == 5 and cfg.batch_size == 8
 
 
+def test_each_optimizer_scales_its_own_base_lr():
+    assert MetaConfig(optimizer="sgd", lr_scale=0.5).for_task(BUDGET, 1).lr == pytest.approx(2.5e-3)
+    assert MetaConfig(optimizer="adamw", lr_scale=0.5).for_task(BUDGET, 1).lr == pytest.approx(5e-5)
+
+
 def test_budget_and_settings_validation():
-    with pytest.raises(ValueError, match="steps_per_unit=0"):
-        TaskBudget(base_lr=1e-3, steps_per_unit=0)
-    with pytest.raises(ValueError, match="aggregate='max'"):
-        TrialSettings(tasks=("newsgroups",), data_dir="x", aggregate="max")
-    with pytest.raises(ValueError, match="unknown trial setting"):
-        TrialSettings.from_dict({"tasks": ["a"], "data_dir": "x", "bogus": 1})
+    with pytest.raises(ValueError, match=r"^steps_per_unit=0 is invalid"):
+        TaskBudget(base_lr=1e-3, base_lr_sgd=1e-2, steps_per_unit=0)
+    with pytest.raises(ValueError, match=r"^base_lr_sgd=-1 is invalid: must be > 0"):
+        TaskBudget(base_lr=1e-3, base_lr_sgd=-1)
+    with pytest.raises(ValueError, match=r"^val_limit=-1 is invalid"):
+        TaskBudget(base_lr=1e-3, base_lr_sgd=1e-2, val_limit=-1)
+    task = parse_task("newsgroups")
+    with pytest.raises(ValueError, match=r"^aggregate='max' is invalid"):
+        TrialSettings(tasks=(task,), data_dir="x", aggregate="max")
+    with pytest.raises(ValueError, match=r"^tasks=\['newsgroups', 'newsgroups'\] is invalid: a task "
+                                         "is listed twice"):
+        TrialSettings(tasks=(task, task), data_dir="x")
+    with pytest.raises(ValueError, match=r"^checkpoint_every=0 is invalid"):
+        TrialSettings(tasks=(task,), data_dir="x", checkpoint_every=0)

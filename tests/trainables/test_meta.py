@@ -1,17 +1,13 @@
 import pytest
+import torch
 
-from tests.conftest import TEXT_OPTS, VISION_OPTS
-from trainables.config import MetaConfig, TrialSettings
+from tests.conftest import settings_for
+from trainables.config import MetaConfig
 from trainables.meta import MetaTrial
-
-TASKS = ("newsgroups", "cifar_transfer")
 
 
 def _settings(syn_dir, cache_dir, units=4, **opts):
-    return TrialSettings(tasks=TASKS, data_dir=str(syn_dir), max_units=units,
-                         task_options={"newsgroups": {**TEXT_OPTS, **opts},
-                                       "cifar_transfer": {**VISION_OPTS, **opts}},
-                         cache_dir=cache_dir)
+    return settings_for(syn_dir, cache_dir, units=units, newsgroups=opts, cifar_transfer=opts)
 
 
 def test_resume_gives_the_same_curve(syn_dir, cache_dir, tmp_path):
@@ -56,9 +52,29 @@ def test_short_training_beats_chance_on_both_tasks(syn_dir, cache_dir):
 
 
 def test_single_task_trial_is_the_same_trainable_with_one_task(syn_dir, cache_dir):
-    settings = TrialSettings(tasks=("newsgroups",), data_dir=str(syn_dir), max_units=2,
-                             task_options={"newsgroups": TEXT_OPTS}, cache_dir=cache_dir)
+    settings = settings_for(syn_dir, cache_dir, ("newsgroups",), units=2)
     report = MetaTrial(MetaConfig(), settings).run_unit()
     assert not [k for k in report if k.startswith("cifar_transfer/")]
     assert report["meta_score"] == pytest.approx(report["newsgroups/score"])
     assert report["units"] == 1
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_initial_lr_is_base_lr_times_lr_scale_per_task(optimizer, syn_dir, cache_dir):
+    """The whole path of lr_scale and base_lr: --set → SearchSpec → TaskSpec → TrainConfig →
+    the optimizer of each task in a trial."""
+    from tune_jobs import presets
+
+    spec = presets.build("smoke", overrides={"cache_dir": cache_dir}, sets=[
+        "task_options.newsgroups.base_lr=1e-3", "task_options.newsgroups.base_lr_sgd=4e-2",
+        "task_options.cifar_transfer.base_lr=3e-3", "task_options.cifar_transfer.base_lr_sgd=0.1",
+        "task_options.cifar_transfer.source_steps=150", "task_options.newsgroups.steps_per_unit=5"])
+    meta = MetaConfig(lr_scale=0.5, optimizer=optimizer, warmup_frac=0.0, schedule="constant")
+    trial = MetaTrial(meta, spec.trial_settings(str(syn_dir)))
+    base = {"adamw": {"newsgroups": 1e-3, "cifar_transfer": 3e-3},
+            "sgd": {"newsgroups": 4e-2, "cifar_transfer": 0.1}}[optimizer]
+    for name, task in trial.tasks.items():
+        opt = task.learner.optimizer
+        kind = torch.optim.AdamW if optimizer == "adamw" else torch.optim.SGD
+        assert isinstance(opt, kind)
+        assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.5 * base[name]] * 2)

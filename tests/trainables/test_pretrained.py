@@ -4,8 +4,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.conftest import task_for
 from trainables.config import MetaConfig
-from trainables.tasks import build_task
 from trainables.text import minilm_path
 
 pytestmark = pytest.mark.slow
@@ -16,12 +16,10 @@ def test_minilm_fine_tunes_and_loss_drops(syn_dir, cache_dir):
         path = minilm_path()
     except ValueError as exc:  # the optional extra is part of `make test`'s install
         pytest.fail(str(exc))
-    task, cfg = build_task(
-        "newsgroups", MetaConfig(batch_size=16, warmup_frac=0.0, schedule="constant"),
-        str(syn_dir),
-        {"model": "minilm", "max_length": 48, "base_lr": 2e-4, "steps_per_unit": 6,
-         "max_units": 2, "train_limit": 64},
-        cache_dir)
+    task, cfg = task_for(
+        "newsgroups", syn_dir, cache_dir,
+        MetaConfig(batch_size=16, warmup_frac=0.0, schedule="constant"), units=2,
+        model="minilm", max_length=48, base_lr=2e-4, steps_per_unit=6, train_limit=64)
     model = task.learner.model
     shipped = load_file(str(path / "model.safetensors"))
     key = next(k for k in shipped if k.endswith("encoder.layer.0.attention.self.query.weight"))

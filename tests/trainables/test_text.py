@@ -2,15 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import TEXT_OPTS
+from tests.conftest import task_for
 from trainables.config import MetaConfig
-from trainables.tasks import build_task
 from trainables.text import apply_unfreeze, collate
 
 
 def _task(syn_dir, cache_dir, **meta):
-    return build_task("newsgroups", MetaConfig(**meta), str(syn_dir),
-                      {**TEXT_OPTS, "max_units": 4}, cache_dir)[0]
+    return task_for("newsgroups", syn_dir, cache_dir, MetaConfig(**meta))[0]
 
 
 def test_dynamic_padding_and_mask():

@@ -13,6 +13,7 @@ from trainables import trainable as adapter
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 TASKS = ["newsgroups", "cifar_transfer"]
+real_trainable = adapter.meta_trainable
 
 
 def flaky_trainable(config, settings, task_resources=None):
@@ -22,7 +23,7 @@ def flaky_trainable(config, settings, task_resources=None):
     import ray
     from ray import tune
 
-    markers = Path(settings["cache_dir"]) / "restore-markers"
+    markers = Path(settings.cache_dir) / "restore-markers"
     markers.mkdir(exist_ok=True)
     group = ray.util.get_current_placement_group()
     if group is not None:
@@ -36,7 +37,7 @@ def flaky_trainable(config, settings, task_resources=None):
         with checkpoint.as_directory() as folder:
             units = trial_units(folder)
         (markers / f"lr{config['lr_scale']}-from-unit{units}").touch()
-        return adapter.meta_trainable(config, settings, task_resources)
+        return real_trainable(config, settings, task_resources)
     original, count = adapter.tune.report, [0]
 
     def report(metrics, checkpoint=None):
@@ -47,46 +48,36 @@ def flaky_trainable(config, settings, task_resources=None):
 
     adapter.tune.report = report
     try:
-        adapter.meta_trainable(config, settings, task_resources)
+        real_trainable(config, settings, task_resources)
     finally:
         adapter.tune.report = original
 
 
 @pytest.mark.parametrize("form", ["sequential", "parallel"])
-def test_tune_asha_two_tasks_reports_and_restores(form, ray_local, syn_dir, cache_dir, tmp_path):
-    """Both forms of a trial: tasks one after another in the trial's process, or side by side
-    as actors in the bundles of the trial's placement group."""
+def test_tune_asha_two_tasks_reports_and_restores(form, ray_local, syn_dir, cache_dir, tmp_path,
+                                                  monkeypatch):
+    """Both forms of a trial, built by the search's own build_tuner → trainable_for: tasks one
+    after another in the trial's process, or side by side as actors in the bundles of the
+    trial's placement group."""
+    import dataclasses
     import shutil
     from pathlib import Path
 
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
+    from tune_jobs import presets, search
 
     markers = Path(cache_dir) / "restore-markers"
     shutil.rmtree(markers, ignore_errors=True)
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    settings = {"tasks": TASKS, "data_dir": str(syn_dir), "max_units": 4,
-                "cache_dir": cache_dir,
-                "task_options": {"newsgroups": TEXT_OPTS, "cifar_transfer": VISION_OPTS}}
+    sets = ["space.lr_scale=[0.5, 2.0]", "asha.max_t=4", "asha.grace_period=1",
+            "max_failures=1", "num_samples=2", "resources.cpu=1"]
     if form == "parallel":
-        per_task = [{"CPU": 0.5}, {"CPU": 0.5}]
-        trainable = tune.with_resources(
-            tune.with_parameters(flaky_trainable, settings=settings, task_resources=per_task),
-            tune.PlacementGroupFactory([{"CPU": 0.01}, *per_task]))
-    else:
-        trainable = tune.with_resources(
-            tune.with_parameters(flaky_trainable, settings=settings), {"cpu": 1})
-    tuner = tune.Tuner(
-        trainable,
-        param_space={"lr_scale": tune.grid_search([0.5, 2.0]), "seed": 0},
-        tune_config=tune.TuneConfig(
-            metric=objective.META_SCORE, mode="max", reuse_actors=True,
-            scheduler=ASHAScheduler(time_attr="training_iteration", max_t=4, grace_period=1,
-                                    reduction_factor=2)),
-        run_config=tune.RunConfig(
-            name="ray_meta", storage_path=str(tmp_path), verbose=0,
-            failure_config=tune.FailureConfig(max_failures=1),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
+        sets.append("task_resources={newsgroups: {cpu: 0.5}, cifar_transfer: {cpu: 0.5}}")
+    spec = presets.build("smoke", overrides={
+        "task_options": {"newsgroups": TEXT_OPTS, "cifar_transfer": VISION_OPTS},
+        "cache_dir": cache_dir, "storage": str(tmp_path), "name": "ray_meta"}, sets=sets)
+    spec = dataclasses.replace(spec, data_dir=str(syn_dir))
+    monkeypatch.setattr(adapter, "meta_trainable", flaky_trainable)  # trainable_for wraps it
+    tuner = search.build_tuner(spec)
     results = tuner.fit()
     assert not results.errors, results.errors
     assert len(results) == 2

@@ -3,17 +3,15 @@ import multiprocessing as mp
 
 import torch
 
-from tests.conftest import VISION_OPTS
-from trainables.config import MetaConfig
+from tests.conftest import VISION_OPTS, task_for
+from trainables.config import MetaConfig, VisionOptions
 from trainables.data import cache
 from trainables.data.cifar import load_cifar
-from trainables.tasks import build_task
-from trainables.vision import SmallCNN, VisionOptions, source_model
+from trainables.vision import SmallCNN, source_model
 
 
 def _task(syn_dir, cache_dir, **meta):
-    return build_task("cifar_transfer", MetaConfig(**meta), str(syn_dir),
-                      {**VISION_OPTS, "max_units": 4}, cache_dir)[0]
+    return task_for("cifar_transfer", syn_dir, cache_dir, MetaConfig(**meta))[0]
 
 
 def test_classic_architecture():
@@ -80,7 +78,8 @@ def test_cifar10_pretraining_helps_the_cifar100_transfer(syn_dir, cache_dir):
 
     c10, c100 = load_cifar(syn_dir, "cifar10"), load_cifar(syn_dir, "cifar100")
     source, info = source_model(c10, VisionOptions(source_steps=150), cache_dir)
-    cfg = MetaConfig().for_task(TaskBudget(base_lr=2e-3, steps_per_unit=60, max_units=1))
+    cfg = MetaConfig().for_task(TaskBudget(base_lr=2e-3, base_lr_sgd=2e-2, steps_per_unit=60),
+                                max_units=1)
     accs = {}
     for name, weights in (("transfer", source), ("scratch", SmallCNN(10).state_dict())):
         model = transfer_model(weights, 100, 1.0, 0.1, seed=0)

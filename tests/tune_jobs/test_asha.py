@@ -4,13 +4,12 @@ from types import SimpleNamespace
 
 from ray.tune.schedulers import TrialScheduler
 
-from tune_jobs import search, spaces
+from tune_jobs import presets, search
 
 
 def _decisions(scores):
-    spec = spaces.validate(spaces.apply_sets(spaces.preset("smoke"),
-                                             ["asha.max_t=8", "asha.reduction_factor=2",
-                                              "asha.grace_period=1"]))
+    spec = presets.build("smoke", sets=["asha.max_t=8", "asha.reduction_factor=2",
+                                        "asha.grace_period=1"])
     sched = search.build_scheduler(spec)
     sched.set_search_properties("meta_score", "max")
     out = []
@@ -35,10 +34,10 @@ def test_top_half_promoted():
 
 
 def test_trial_at_max_t_is_stopped():
-    spec = spaces.validate(spaces.preset("smoke"))
+    spec = presets.build("smoke")
     sched = search.build_scheduler(spec)
     sched.set_search_properties("meta_score", "max")
     trial = SimpleNamespace(trial_id="t")
     sched.on_trial_add(None, trial)
-    result = {"training_iteration": spec["asha"]["max_t"], "meta_score": 1.0}
+    result = {"training_iteration": spec.asha.max_t, "meta_score": 1.0}
     assert sched.on_trial_result(None, trial, result) == TrialScheduler.STOP

@@ -11,7 +11,7 @@ import pytest
 from ray import tune
 
 from tests.conftest import TEXT_OPTS, VISION_OPTS
-from tune_jobs import head_store, search, spaces
+from tune_jobs import head_store, presets, search
 
 pytestmark = [pytest.mark.cluster, pytest.mark.ray, pytest.mark.slow]
 # Tune pickles its callbacks; the cluster handle (locks, processes) is reached through here.
@@ -50,13 +50,12 @@ def test_trials_on_workers_store_on_head_and_restore_elsewhere(cluster, syn_dir,
 
     c, workers = cluster
     storage = tmp_path / "head_disk"
-    spec = spaces.validate(spaces.apply_sets(spaces.preset("smoke"), [
+    spec = presets.build("smoke", overrides={
+        "task_options": {"newsgroups": TEXT_OPTS, "cifar_transfer": VISION_OPTS},
+        "name": "cluster", "storage": str(storage), "data_dir": str(syn_dir),
+        "data_kind": "synthetic", "cache_dir": cache_dir}, sets=[
         "num_samples=2", "asha.max_t=4", "asha.grace_period=1", "asha.reduction_factor=8",
-        "max_failures=2",
-        "space.lr_scale=[0.5, 2.0]"]))
-    spec["task_options"] = {"newsgroups": TEXT_OPTS, "cifar_transfer": VISION_OPTS}
-    spec.update(name="cluster", storage=str(storage), data_dir=str(syn_dir),
-                data_kind="synthetic", cache_dir=cache_dir)
+        "max_failures=2", "space.lr_scale=[0.5, 2.0]"])
     fs = search.storage_filesystem(spec, connected=True)
     assert fs is not None and head_store.on_head_node()
     worker_ids = {w.node_id for w in workers}

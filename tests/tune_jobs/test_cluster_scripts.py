@@ -19,6 +19,9 @@ import requests
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+SMALL = ["--set", "task_options.newsgroups.steps_per_unit=5",  # as in test_e2e: shared caches
+         "--set", "task_options.cifar_transfer.steps_per_unit=5",
+         "--set", "task_options.cifar_transfer.source_steps=150"]
 
 
 def test_cluster_yaml_passes_rays_schema_with_token_auth_and_local_dashboard():
@@ -83,7 +86,7 @@ def test_start_submit_watch_status_stop(syn_dir, cache_dir, tmp_path):
 
         sub = sh("scripts/submit.sh", "--preset", "smoke", "--data", str(syn_dir),
                  "--name", "clustered", "--num-samples", "3", "--set", "asha.max_t=4",
-                 "--set", "final_eval.seeds=1")
+                 "--set", "final_eval.seeds=1", *SMALL)
         assert sub.returncode == 0, sub.stdout[-2000:] + sub.stderr[-2000:]
         job_id = next(line.split()[-1] for line in sub.stdout.splitlines()
                       if line.startswith("job id:"))
@@ -111,11 +114,11 @@ def test_start_submit_watch_status_stop(syn_dir, cache_dir, tmp_path):
         summary = json.loads((exp / "summary.json").read_text())
         assert summary["num_trials"] == 3
 
-        status_cmd = sh(sys.executable, "-m", "tune_jobs.cli", "status", "--address", url)
+        status_cmd = sh(sys.executable, "-m", "tune_jobs.cli", "status", "--dashboard", url)
         assert status_cmd.returncode == 0, status_cmd.stderr
         assert "clustered" in status_cmd.stdout and "SUCCEEDED" in status_cmd.stdout
         assert "leaderboard (from the head storage)" in status_cmd.stdout
-        denied = subprocess.run([sys.executable, "-m", "tune_jobs.cli", "status", "--address",
+        denied = subprocess.run([sys.executable, "-m", "tune_jobs.cli", "status", "--dashboard",
                                  url], env={**env, "RAY_AUTH_TOKEN": "wrong"}, cwd=REPO,
                                 capture_output=True, text=True, timeout=60)
         assert denied.returncode == 1 and "refused" in denied.stderr
@@ -126,3 +129,31 @@ def test_start_submit_watch_status_stop(syn_dir, cache_dir, tmp_path):
     leftover = subprocess.run(["pgrep", "-f", f"{ray_tmp}[w/]"], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "stop.sh left Ray processes running"
     assert not list((tmp_path / "state").glob("*.pgid"))
+
+
+def test_job_plan_takes_the_name_from_config_and_builds_json(tmp_path):
+    from tune_jobs.job_plan import plan
+
+    config = tmp_path / "spec.yaml"
+    config.write_text('name: "my \\"quoted\\" search"\nnum_samples: 2\n')
+    job = plan(["--preset", "cpu", "--config", str(config)], {"METATUNE_DATA": "/data"})
+    assert job["name"] == 'my "quoted" search'  # a name inside --config is not overridden
+    assert job["id"].startswith('metatune-my "quoted" search-')
+    assert job["storage"] == "~/metatune_results"  # expanded on the head, not here
+    assert json.loads(json.dumps(job["metadata"]))["experiment"] == job["name"]
+    assert job["runtime_env"]["env_vars"]["METATUNE_DATA"] == "/data"
+    assert plan(["--name", "x", "--storage", "/r"], {})["storage"] == "/r"
+
+
+def test_submit_without_a_cluster_is_one_clear_line(tmp_path):
+    env = {**os.environ, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{_free_port()}",
+           "METATUNE_CLUSTER_DIR": str(tmp_path / "state"),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run(["scripts/submit.sh", "--preset", "smoke"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("submit.sh: error: no Ray cluster answers at http://127.0.0.1:")
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    bad = subprocess.run(["scripts/submit.sh", "--set", "num_samples=0"], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "num_samples=0 is invalid" in bad.stderr

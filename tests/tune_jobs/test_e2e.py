@@ -16,8 +16,13 @@ import pytest
 import torch
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
+# The smoke preset with the small units and source pretraining the other tests use (so the
+# session's caches serve these runs too); `make demo` runs the preset as it is.
+SMALL = ["--set", "task_options.newsgroups.steps_per_unit=5",
+         "--set", "task_options.cifar_transfer.steps_per_unit=5",
+         "--set", "task_options.cifar_transfer.source_steps=150"]
 ARGS = ["--num-samples", "4", "--set", "asha.max_t=4", "--set", "asha.grace_period=1",
-        "--set", "final_eval.seeds=2"]
+        "--set", "final_eval.seeds=2", *SMALL]
 
 
 def cli(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
@@ -111,6 +116,7 @@ def test_rerun_resumes_instead_of_clobbering(finished, syn_dir, env):
                 "--storage", str(storage), *ARGS], env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resuming" in proc.stdout
+    assert "keeping its test evaluation" in proc.stdout  # the same winner is not re-trained
     assert sorted(p.name for p in exp.glob("*/params.json")) == before
     assert all(p.stat().st_mtime == t for p, t in mtimes.items())  # finished trials untouched
     other = cli(["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "e2e",
@@ -122,7 +128,7 @@ def test_driver_killed_then_resume_loses_no_trial(syn_dir, env, tmp_path):
     args = ["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "crash",
             "--storage", str(tmp_path), "--num-samples", "4", "--set", "asha.max_t=4",
             "--set", "asha.grace_period=1",
-            "--set", "final_eval.seeds=0", "--set", "asha.reduction_factor=4"]
+            "--set", "final_eval.seeds=0", "--set", "asha.reduction_factor=4", *SMALL]
     driver = subprocess.Popen([sys.executable, "-m", "tune_jobs.cli", *args], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
@@ -151,7 +157,7 @@ def test_uri_storage_works_unchanged(syn_dir, env, tmp_path):
     uri = f"file://{tmp_path}/shared"
     proc = cli(["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "uri",
                 "--storage", uri, "--num-samples", "2", "--set", "asha.max_t=2",
-                "--set", "final_eval.seeds=1"], env)
+                "--set", "final_eval.seeds=1", *SMALL], env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     exp = tmp_path / "shared" / "uri"
     for name in ("metatune_spec.json", "summary.json", "report.html", "plots/asha_rungs.png"):
@@ -166,7 +172,7 @@ def test_failed_search_exits_1(syn_dir, env, tmp_path):
     # every trial fails inside Ray (its model folder does not exist on the worker)
     proc = cli(["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "broken",
                 "--storage", str(tmp_path), "--num-samples", "1", "--set", "max_failures=0",
-                "--set", "task_options.newsgroups.model=/nonexistent/bert"], env)
+                "--set", "task_options.newsgroups.model=/nonexistent/bert", *SMALL], env)
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "no trial produced a result" in proc.stderr
     assert "/nonexistent/bert" in proc.stdout + proc.stderr  # the trial's own error is shown

@@ -1,71 +1,20 @@
-"""The analysis functions on hand-made result rows."""
+"""Rendering: the report files written from hand-made rows."""
 
 import json
 
-import pytest
-
+from tests.tune_jobs.test_analysis import ROWS, TASKS
 from tune_jobs import report
-
-TASKS = ["a", "b"]
-
-
-def row(tid, acc_a, acc_b, units=4, stopped="completed", **config):
-    sa, sb = acc_a * 2, acc_b * 2  # stand-in normalised scores
-    return {"trial_id": tid, "config": {"lr_scale": 1.0, **config}, "units": units,
-            "stopped": stopped, "trial_dir": f"/x/{tid}",
-            "metrics": {"meta_score": (sa + sb) / 2, "a/val_acc": acc_a, "b/val_acc": acc_b,
-                        "a/score": sa, "b/score": sb},
-            "history": [{"units": u, "meta_score": (sa + sb) / 2 * u / units}
-                        for u in range(1, units + 1)], "checkpoints": []}
+from tune_jobs.spec import SearchSpec
 
 
-ROWS = [row("t1", 0.9, 0.1, lr_scale=0.1),  # best on a, bad on b
-        row("t2", 0.6, 0.6, lr_scale=1.0),  # the balanced meta choice
-        row("t3", 0.25, 0.8, lr_scale=5.0),  # best on b
-        row("t4", 0.1, 0.1, units=1, stopped="stopped by ASHA at unit 1", lr_scale=9.0),
-        {**row("t5", 0.99, 0.99), "stopped": "error"}]  # errored rows never win
-
-
-def test_leaderboard_orders_by_meta_score():
-    board = report.leaderboard(ROWS, TASKS)
-    assert [r["trial_id"] for r in board][:4] == ["t5", "t2", "t3", "t1"]
-    assert board[1]["config/lr_scale"] == 1.0 and board[1]["a/val_acc"] == 0.6
-    assert report.best_row(ROWS)["trial_id"] == "t2"
-
-
-def test_per_task_best_and_regret():
-    best = report.per_task_best(ROWS, TASKS)
-    assert best["a"]["trial_id"] == "t1" and best["b"]["trial_id"] == "t3"
-    assert report.regret(ROWS, TASKS, "t2") == pytest.approx({"a": 0.3, "b": 0.2})
-    assert report.regret(ROWS, TASKS, "t1") == pytest.approx({"a": 0.0, "b": 0.7})
-
-
-def test_leave_one_task_out():
-    loto = {r["held_out"]: r for r in report.leave_one_task_out(ROWS, TASKS)}
-    # chosen on b alone → t3, which scores 0.25 on a (best on a is 0.9)
-    assert loto["a"]["trial_id"] == "t3" and loto["a"]["regret"] == pytest.approx(0.65)
-    assert loto["b"]["trial_id"] == "t1" and loto["b"]["held_out_acc"] == pytest.approx(0.1)
-    assert report.leave_one_task_out(ROWS, ["a"]) == []
-
-
-def test_rungs():
-    assert report.asha_rungs(8, 1, 2) == [1, 2, 4, 8]
-    assert report.asha_rungs(16, 2, 3) == [2, 6, 16]
-    assert report.rung_counts(ROWS, [1, 2, 4]) == {1: 5, 2: 4, 4: 4}
-
-
-def test_param_importance_finds_the_parameter_that_matters():
-    rows = [row(f"t{i}", 0.1 + 0.08 * i, 0.1 + 0.08 * i, lr_scale=0.1 * (i + 1),
-                dropout=[0.1, 0.3][i % 2]) for i in range(10)]
-    imp = report.param_importance(rows)
-    assert set(imp) == {"lr_scale", "dropout"} and imp["lr_scale"] > imp["dropout"]
-    assert sum(imp.values()) == pytest.approx(1.0)
-    assert report.param_importance(rows[:3]) == {}
+def _spec(folder, **keys):
+    """A spec whose tasks carry the hand-made rows' names (declared as custom tasks)."""
+    custom = {t: {"type": "text", "train": str(folder)} for t in TASKS}
+    return SearchSpec.from_dict({"name": "exp", "tasks": TASKS, "custom_tasks": custom, **keys})
 
 
 def test_write_report_files(tmp_path):
-    spec = {"name": "exp", "tasks": TASKS, "asha": {"max_t": 4, "grace_period": 1,
-                                                    "reduction_factor": 2}}
+    spec = _spec(tmp_path, asha={"max_t": 4, "grace_period": 1, "reduction_factor": 2})
     final = {"config": {}, "seeds": [1000, 1001],
              "metrics": {"a/test_acc": {"mean": 0.5, "std": 0.1, "values": [0.4, 0.6]}}}
     paths = report.write_report(tmp_path, spec, ROWS, final)
@@ -78,3 +27,12 @@ def test_write_report_files(tmp_path):
     assert page.count("data:image/png;base64,") == 4 and "t2" in page and "0.5" in page
     for key in ("curves", "rungs", "per_task", "importance"):
         assert paths[key].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_text_leaderboard_lines(tmp_path):
+    from tune_jobs.analysis import summarise
+
+    spec = _spec(tmp_path)
+    lines = report.text_leaderboard(summarise(spec, ROWS, None), top=3).splitlines()
+    assert len(lines) == 4 and lines[0].split()[:3] == ["#", "trial", "meta"]
+    assert lines[2].split()[1:5] == ["t2", "1.2", "0.6", "0.6"]  # rank 2: meta, a, b

@@ -1,0 +1,39 @@
+"""Where --data points: real/ and synthetic/ under $METATUNE_DATA, or a folder of the user's."""
+
+import pytest
+
+from trainables.data.archive import SYNTHETIC_MARKER
+from trainables.data.locations import default_dir, resolve_data
+from trainables.data.splits import DataError
+
+
+def test_download_default_and_data_real_agree(tmp_path, monkeypatch):
+    monkeypatch.setenv("METATUNE_DATA", str(tmp_path))
+    assert default_dir("real") == tmp_path / "real"
+    from tune_jobs.cli import build_parser
+
+    args = build_parser().parse_args(["data", "download"])
+    assert args.dir is None  # … so data_cli falls back to default_dir("real") as well
+
+
+def test_synthetic_data_under_data_real_is_refused(syn_dir, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("METATUNE_DATA", str(tmp_path))
+    shutil.copytree(syn_dir, tmp_path / "real")
+    assert (tmp_path / "real" / SYNTHETIC_MARKER).exists()
+    with pytest.raises(DataError, match=r"^--data real: .* holds synthetic stand-ins, not real "
+                                        r"data\. Run `metatune data download --dir"):
+        resolve_data("real", ["newsgroups"])
+
+
+def test_a_folder_is_checked_for_every_task_it_needs(syn_dir, tmp_path):
+    assert resolve_data(str(syn_dir), ["newsgroups", "cifar_transfer"]) == (str(syn_dir),
+                                                                            "synthetic")
+    with pytest.raises(DataError, match=r"^--data .*missing: no such folder$"):
+        resolve_data(str(tmp_path / "missing"), ["newsgroups"])
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"")
+    with pytest.raises(DataError, match=r"^task cifar_transfer needs cifar-100-python.tar.gz"):
+        resolve_data(str(tmp_path), ["cifar_transfer"])
+    # a custom task needs nothing in the data folder
+    assert resolve_data(str(tmp_path), ["mine"]) == (str(tmp_path), "real")

@@ -1,0 +1,60 @@
+"""The command line in-process: argument names, --dry-run, and bad input exiting 2 before Ray."""
+
+import json
+
+import pytest
+
+from tune_jobs import cli, commands
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("Ray must not start on bad input")
+
+    monkeypatch.setattr(commands, "init_ray", refuse)
+
+
+def test_bad_input_exits_2_before_ray_starts(no_ray, capsys, tmp_path):
+    assert cli.main(["run", "--preset", "smoke", "--set", "space.dropout=2.0"]) == 2
+    assert capsys.readouterr().err.startswith("metatune: error: dropout=2.0 is invalid")
+    assert cli.main(["run", "--preset", "nope"]) == 2
+    assert "--preset 'nope' is unknown" in capsys.readouterr().err
+    assert cli.main(["run", "--data", str(tmp_path / "missing")]) == 2
+    assert "missing: no such folder" in capsys.readouterr().err
+    assert cli.main(["run", "--data", str(tmp_path)]) == 2  # a folder without the data sets
+    assert "metatune data download --dir" in capsys.readouterr().err
+    assert cli.main(["run", "--bogus-flag"]) == 2
+    assert "unrecognized arguments: --bogus-flag" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("asha: [\n")
+    assert cli.main(["run", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--config {bad}: invalid YAML at line 2" in err
+    assert cli.main(["resume", "nothing-here", "--storage", str(tmp_path)]) == 2
+    assert f"no experiment 'nothing-here' under {tmp_path}" in capsys.readouterr().err
+
+
+def test_dry_run_prints_the_finalised_spec(no_ray, capsys, syn_dir, tmp_path):
+    code = cli.main(["run", "--preset", "smoke", "--data", str(syn_dir), "--storage",
+                     str(tmp_path), "--tasks", "newsgroups", "--dry-run"])
+    assert code == 0
+    spec = json.loads(capsys.readouterr().out)
+    assert spec["name"] == "metatune-smoke" and spec["storage"] == str(tmp_path)
+    assert spec["data_dir"] == str(syn_dir) and spec["data_kind"] == "synthetic"
+    assert spec["tasks"] == ["newsgroups"] and spec["asha"]["max_t"] == 8
+    assert not (tmp_path / "metatune-smoke").exists()  # a dry run writes nothing
+
+
+def test_address_names_ray_and_dashboard_names_the_dashboard():
+    parser = cli.build_parser()
+    assert parser.parse_args(["run", "--address", "10.0.0.1:6379"]).address == "10.0.0.1:6379"
+    status = parser.parse_args(["status", "--dashboard", "http://127.0.0.1:8265"])
+    assert status.dashboard == "http://127.0.0.1:8265"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["status", "--address", "http://127.0.0.1:8265"])
+
+
+def test_status_of_an_empty_storage(capsys, tmp_path):
+    assert cli.main(["status", "--storage", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == f"no experiments under {tmp_path}"
