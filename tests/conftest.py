@@ -53,15 +53,19 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(tmp_path_factory.mktemp("cache"))
 
 
-@pytest.fixture
-def ray_local():
-    """A local Ray instance (token auth on), started once and shared by the tests that need it.
-
-    Multi-node tests shut it down to connect to their own cluster; the next user starts it again.
-    """
+def start_local_ray():
+    """The test session's local Ray instance (token auth on), started on first use."""
     import ray
 
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
     return ray
+
+
+@pytest.fixture
+def ray_local():
+    """A local Ray instance shared by the tests that need it (and by the CLI commands that
+    join it). Multi-node tests shut it down to connect to their own cluster; the next user
+    starts it again."""
+    return start_local_ray()

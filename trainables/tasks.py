@@ -206,3 +206,21 @@ def build_task(spec: TaskSpec, meta: MetaConfig, settings: TrialSettings,
     assert source is not None and isinstance(spec.model, VisionOptions)
     return VisionTask(source, target, spec.model, cfg, spec.budget.val_limit,
                       settings.cache_dir), cfg
+
+
+def check_data(settings: TrialSettings) -> list[str]:
+    """Load every task's data with the trials' own loaders, and resolve each text model, before
+    any cluster work; a DataError/ValueError names the file or option. One line per task."""
+    from trainables.text import resolve_model
+
+    lines = []
+    for spec in settings.tasks:
+        target, source = load_data(spec, settings.data_dir, settings.split_seed)
+        if isinstance(spec.model, TextOptions) and spec.model.model != "tiny":
+            resolve_model(spec.model.model)
+        sizes = " ".join(f"{s}={len(d)}" for s, d in target.splits.items())
+        line = f"{spec.name}: {target.source} data, {target.num_classes} classes, {sizes}"
+        if source is not None:
+            line += f"; source {source.name} ({source.source}, {len(source.splits['train'])} train)"
+        lines.append(line)
+    return lines

@@ -33,6 +33,9 @@ def prepare_process(settings: TrialSettings) -> str:
     """Give this process the threads Ray allotted it; the device it should train on."""
     threads, device = _allotted()
     torch.set_num_threads(threads)
+    if settings.device == "cuda" and device != "cuda":
+        raise ValueError("device='cuda' is invalid here: this process was allotted no visible "
+                         "GPU (check resources.gpu and that the node has CUDA)")
     return "cpu" if settings.device == "cpu" else device
 
 

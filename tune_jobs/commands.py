@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables import objective
+from trainables.tasks import check_data
 from tune_jobs import experiment, presets, search
 from tune_jobs import storage as store
 from tune_jobs.analysis import best_row, summarise
@@ -127,13 +128,16 @@ def finish(exp: Experiment) -> int:
     print()
     print(text_leaderboard(summary))
     print()
+    errored = [r for r in rows if r["stopped"] == "error"]
+    for r in errored:  # the trial's own exception, not only "see the logs"
+        print(f"trial {r['trial_id']} failed: {r['error'] or 'no message'}\n"
+              f"  error file: {exp.where(r['trial_dir'])}/error.txt", file=sys.stderr)
     if best is None:
-        print("no trial produced a result; see the errors under " + exp.path, file=sys.stderr)
+        print(f"no trial produced a result; {len(errored)} failed (above)", file=sys.stderr)
         return 1
     print_best(summary)
-    errored = [r["trial_id"] for r in rows if r["stopped"] == "error"]
     if errored:
-        print(f"warning: {len(errored)} trial(s) ended in an error after retries: {errored}")
+        print(f"warning: {len(errored)} trial(s) ended in an error after retries (above)")
     print(f"\nresults, checkpoints and report under {exp.path}\n  report: {exp.path}/report.html")
     return 0
 
@@ -170,6 +174,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     path = experiment.path_of(spec)
     print(f"experiment {spec.experiment}: {spec.num_samples} trials on "
           f"{', '.join(spec.tasks)} with {spec.data_kind} data from {spec.data_dir}")
+    for line in _validated(check_data, spec.trial_settings()):  # before Ray: exit 2 on bad data
+        print(f"  {line}")
     print(f"results and checkpoints: {path}")
     connected = init_ray(args.address)
     fs = _validated(search.storage_filesystem, spec, connected)

@@ -179,6 +179,9 @@ class SearchSpec:
             _fail("bf16", self.bf16, "must be true or false")
         if self.head_store not in ("auto", True, False):
             _fail("head_store", self.head_store, "auto, true or false")
+        if self.device == "cuda" and not self._asks_for_gpus():
+            _fail("device", self.device, "a trial gets a GPU only if it asks for one: set "
+                  "resources.gpu (e.g. 0.5 to pack two trials on a GPU), or device=auto")
         for name in self.task_resources:
             if name not in self.tasks:
                 raise ValueError(f"task_resources.{name} names no task of this search "
@@ -189,6 +192,11 @@ class SearchSpec:
         self.trial_settings(self.data_dir or ".")
         for name in sorted((set(self.task_options) | set(self.custom_tasks)) - set(self.tasks)):
             parse_task(name, self.task_options.get(name), self.custom_tasks.get(name))
+
+    def _asks_for_gpus(self) -> bool:
+        if self.task_resources:
+            return all(self.task_resources.get(t, Resources()).gpu > 0 for t in self.tasks)
+        return self.resources.gpu > 0
 
     @property
     def experiment(self) -> str:

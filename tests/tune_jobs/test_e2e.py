@@ -1,10 +1,13 @@
 """The path a user takes, through the real CLI: run → files → best → export → rerun → crash →
-resume. Each command is a fresh process with its own local Ray (token auth on)."""
+resume. Each command is a fresh process. The first run starts its own local Ray (a laptop's
+path); the later ones join the test session's Ray instance through RAY_ADDRESS, as a user's
+commands join a running cluster (token auth on either way)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -34,6 +37,14 @@ def cli(args: list[str], env: dict[str, str], timeout: float = 600) -> subproces
 def env(cache_dir):
     return {**os.environ, "METATUNE_DASHBOARD": "0", "METATUNE_CACHE": cache_dir,
             "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+
+@pytest.fixture(scope="module")
+def joined(env):
+    """The env of a command that joins the test session's Ray (started here if it is not up)."""
+    from tests.conftest import start_local_ray
+
+    return {**env, "RAY_ADDRESS": start_local_ray().get_runtime_context().gcs_address}
 
 
 @pytest.fixture(scope="module")
@@ -108,71 +119,68 @@ def test_export_loads_with_the_fields_own_loaders(finished, env, syn_dir, tmp_pa
     assert np.isfinite(info["val_acc_after_export"])
 
 
-def test_rerun_resumes_instead_of_clobbering(finished, syn_dir, env):
+def test_rerun_resumes_instead_of_clobbering(finished, syn_dir, joined):
     storage, exp, _ = finished
     before = sorted(p.name for p in exp.glob("*/params.json"))
     mtimes = {p: p.stat().st_mtime for p in exp.glob("*/result.json")}
     proc = cli(["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "e2e",
-                "--storage", str(storage), *ARGS], env)
+                "--storage", str(storage), *ARGS], joined)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resuming" in proc.stdout
     assert "keeping its test evaluation" in proc.stdout  # the same winner is not re-trained
     assert sorted(p.name for p in exp.glob("*/params.json")) == before
     assert all(p.stat().st_mtime == t for p, t in mtimes.items())  # finished trials untouched
     other = cli(["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "e2e",
-                 "--storage", str(storage), "--num-samples", "9"], env)
+                 "--storage", str(storage), "--num-samples", "9"], joined)
     assert other.returncode == 2 and "already exists with different settings" in other.stderr
 
 
-def test_driver_killed_then_resume_loses_no_trial(syn_dir, env, tmp_path):
+def test_driver_killed_then_resume_loses_no_trial_on_uri_storage(syn_dir, joined, tmp_path):
+    """A shared storage given as a URI (file:// here; s3:// and gs:// take the same path): the
+    driver dies mid-search, `metatune resume` finishes it from what the storage holds."""
+    uri = f"file://{tmp_path}/shared"
     args = ["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "crash",
-            "--storage", str(tmp_path), "--num-samples", "4", "--set", "asha.max_t=4",
+            "--storage", uri, "--num-samples", "4", "--set", "asha.max_t=4",
             "--set", "asha.grace_period=1",
-            "--set", "final_eval.seeds=0", "--set", "asha.reduction_factor=4", *SMALL]
-    driver = subprocess.Popen([sys.executable, "-m", "tune_jobs.cli", *args], env=env,
+            "--set", "final_eval.seeds=1", "--set", "asha.reduction_factor=4", *SMALL]
+    driver = subprocess.Popen([sys.executable, "-m", "tune_jobs.cli", *args], env=joined,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
-    exp = tmp_path / "crash"
+    exp = tmp_path / "shared" / "crash"
     deadline = time.time() + 300
     while time.time() < deadline:  # wait until the experiment state holds a checkpoint
         if list(exp.glob("experiment_state-*.json")) and list(exp.glob("*/checkpoint_000001")):
             break
-        time.sleep(1)
+        time.sleep(0.5)
     else:
         pytest.fail("the run never checkpointed")
-    os.killpg(driver.pid, signal.SIGKILL)  # the driver and its local Ray die together
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver dies; Ray ends the trials it owned
     driver.wait(30)
     assert not (exp / "summary.json").exists()
-    proc = cli(["resume", "crash", "--storage", str(tmp_path)], env)
+    proc = cli(["resume", "crash", "--storage", uri], joined)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((exp / "summary.json").read_text())
     assert summary["num_trials"] == 4
     outcomes = summary["trials_by_outcome"]
     assert "error" not in outcomes and "unfinished" not in outcomes, outcomes
     assert sum(outcomes.values()) == 4
-
-
-def test_uri_storage_works_unchanged(syn_dir, env, tmp_path):
-    """A shared storage given as a URI (file:// here; s3:// and gs:// take the same path)."""
-    uri = f"file://{tmp_path}/shared"
-    proc = cli(["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "uri",
-                "--storage", uri, "--num-samples", "2", "--set", "asha.max_t=2",
-                "--set", "final_eval.seeds=1", *SMALL], env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    exp = tmp_path / "shared" / "uri"
-    for name in ("metatune_spec.json", "summary.json", "report.html", "plots/asha_rungs.png"):
+    for name in ("metatune_spec.json", "report.html", "plots/asha_rungs.png"):
         assert (exp / name).is_file(), name
-    assert len(list(exp.glob("*/checkpoint_*/trial.json"))) >= 2
-    best = cli(["best", "uri", "--storage", uri, "--json"], env)
+    assert len(list(exp.glob("*/checkpoint_*/trial.json"))) >= 4
+    best = cli(["best", "crash", "--storage", uri, "--json"], joined)
     assert best.returncode == 0, best.stderr
     assert json.loads(best.stdout)["best"]["checkpoint"].startswith(uri + "/")
 
 
-def test_failed_search_exits_1(syn_dir, env, tmp_path):
-    # every trial fails inside Ray (its model folder does not exist on the worker)
+def test_failed_search_exits_1_and_shows_the_trials_error(syn_dir, joined, tmp_path):
+    # every trial diverges (SGD at a base rate of 1e6): a failure of training, not of input
     proc = cli(["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "broken",
                 "--storage", str(tmp_path), "--num-samples", "1", "--set", "max_failures=0",
-                "--set", "task_options.newsgroups.model=/nonexistent/bert", *SMALL], env)
+                "--set", "space.optimizer=[sgd]",
+                "--set", "task_options.cifar_transfer.base_lr_sgd=1e6", *SMALL], joined)
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "no trial produced a result" in proc.stderr
-    assert "/nonexistent/bert" in proc.stdout + proc.stderr  # the trial's own error is shown
+    assert "no trial produced a result; 1 failed (above)" in proc.stderr
+    trial_dir = next((tmp_path / "broken").glob("*/params.json")).parent
+    assert re.search(r"trial \S+ failed: .*report has non-finite metric\(s\) .*training "
+                     rf"diverged.*\n  error file: {re.escape(str(trial_dir))}/error.txt",
+                     proc.stderr), proc.stderr[-2000:]

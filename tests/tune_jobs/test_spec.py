@@ -97,6 +97,7 @@ def test_cli_flags_override_and_tasks_may_be_a_comma_list():
     (["final_eval.seeds=-1"], r"^final_eval.seeds=-1 is invalid"),
     (["metric_aggregate=median"], r"^metric_aggregate='median' is invalid"),
     (["device=tpu"], r"^device='tpu' is invalid"),
+    (["device=cuda"], r"^device='cuda' is invalid: a trial gets a GPU only if it asks for one"),
     (["head_store=maybe"], r"^head_store='maybe' is invalid"),
     (["name=a/b"], r"^name='a/b' is invalid"),
     (["resources.gpu=1.5"], r"^resources.gpu=1.5 is invalid"),

@@ -3,17 +3,18 @@ from sklearn.linear_model import LogisticRegression
 
 from trainables.data.cifar import load_cifar
 from trainables.data.newsgroups import load_newsgroups
-from trainables.data.synthetic import write_all
+from trainables.data.synthetic import write_all, write_newsgroups
 
 
 def test_deterministic_for_a_seed(tmp_path, syn_dir):
     write_all(tmp_path / "again", seed=0)
-    write_all(tmp_path / "other", seed=1)
-    same = load_cifar(tmp_path / "again", "cifar10").fingerprint()
-    assert same == load_cifar(syn_dir, "cifar10").fingerprint()
-    assert load_newsgroups(tmp_path / "again").fingerprint() == \
-        load_newsgroups(syn_dir).fingerprint()
-    assert load_cifar(tmp_path / "other", "cifar10").fingerprint() != same
+    (tmp_path / "other").mkdir()
+    write_newsgroups(tmp_path / "other", seed=1)
+    same = load_newsgroups(tmp_path / "again").fingerprint()
+    assert same == load_newsgroups(syn_dir).fingerprint()
+    assert load_cifar(tmp_path / "again", "cifar10").fingerprint() == \
+        load_cifar(syn_dir, "cifar10").fingerprint()
+    assert load_newsgroups(tmp_path / "other").fingerprint() != same
 
 
 def test_text_is_learnable_but_not_trivial(syn_dir):
