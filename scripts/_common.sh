@@ -11,22 +11,48 @@ if [ -z "$RAY_BIN" ]; then
 fi
 # Jobs find this environment's python/metatune through PATH.
 export PATH="$(dirname "$RAY_BIN"):$PATH"
+PY="$(dirname "$RAY_BIN")/python"
 STATE_DIR="${METATUNE_CLUSTER_DIR:-$HOME/.metatune/cluster}"
 RAY_TMP="${METATUNE_RAY_TMP:-/tmp/metatune-ray}"
 TOKEN_PATH="${RAY_AUTH_TOKEN_PATH:-$HOME/.ray/auth_token}"
 mkdir -p "$STATE_DIR"
 
-# The process group of the Ray node whose processes mention $1 and that we do not know yet.
+# Keep the cluster token private: whoever can read it can run code on the cluster.
+secure_token() {
+  local mode
+  [ -f "$TOKEN_PATH" ] || return 0
+  mode="$(stat -c %a "$TOKEN_PATH")"
+  if [ "$mode" != "600" ] && [ "$mode" != "400" ]; then
+    chmod 600 "$TOKEN_PATH"
+    echo "warning: $TOKEN_PATH was mode $mode (readable by others); it is now 600" >&2
+  fi
+}
+
+# Fail with one line if TCP port $1 is taken; $2 names the variable that changes it.
+require_free_port() {
+  if ! "$PY" -c 'import socket, sys; s = socket.socket(); s.bind(("", int(sys.argv[1])))' "$1" \
+      2>/dev/null; then
+    echo "error: port $1 is in use (another Ray or service?); set $2 to a free port" >&2
+    exit 2
+  fi
+}
+
+# The process group of the Ray node whose raylet mentions $1 and that we do not know yet.
 new_node_pgid() {
-  local known=" $(cat "$STATE_DIR"/*.pgid 2>/dev/null | tr '\n' ' ') "
-  local pid pgid
-  local own="$(ps -o pgid= -p $$ | tr -d ' ')"
+  local known own pid pgid
+  known=" $(cat "$STATE_DIR"/*.pgid 2>/dev/null | awk '{print $1}' | tr '\n' ' ') "
+  own="$(ps -o pgid= -p $$ | tr -d ' ')"
   for pid in $(pgrep -f -- "raylet.*$1" || true); do
-    pgid="$(ps -o pgid= -p "$pid" | tr -d ' ')"
+    pgid="$(ps -o pgid= -p "$pid" | tr -d ' ')" || continue
     # never our own group: stopping it would stop the caller
     if [ -n "$pgid" ] && [ "$pgid" != "$own" ] && [[ "$known" != *" $pgid "* ]]; then
       echo "$pgid"; return 0
     fi
   done
   return 1
+}
+
+# True if process group $1 still holds a raylet mentioning $2 (the node we recorded).
+is_our_node() {
+  [ -n "$1" ] && [ -n "$2" ] && pgrep -g "$1" -f -- "raylet.*$2" > /dev/null 2>&1
 }

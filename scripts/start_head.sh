@@ -13,28 +13,54 @@ if [ -f "$STATE_DIR/head.env" ]; then
        "run scripts/stop.sh first" >&2
   exit 2
 fi
+# Ray would quietly move a busy dashboard to another port and announce the wrong URL.
+require_free_port "$PORT" RAY_PORT
+require_free_port "$DASHBOARD_PORT" DASHBOARD_PORT
+require_free_port "$METRICS_PORT" METRICS_PORT
 if [ -z "${RAY_AUTH_TOKEN:-}" ] && [ ! -s "$TOKEN_PATH" ]; then
-  "$RAY_BIN" get-auth-token --generate > /dev/null
-  chmod 600 "$TOKEN_PATH"
+  (umask 077 && "$RAY_BIN" get-auth-token --generate > /dev/null)
   echo "generated a cluster token in $TOKEN_PATH (copy it to every worker and client)"
 fi
+secure_token
 # A new session: the node's processes get a process group of their own, which stop.sh
 # can stop without touching anything else (the caller's shell, other Ray nodes).
 setsid --wait "$RAY_BIN" start --head --port="$PORT" \
   --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \
   --metrics-export-port="$METRICS_PORT" --temp-dir="$RAY_TMP" "$@"
 PGID="$(new_node_pgid "$RAY_TMP")" || { echo "error: Ray head did not start" >&2; exit 1; }
-echo "$PGID" > "$STATE_DIR/head.pgid"
-HOST_IP="$("$REPO/.venv/bin/python" -c 'import ray._private.services as s; print(s.get_node_ip_address())' 2>/dev/null || hostname -I | awk '{print $1}')"
+# From here on a failure takes the half-started head down again.
+undo() {
+  kill -TERM -- "-$PGID" 2>/dev/null || true
+  rm -f "$STATE_DIR/head.pgid" "$STATE_DIR/head.env"
+  echo "error: the head did not come up completely; it was stopped again" >&2
+}
+trap undo ERR
+echo "$PGID $RAY_TMP" > "$STATE_DIR/head.pgid"
+HOST_IP="$("$PY" -c 'import ray.util; print(ray.util.get_node_ip_address())')"
+# Say where it really is: the dashboard must answer on the port we asked for.
+"$PY" - "$DASHBOARD_PORT" <<'PYCODE'
+import sys, time, requests
+url = f"http://127.0.0.1:{sys.argv[1]}/api/version"
+for _ in range(60):
+    try:
+        requests.get(url, timeout=2)
+        sys.exit(0)
+    except requests.RequestException:
+        time.sleep(0.5)
+print(f"error: no dashboard answers at {url}", file=sys.stderr)
+sys.exit(1)
+PYCODE
 cat > "$STATE_DIR/head.env" <<ENV
 HEAD_ADDRESS=$HOST_IP:$PORT
 DASHBOARD_URL=http://127.0.0.1:$DASHBOARD_PORT
 METRICS_URL=http://127.0.0.1:$METRICS_PORT/metrics
 RAY_TMP=$RAY_TMP
 ENV
+trap - ERR
 echo
 echo "Metatune head is up (token auth on)."
 echo "  workers:   scripts/start_worker.sh $HOST_IP:$PORT   (with $TOKEN_PATH copied there)"
 echo "  dashboard: http://127.0.0.1:$DASHBOARD_PORT  (from your laptop: ssh -L $DASHBOARD_PORT:127.0.0.1:$DASHBOARD_PORT <head>)"
+echo "  metrics:   http://127.0.0.1:$METRICS_PORT/metrics"
 echo "  submit:    scripts/submit.sh --preset smoke --data synthetic"
 echo "  stop:      scripts/stop.sh"

@@ -14,9 +14,11 @@ if [ -z "${RAY_AUTH_TOKEN:-}" ] && [ ! -s "$TOKEN_PATH" ]; then
        "(scp HEAD:~/.ray/auth_token $TOKEN_PATH) or set RAY_AUTH_TOKEN" >&2
   exit 2
 fi
+secure_token
 setsid --wait "$RAY_BIN" start --address="$HEAD" "$@"  # own process group, as for the head
 # A worker on a machine that also runs the head shares its temp dir; find our new raylet.
-PGID="$(new_node_pgid "${RAY_TMP}" || new_node_pgid "session_")" || {
+MARK="$RAY_TMP"
+PGID="$(new_node_pgid "$MARK")" || { MARK="session_"; PGID="$(new_node_pgid "$MARK")"; } || {
   echo "error: the worker did not start" >&2; exit 1; }
-echo "$PGID" > "$STATE_DIR/worker-$PGID.pgid"
+echo "$PGID $MARK" > "$STATE_DIR/worker-$PGID.pgid"
 echo "worker joined $HEAD (recorded in $STATE_DIR/worker-$PGID.pgid)"

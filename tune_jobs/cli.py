@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("metatune: interrupted; `metatune resume` continues the experiment", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:  # `metatune … | head` closed the pipe: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

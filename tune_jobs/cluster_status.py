@@ -4,22 +4,15 @@ API (with the cluster token), each with its leaderboard from the head node's sto
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from tune_jobs.auth import read_token
+
 LEADERBOARD_MARK = "[metatune] leaderboard"
-
-
-def read_token() -> str | None:
-    """The cluster token, found where Ray itself looks for it."""
-    if os.environ.get("RAY_AUTH_TOKEN"):
-        return os.environ["RAY_AUTH_TOKEN"].strip()
-    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
-    return path.read_text().strip() if path.is_file() else None
 
 
 class DashboardError(RuntimeError):

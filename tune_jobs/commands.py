@@ -92,21 +92,39 @@ def build_spec(args: argparse.Namespace) -> SearchSpec:
 
 
 def init_ray(address: str | None) -> bool:
-    """Connect to a cluster (``address`` or $RAY_ADDRESS) or start a local Ray; True if connected."""
+    """Join a cluster (``address`` or $RAY_ADDRESS) or start a local Ray instance, and say which.
+
+    Without an address a new local instance starts: a search never silently joins whatever Ray
+    happens to run on the machine. Returns True when it joined an existing cluster (where the
+    head store may be needed), False for its own local instance.
+    """
     # Every cluster Metatune starts has token authentication on; clients present the token.
     # (Ray reads the mode at import: cli.main sets it first; this covers library use.)
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray
 
+    from tune_jobs.auth import secure_token_file
+
     address = address or os.environ.get("RAY_ADDRESS")
-    if ray.is_initialized():
-        return len(ray.nodes()) > 1
-    if address:
-        ray.init(address=address)
-        return True
-    dashboard = os.environ.get("METATUNE_DASHBOARD", "1") != "0"
-    ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1")
-    return False
+    joined = bool(address) or ray.is_initialized()
+    if not ray.is_initialized():
+        if warning := secure_token_file():
+            print(f"warning: {warning}", file=sys.stderr)
+        if address:
+            ray.init(address=address)
+        else:
+            dashboard = os.environ.get("METATUNE_DASHBOARD", "1") != "0"
+            ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1")
+        if warning := secure_token_file():  # a token Ray has just generated
+            print(f"warning: {warning}", file=sys.stderr)
+    total = ray.cluster_resources()
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    where = (f"joined the cluster at {ray.get_runtime_context().gcs_address}" if joined else
+             "started a local instance (pass --address HOST:6379, or set RAY_ADDRESS, to join "
+             "a running cluster)")
+    print(f"Ray: {where}; {nodes} node(s), {total.get('CPU', 0):g} CPUs, "
+          f"{total.get('GPU', 0):g} GPUs")
+    return joined
 
 
 def finish(exp: Experiment) -> int:

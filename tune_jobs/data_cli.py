@@ -43,6 +43,7 @@ def check(root: Path) -> list[dict[str, Any]]:
             row.update(present=False, error=str(exc))
         else:
             row.update(present=True, source=ds.source, classes=ds.num_classes, path=ds.path,
+                       layout=ds.meta.get("layout", ""),
                        **{s: len(split) for s, split in ds.splits.items()})
         rows.append(row)
     return rows
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         for r in rows:
             if r["present"]:
                 print(f"  {r['dataset']:<11} present  {r['source']:<9} {r['classes']:>3} classes  "
-                      f"train={r['train']} val={r['val']} test={r['test']}")
+                      f"train={r['train']} val={r['val']} test={r['test']}  ({r['layout']})")
             else:
                 print(f"  {r['dataset']:<11} MISSING  {r['error']}")
         return 0 if all(r["present"] for r in rows) else 1

@@ -39,9 +39,13 @@ def join(root: str, name: str) -> str:
 
 def finalise(spec: SearchSpec) -> SearchSpec:
     """Fill what depends on the environment: name, absolute storage, the data folder and kind."""
+    root = storage_root(spec.storage)
+    if not storage.is_uri(root) and Path(root).exists() and not Path(root).is_dir():
+        raise ValueError(f"--storage {root} is a file; pass a folder (it is created if missing) "
+                         "or a URI such as s3://bucket/path")
     folder, kind = resolve_data(spec.data, spec.tasks)
-    return dataclasses.replace(spec, name=spec.experiment, storage=storage_root(spec.storage),
-                               data_dir=folder, data_kind=kind)
+    return dataclasses.replace(spec, name=spec.experiment, storage=root, data_dir=folder,
+                               data_kind=kind)
 
 
 def path_of(spec: SearchSpec) -> str:

@@ -157,3 +157,51 @@ def test_submit_without_a_cluster_is_one_clear_line(tmp_path):
     bad = subprocess.run(["scripts/submit.sh", "--set", "num_samples=0"], env=env, cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "num_samples=0 is invalid" in bad.stderr
+
+
+def _script_env(tmp_path, **extra):
+    return {**os.environ, "METATUNE_CLUSTER_DIR": str(tmp_path / "state"),
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **extra}
+
+
+def test_start_head_refuses_a_busy_port_naming_the_variable(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = _script_env(tmp_path, RAY_PORT=str(_free_port()), DASHBOARD_PORT=str(port),
+                          METRICS_PORT=str(_free_port()))
+        proc = subprocess.run(["scripts/start_head.sh"], env=env, cwd=REPO, capture_output=True,
+                              text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: port {port} is in use (another Ray or service?); set " \
+                          "DASHBOARD_PORT to a free port\n"
+    assert not (tmp_path / "state" / "head.env").exists()
+
+
+def test_stop_leaves_a_stale_record_alone(tmp_path):
+    """A recorded group that no longer holds its raylet (say, its id was reused after a reboot)
+    is not signalled."""
+    bystander = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        (tmp_path / "state").mkdir()
+        (tmp_path / "state" / "head.pgid").write_text(f"{bystander.pid} /tmp/mt-gone\n")
+        proc = subprocess.run(["scripts/stop.sh"], env=_script_env(tmp_path), cwd=REPO,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert f"not stopping process group {bystander.pid}" in proc.stdout
+        assert bystander.poll() is None  # still running
+        assert not (tmp_path / "state" / "head.pgid").exists()
+    finally:
+        bystander.kill()
+
+
+def test_scripts_make_the_token_private(tmp_path):
+    token = tmp_path / "auth_token"
+    token.write_text("t0k3n\n")
+    token.chmod(0o644)
+    proc = subprocess.run(["bash", "-c", "source scripts/_common.sh && secure_token"],
+                          env=_script_env(tmp_path, RAY_AUTH_TOKEN_PATH=str(token)), cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "was mode 644" in proc.stderr and oct(token.stat().st_mode & 0o777) == "0o600"

@@ -30,14 +30,23 @@ def test_only_metatune_jobs_in_start_order(monkeypatch):
     assert seen == {"address": "http://127.0.0.1:8265", "path": "/api/jobs/", "token": "tok"}
 
 
-def test_token_from_env_or_file(tmp_path, monkeypatch):
+def test_token_from_env_or_file_and_kept_private(tmp_path, monkeypatch):
+    import stat
+
+    from tune_jobs import auth
+
     monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "token"))
-    assert cluster_status.read_token() is None
+    assert auth.read_token() is None and auth.secure_token_file() is None
     (tmp_path / "token").write_text("secret\n")
-    assert cluster_status.read_token() == "secret"
+    (tmp_path / "token").chmod(0o644)
+    assert auth.read_token() == "secret"
+    message = auth.secure_token_file()
+    assert message and "mode 644" in message and "now 600" in message
+    assert stat.S_IMODE((tmp_path / "token").stat().st_mode) == 0o600
+    assert auth.secure_token_file() is None  # nothing to repair any more
     monkeypatch.setenv("RAY_AUTH_TOKEN", " env-token ")
-    assert cluster_status.read_token() == "env-token"
+    assert auth.read_token() == "env-token"
 
 
 def test_unreachable_dashboard_says_how_to_reach_it():

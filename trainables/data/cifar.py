@@ -83,7 +83,8 @@ def load_cifar(root: str | Path, name: str, val_frac: float = 0.1, seed: int = 0
         raise DataError(f"{where}/{meta_file}: missing {names_key!r}")
     label_names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[names_key]]
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"layout": f"folder {folder}/" if where.is_dir()
+                             else f"archive {where.name}"}
     for split, files in batches.items():
         parts = [_batch(blobs[f], f"{where}/{f}", label_key) for f in files]
         x = np.concatenate([p[0] for p in parts])

@@ -15,7 +15,7 @@ from trainables.data.splits import DataError
 
 KINDS = ("real", "synthetic")
 LAYOUT = {  # built-in task -> [(folder, archive)] it needs in the data folder
-    "newsgroups": [(newsgroups.FOLDER, newsgroups.ARCHIVE)],
+    "newsgroups": [(newsgroups.FOLDER, newsgroups.ARCHIVE)],  # or the other layouts it accepts
     "cifar_transfer": [cifar.LAYOUT["cifar10"][:2], cifar.LAYOUT["cifar100"][:2]],
 }
 
@@ -51,7 +51,10 @@ def resolve_data(data: str, tasks: list[str] | tuple[str, ...]) -> tuple[str, st
     for task in tasks:
         for name, archive in LAYOUT.get(task, []):
             try:
-                locate(folder, name, archive)
+                if task == "newsgroups":
+                    newsgroups.find_newsgroups(folder)
+                else:
+                    locate(folder, name, archive)
             except DataError as exc:
                 raise DataError(
                     f"task {task} needs {archive} (or {name}/) in {folder}: {exc}") from None

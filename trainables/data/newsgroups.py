@@ -23,6 +23,14 @@ from trainables.data.splits import DataError, Dataset, Split, carve_validation, 
 ARCHIVE = "20news-bydate.tar.gz"
 FOLDER = "20news-bydate"
 SPLIT_DIRS = {"train": "20news-bydate-train", "test": "20news-bydate-test"}
+SKLEARN_HOME = "20news_home"  # scikit-learn's cache: <data_home>/20news_home/20news-bydate-*/
+GROUPS = (  # the 20 groups of the bydate release, in its (alphabetical) order
+    "alt.atheism", "comp.graphics", "comp.os.ms-windows.misc", "comp.sys.ibm.pc.hardware",
+    "comp.sys.mac.hardware", "comp.windows.x", "misc.forsale", "rec.autos", "rec.motorcycles",
+    "rec.sport.baseball", "rec.sport.hockey", "sci.crypt", "sci.electronics", "sci.med",
+    "sci.space", "soc.religion.christian", "talk.politics.guns", "talk.politics.mideast",
+    "talk.politics.misc", "talk.religion.misc",
+)
 DEFAULT_REMOVE = ("headers", "footers", "quotes")
 _STRIPPERS = {
     "headers": strip_newsgroup_header,
@@ -69,6 +77,24 @@ def _posts_from_tar(path: Path) -> dict[str, list[tuple[str, str, bytes]]]:
     return found
 
 
+def find_newsgroups(root: Path) -> tuple[Path, str]:
+    """``(path, layout)`` of 20 Newsgroups under ``root``: the extracted split folders as the
+    official archive unpacks them (in ``root`` or in ``root/20news-bydate/``), scikit-learn's
+    cache (``root/20news_home/``), or the archive itself. DataError naming all four if none."""
+    for folder, layout in ((root / FOLDER, "folder 20news-bydate/"),
+                           (root, "extracted 20news-bydate-train/ and -test/"),
+                           (root / SKLEARN_HOME, "scikit-learn cache 20news_home/")):
+        if all((folder / d).is_dir() for d in SPLIT_DIRS.values()):
+            return folder, layout
+    if (root / ARCHIVE).is_file():
+        return root / ARCHIVE, f"archive {ARCHIVE}"
+    half = [root / d for d in SPLIT_DIRS.values() if (root / d).is_dir()]
+    if half:
+        raise DataError(f"{half[0]} is there but not its other half; the extracted archive has "
+                        f"both {' and '.join(SPLIT_DIRS.values())}/ side by side in {root}")
+    return locate(root, FOLDER, ARCHIVE), "folder 20news-bydate/"  # raises, naming the options
+
+
 def load_newsgroups(
     root: str | Path,
     remove: Iterable[str] = DEFAULT_REMOVE,
@@ -77,12 +103,8 @@ def load_newsgroups(
 ) -> Dataset:
     """Load 20 Newsgroups from ``root`` (archive or extracted) with a seeded validation split."""
     root = Path(root)
-    where = locate(root, FOLDER, ARCHIVE)
-    if where.is_dir():
-        # Accept both DIR/20news-bydate/20news-bydate-train and a flat DIR/20news-bydate-train.
-        posts = _posts_from_dir(where if (where / SPLIT_DIRS["train"]).is_dir() else root)
-    else:
-        posts = _posts_from_tar(where)
+    where, layout = find_newsgroups(root)
+    posts = _posts_from_tar(where) if where.is_file() else _posts_from_dir(where)
     groups = sorted({g for g, _, _ in posts["train"]})
     test_groups = sorted({g for g, _, _ in posts["test"]})
     if test_groups != groups:
@@ -90,6 +112,12 @@ def load_newsgroups(
             f"{where}: train and test splits have different groups "
             f"({sorted(set(groups) ^ set(test_groups))[:5]} differ)"
         )
+    missing, extra = sorted(set(GROUPS) - set(groups)), sorted(set(groups) - set(GROUPS))
+    if missing or extra:
+        problems = ([f"the group(s) {missing} have no posts"] if missing else []) \
+            + ([f"unknown group(s) {extra}"] if extra else [])
+        raise DataError(f"{where}: 20 Newsgroups has {len(GROUPS)} groups; here "
+                        f"{' and '.join(problems)}. Re-extract or re-download the archive")
     index = {g: i for i, g in enumerate(groups)}
     remove = tuple(remove)
     texts, labels = {}, {}
@@ -106,7 +134,7 @@ def load_newsgroups(
         label_names=groups,
         source="synthetic" if is_synthetic(root) else "real",
         path=str(where),
-        meta={"remove": list(remove)},
+        meta={"remove": list(remove), "layout": layout},
     )
 
 

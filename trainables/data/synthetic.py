@@ -17,14 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from trainables.data.archive import SYNTHETIC_MARKER
+from trainables.data.newsgroups import GROUPS
 
-GROUPS = [
-    "alt.atheism", "comp.graphics", "comp.os.ms-windows.misc", "comp.sys.ibm.pc.hardware",
-    "comp.sys.mac.hardware", "comp.windows.x", "misc.forsale", "rec.autos", "rec.motorcycles",
-    "rec.sport.baseball", "rec.sport.hockey", "sci.crypt", "sci.electronics", "sci.med",
-    "sci.space", "soc.religion.christian", "talk.politics.guns", "talk.politics.mideast",
-    "talk.politics.misc", "talk.religion.misc",
-]
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                  "truck"]
 SIZES = {

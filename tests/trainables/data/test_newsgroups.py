@@ -32,13 +32,37 @@ def test_headers_footers_quotes_removed_by_default(syn_dir):
         assert len(text.split()) > 10  # the body itself survives
 
 
-def test_extracted_folder_gives_same_data(syn_dir, tmp_path):
+@pytest.mark.parametrize("inside,layout", [
+    ("20news-bydate", "folder 20news-bydate/"),
+    ("", "extracted 20news-bydate-train/ and -test/"),  # how the official archive unpacks
+    ("20news_home", "scikit-learn cache 20news_home/"),
+])
+def test_every_extracted_layout_gives_the_same_data(inside, layout, syn_dir, tmp_path):
     with tarfile.open(syn_dir / "20news-bydate.tar.gz") as tar:
-        tar.extractall(tmp_path / "20news-bydate", filter="data")
+        tar.extractall(tmp_path / inside, filter="data")
     a, b = load_newsgroups(syn_dir), load_newsgroups(tmp_path)
     assert a.splits["train"].x == b.splits["train"].x
     assert (a.splits["val"].y == b.splits["val"].y).all()
+    assert b.meta["layout"] == layout and a.meta["layout"] == "archive 20news-bydate.tar.gz"
     assert b.source == "real"  # no synthetic marker in that folder: reported as such
+
+
+def test_half_an_extraction_and_an_empty_group_are_named(syn_dir, tmp_path):
+    import shutil
+
+    with tarfile.open(syn_dir / "20news-bydate.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    shutil.rmtree(tmp_path / "20news-bydate-test")
+    with pytest.raises(DataError, match=r"20news-bydate-train is there but not its other half"):
+        load_newsgroups(tmp_path)
+    with tarfile.open(syn_dir / "20news-bydate.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    for split in ("train", "test"):  # a group emptied in both splits is not a 19-class task
+        for post in (tmp_path / f"20news-bydate-{split}" / "sci.med").iterdir():
+            post.unlink()
+    with pytest.raises(DataError, match=r"has 20 groups; here the group\(s\) \['sci.med'\] "
+                                        r"have no posts"):
+        load_newsgroups(tmp_path)
 
 
 def test_validation_split_is_seeded(syn_dir):
