@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from trainables import objective
+from tune_jobs.results import checkpoint_fallback
 from tune_jobs.spec import SearchSpec
 
 ACC = "val_acc"
@@ -144,6 +145,11 @@ def summarise(spec: SearchSpec, rows: list[dict[str, Any]],
         "leave_one_task_out": leave_one_task_out(rows, tasks, spec.metric_aggregate),
         "param_importance": param_importance(rows),
         "final_eval": final,
+        "damaged_checkpoints": [
+            {"trial_id": r["trial_id"], "path": c["path"], "meta_score": c["meta_score"],
+             "problem": c["problem"]}
+            for r in rows for c in r.get("damaged_checkpoints", [])],
+        "checkpoint_fallback": checkpoint_fallback(best) if best is not None else None,
     }
     if best is not None:
         summary["best"] = {"trial_id": best["trial_id"], "config": best["config"],

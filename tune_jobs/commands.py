@@ -20,7 +20,7 @@ from tune_jobs import storage as store
 from tune_jobs.analysis import best_row, summarise
 from tune_jobs.experiment import Experiment
 from tune_jobs.report import text_leaderboard, write_report
-from tune_jobs.results import best_checkpoint
+from tune_jobs.results import best_checkpoint, checkpoint_fallback
 from tune_jobs.spec import SearchSpec
 
 
@@ -83,6 +83,8 @@ def add_parsers(sub: Any) -> None:
     ex.add_argument("name")
     ex.add_argument("--out", required=True)
     ex.add_argument("--storage")
+    ex.add_argument("--fallback", action="store_true",
+                    help="if the winner's best checkpoint is damaged, export its best intact one")
 
 
 def build_spec(args: argparse.Namespace) -> SearchSpec:
@@ -143,6 +145,7 @@ def finish(exp: Experiment) -> int:
               "evaluation ...", flush=True)
         final = evaluate_on_test(spec, best["config"])
     summary = _write_report(exp, final)
+    _warn_damaged(summary)
     print()
     print(text_leaderboard(summary))
     print()
@@ -158,6 +161,13 @@ def finish(exp: Experiment) -> int:
         print(f"warning: {len(errored)} trial(s) ended in an error after retries (above)")
     print(f"\nresults, checkpoints and report under {exp.path}\n  report: {exp.path}/report.html")
     return 0
+
+
+def _warn_damaged(summary: dict[str, Any]) -> None:
+    for item in summary.get("damaged_checkpoints", []):
+        print(f"warning: trial {item['trial_id']}: {item['problem']}", file=sys.stderr)
+    if summary.get("checkpoint_fallback"):
+        print(f"warning: {summary['checkpoint_fallback']}", file=sys.stderr)
 
 
 def _write_report(exp: Experiment, final: dict[str, Any] | None) -> dict[str, Any]:
@@ -223,7 +233,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.name:
         exp = _validated(experiment.load, args.name, args.storage)
         print(f"{args.name}: {len(exp.rows)} trials at {exp.path}")
-        print(text_leaderboard(summarise(exp.spec, exp.rows, None)))
+        summary = summarise(exp.spec, exp.rows, None)
+        print(text_leaderboard(summary))
+        _warn_damaged(summary)
         return 0
     found = _validated(experiment.list_local, args.storage)
     if not found:
@@ -245,10 +257,15 @@ def cmd_best(args: argparse.Namespace) -> int:
     if "best" not in summary:
         print(f"{args.name}: no trial has reported a result yet", file=sys.stderr)
         return 1
-    ckpt = best_checkpoint(best_row(exp.rows))
+    best = best_row(exp.rows)
+    ckpt = best_checkpoint(best)
     summary["best"]["checkpoint"] = exp.where(ckpt["path"]) if ckpt else None
+    warning = checkpoint_fallback(best)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"best": summary["best"], "final_eval": final}, indent=1, default=str))
+        print(json.dumps({"best": {**summary["best"], "checkpoint_warning": warning},
+                          "final_eval": final}, indent=1, default=str))
         return 0
     print_best(summary)
     print(f"  checkpoint: {summary['best']['checkpoint']}")
@@ -257,7 +274,8 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     exp = _validated(experiment.load, args.name, args.storage)
-    _write_report(exp, exp.final_eval())
+    summary = _write_report(exp, exp.final_eval())
+    _warn_damaged(summary)
     print(f"report: {exp.path}/report.html\nsummary: {exp.path}/{experiment.SUMMARY_FILE}\n"
           f"leaderboard: {exp.path}/leaderboard.csv")
     return 0
@@ -267,6 +285,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from tune_jobs.evaluate import export_best
 
     exp = _validated(experiment.load, args.name, args.storage)
+    warning = checkpoint_fallback(best_row(exp.rows) or {})
+    if warning and not args.fallback:
+        raise BadInput(f"{warning}. Nothing was exported: pass --fallback to export that "
+                       "checkpoint knowingly")
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     exported = _validated(export_best, exp.spec, exp.rows, args.out)
     for task, info in exported.items():
         print(f"{task}: {Path(args.out) / task}  (val_acc {info['val_acc_after_export']:.4f}, "

@@ -139,12 +139,24 @@ Trials: {summary['num_trials']} ({outcomes}).</p>
 <h3>Leave-one-task-out</h3>
 <p>The configuration chosen on the other tasks, scored on the held-out one.</p>
 {_table(summary['leave_one_task_out'])}
+{_damaged(summary)}
 <h2>Plots</h2>
 {''.join(img(k) for k in images)}
 <h2>Leaderboard</h2>
 {_table(summary['leaderboard'])}
 </body></html>
 """
+
+
+def _damaged(summary: dict[str, Any]) -> str:
+    """A visible warning for checkpoints that failed verification (empty if none)."""
+    items = summary.get("damaged_checkpoints") or []
+    if not items:
+        return ""
+    note = summary.get("checkpoint_fallback")
+    return ('<h3 style="color:#b00">Damaged checkpoints</h3><p>These failed their checksums and '
+            "are never restored or exported." + (f" {html.escape(note)}" if note else "") + "</p>"
+            + _table(items, ["trial_id", "path", "meta_score", "problem"]))
 
 
 def write_report(exp_dir: str | Path, spec: SearchSpec, rows: list[dict[str, Any]],

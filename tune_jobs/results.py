@@ -44,13 +44,14 @@ def _history(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _complete_checkpoint(folder: Path, tasks: list[str]) -> bool:
+def _checkpoint_problem(folder: Path, tasks: list[str]) -> str | None:
+    """Why a checkpoint folder cannot be used (None if it is complete and intact)."""
     try:
         for task in tasks:
             verify_checkpoint(folder / task)
-    except CheckpointError:
-        return False
-    return (folder / "trial.json").is_file()
+    except CheckpointError as exc:
+        return str(exc)
+    return None if (folder / "trial.json").is_file() else f"{folder}: no trial.json"
 
 
 def load_rows(exp_dir: str | Path, tasks: list[str], max_t: int) -> list[dict[str, Any]]:
@@ -69,20 +70,26 @@ def load_rows(exp_dir: str | Path, tasks: list[str], max_t: int) -> list[dict[st
         status = statuses.get(trial_id, "UNKNOWN")
         error = (trial_dir / "error.txt").read_text().strip().splitlines()[-1:] \
             if (trial_dir / "error.txt").is_file() else []
-        checkpoints = []
+        checkpoints, damaged = [], []
         for h in history:
             name = h.get("checkpoint_dir_name")
-            if name and (trial_dir / name).is_dir() and _complete_checkpoint(trial_dir / name, tasks):
-                checkpoints.append({"path": str(trial_dir / name), "units": h.get("units"),
-                                    "meta_score": h.get(objective.META_SCORE),
-                                    "metrics": {k: h.get(k) for k in keys}})
+            if not name or not (trial_dir / name).is_dir():
+                continue  # pruned by keep_checkpoints
+            entry = {"path": str(trial_dir / name), "units": h.get("units"),
+                     "meta_score": h.get(objective.META_SCORE),
+                     "metrics": {k: h.get(k) for k in keys}}
+            problem = _checkpoint_problem(trial_dir / name, tasks)
+            if problem:
+                damaged.append({**entry, "problem": problem})
+            else:
+                checkpoints.append(entry)
         units = int(last.get("units", 0) or 0)
         rows.append({
             "trial_id": trial_id, "trial_dir": str(trial_dir), "config": config,
             "units": units, "status": status, "error": error[0] if error else None,
             "metrics": {k: last.get(k) for k in keys},
             "history": [{k: h.get(k) for k in ["units", *keys]} for h in history],
-            "checkpoints": checkpoints,
+            "checkpoints": checkpoints, "damaged_checkpoints": damaged,
             "stopped": stop_reason(status, units, max_t, bool(error)),
             "node_ip": last.get("node_ip"), "hostname": last.get("hostname"),
         })
@@ -106,3 +113,19 @@ def best_checkpoint(row: dict[str, Any]) -> dict[str, Any] | None:
     """The trial's complete checkpoint with the highest meta-score."""
     good = [c for c in row["checkpoints"] if c["meta_score"] is not None]
     return max(good, key=lambda c: c["meta_score"]) if good else None
+
+
+def checkpoint_fallback(row: dict[str, Any]) -> str | None:
+    """Said aloud when the trial's best checkpoint is damaged and another one stands in for it:
+    both checkpoints, their scores, and why the better one was refused. None if nothing is."""
+    damaged = [c for c in row.get("damaged_checkpoints", []) if c["meta_score"] is not None]
+    if not damaged:
+        return None
+    worst_lost = max(damaged, key=lambda c: c["meta_score"])
+    used = best_checkpoint(row)
+    if used is not None and used["meta_score"] >= worst_lost["meta_score"]:
+        return None  # the best one is intact; a lesser one is damaged
+    instead = (f"using {used['path']} (meta-score {used['meta_score']:.4f}) instead"
+               if used else "no intact checkpoint is left")
+    return (f"the best checkpoint of trial {row['trial_id']}, {worst_lost['path']} (meta-score "
+            f"{worst_lost['meta_score']:.4f}), is damaged: {worst_lost['problem']}; {instead}")

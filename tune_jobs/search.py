@@ -48,8 +48,9 @@ def build_tuner(spec: SearchSpec, callbacks: list[Any] | None = None,
 
     tune_config = tune.TuneConfig(
         metric=objective.META_SCORE, mode="max", scheduler=build_scheduler(spec),
+        # max_concurrent is the searcher's to enforce (BasicVariantGenerator, or the
+        # ConcurrencyLimiter around Optuna); Tune ignores max_concurrent_trials for these.
         search_alg=build_searcher(spec), num_samples=spec.num_samples,
-        max_concurrent_trials=spec.max_concurrent or None,
         # Reused actors skip a ~2 s actor start per trial; every trial builds its own state.
         reuse_actors=True)
     run_config = tune.RunConfig(

@@ -184,3 +184,40 @@ def test_failed_search_exits_1_and_shows_the_trials_error(syn_dir, joined, tmp_p
     assert re.search(r"trial \S+ failed: .*report has non-finite metric\(s\) .*training "
                      rf"diverged.*\n  error file: {re.escape(str(trial_dir))}/error.txt",
                      proc.stderr), proc.stderr[-2000:]
+
+
+def test_a_damaged_best_checkpoint_is_refused_and_the_fallback_said_aloud(finished, tmp_path,
+                                                                         capsys):
+    import shutil
+
+    from tune_jobs import cli
+
+    storage, exp, _ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(exp, copy / "e2e")
+    summary = json.loads((copy / "e2e" / "summary.json").read_text())
+    best = next((copy / "e2e").glob(f"*{summary['best']['trial_id']}*"))
+    ranked = sorted(
+        (json.loads(line) for line in (best / "result.json").read_text().splitlines()),
+        key=lambda r: -r["meta_score"])
+    good = [r for r in ranked if (best / r["checkpoint_dir_name"]).is_dir()]
+    assert len(good) >= 2, "the winner kept fewer than two checkpoints"
+    damaged = best / good[0]["checkpoint_dir_name"] / "cifar_transfer" / "tensors.safetensors"
+    blob = bytearray(damaged.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # one flipped byte
+    damaged.write_bytes(bytes(blob))
+    store = ["--storage", str(copy)]
+
+    assert cli.main(["best", "e2e", *store]) == 0
+    err = capsys.readouterr().err
+    assert f"{damaged}: checksum mismatch" in err
+    assert f"using {best / good[1]['checkpoint_dir_name']} (meta-score " \
+           f"{good[1]['meta_score']:.4f}) instead" in err
+    assert f"(meta-score {good[0]['meta_score']:.4f}), is damaged" in err
+    assert cli.main(["export", "e2e", *store, "--out", str(tmp_path / "out")]) == 2
+    assert "Nothing was exported: pass --fallback" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert cli.main(["report", "e2e", *store]) == 0
+    assert "checksum mismatch" in capsys.readouterr().err
+    page = (copy / "e2e" / "report.html").read_text()
+    assert "Damaged checkpoints" in page and str(damaged.parent.parent) in page
