@@ -27,7 +27,7 @@ from trainables.config import (
 from trainables.data.cifar import load_cifar
 from trainables.data.custom import load_image_task, load_text_task
 from trainables.data.newsgroups import DEFAULT_REMOVE, load_newsgroups
-from trainables.data.splits import Dataset
+from trainables.data.splits import DataError, Dataset
 from trainables.loop import Learner
 
 # Default budgets by kind. AdamW rates are the usual fine-tuning ones (BERT: 5e-5; a small CNN:
@@ -208,14 +208,23 @@ def build_task(spec: TaskSpec, meta: MetaConfig, settings: TrialSettings,
                       settings.cache_dir), cfg
 
 
-def check_data(settings: TrialSettings) -> list[str]:
+def check_data(settings: TrialSettings, require_real: bool = False) -> list[str]:
     """Load every task's data with the trials' own loaders, and resolve each text model, before
-    any cluster work; a DataError/ValueError names the file or option. One line per task."""
+    any cluster work; a DataError/ValueError names the file or option. One line per task.
+
+    ``require_real`` (``--data real``) refuses synthetic stand-ins, however they were copied.
+    """
     from trainables.text import resolve_model
 
     lines = []
     for spec in settings.tasks:
         target, source = load_data(spec, settings.data_dir, settings.split_seed)
+        stand_in = next((d for d in (target, source) if d is not None and d.source == "synthetic"),
+                        None)
+        if require_real and stand_in is not None:
+            raise DataError(f"--data real: {stand_in.path} is a synthetic stand-in (marked inside "
+                            "the archive), not real data. Put the real archives there "
+                            "(`metatune data download`), or pass --data synthetic")
         if isinstance(spec.model, TextOptions) and spec.model.model != "tiny":
             resolve_model(spec.model.model)
         sizes = " ".join(f"{s}={len(d)}" for s, d in target.splits.items())

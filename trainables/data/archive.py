@@ -11,6 +11,9 @@ from pathlib import Path
 from trainables.data.splits import DataError
 
 SYNTHETIC_MARKER = "metatune-synthetic.json"
+# Also inside every synthetic archive (and so in every copy or extraction of one), so that
+# stand-ins copied without the folder's marker are never taken for real data.
+EMBEDDED_MARKER = ".metatune-synthetic"
 
 
 def offline() -> bool:
@@ -54,6 +57,16 @@ def read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> by
 
 def is_synthetic(root: Path) -> bool:
     return (root / SYNTHETIC_MARKER).exists()
+
+
+def add_embedded_marker(tar: tarfile.TarFile, folder: str) -> None:
+    """Mark a synthetic archive from the inside: ``<folder>/.metatune-synthetic``."""
+    import io
+
+    data = b"synthetic stand-in written by metatune data synthetic\n"
+    info = tarfile.TarInfo(f"{folder}/{EMBEDDED_MARKER}")
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
 
 
 def download(url: str, dest: Path, md5: str | None = None, timeout: float = 30.0) -> Path:

@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainables.data.archive import download, is_synthetic, locate, open_tar, read_member
+from trainables.data.archive import (
+    EMBEDDED_MARKER,
+    download,
+    is_synthetic,
+    locate,
+    open_tar,
+    read_member,
+)
 from trainables.data.safe_pickle import safe_loads
 from trainables.data.splits import DataError, Dataset, Split, carve_validation, check_labels
 
@@ -35,26 +42,30 @@ LAYOUT = {
 IMAGE_SHAPE = (3, 32, 32)
 
 
-def _read_files(root: Path, name: str) -> tuple[Path, dict[str, bytes]]:
+def _read_files(root: Path, name: str) -> tuple[Path, dict[str, bytes], bool]:
+    """The folder or archive, its batch files' bytes, and whether it is marked synthetic."""
     folder, archive, batches, meta, _, _ = LAYOUT[name]
     where = locate(root, folder, archive)
     wanted = [f for files in batches.values() for f in files] + [meta]
     blobs: dict[str, bytes] = {}
     if where.is_dir():
+        marked = (where / EMBEDDED_MARKER).exists()
         for fname in wanted:
             if (where / fname).is_file():
                 blobs[fname] = (where / fname).read_bytes()
     else:
+        marked = False
         with open_tar(where) as tar:
             for member in tar:
                 parts = Path(member.name).parts
+                marked = marked or parts[-1:] == (EMBEDDED_MARKER,)
                 if member.isfile() and len(parts) >= 2 and parts[-2] == folder \
                         and parts[-1] in wanted:
                     blobs[parts[-1]] = read_member(tar, member, where)
     missing = [f for f in wanted if f not in blobs]
     if missing:
         raise DataError(f"{where}: missing {missing} (expected the official {folder}/ layout)")
-    return where, blobs
+    return where, blobs, marked
 
 
 def _batch(blob: bytes, where: str, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +87,7 @@ def load_cifar(root: str | Path, name: str, val_frac: float = 0.1, seed: int = 0
     if name not in LAYOUT:
         raise ValueError(f"name={name!r} is invalid: choose from {sorted(LAYOUT)}")
     root = Path(root)
-    where, blobs = _read_files(root, name)
+    where, blobs, marked = _read_files(root, name)
     folder, _, batches, meta_file, label_key, names_key = LAYOUT[name]
     meta = safe_loads(blobs[meta_file], f"{where}/{meta_file}")
     if not isinstance(meta, dict) or names_key not in meta:
@@ -101,7 +112,7 @@ def load_cifar(root: str | Path, name: str, val_frac: float = 0.1, seed: int = 0
         name=name,
         splits={"train": train, "val": val, "test": Split(*arrays["test"])},
         label_names=label_names,
-        source="synthetic" if is_synthetic(root) else "real",
+        source="synthetic" if marked or is_synthetic(root) else "real",
         path=str(where),
         meta=extra,
     )

@@ -17,7 +17,13 @@ from sklearn.datasets._twenty_newsgroups import (
     strip_newsgroup_quoting,
 )
 
-from trainables.data.archive import is_synthetic, locate, open_tar, read_member
+from trainables.data.archive import (
+    EMBEDDED_MARKER,
+    is_synthetic,
+    locate,
+    open_tar,
+    read_member,
+)
 from trainables.data.splits import DataError, Dataset, Split, carve_validation, check_labels
 
 ARCHIVE = "20news-bydate.tar.gz"
@@ -62,19 +68,22 @@ def _posts_from_dir(root: Path) -> dict[str, list[tuple[str, str, bytes]]]:
     return found
 
 
-def _posts_from_tar(path: Path) -> dict[str, list[tuple[str, str, bytes]]]:
+def _posts_from_tar(path: Path) -> tuple[dict[str, list[tuple[str, str, bytes]]], bool]:
+    """The posts of both splits, and whether the archive carries the synthetic marker."""
     found: dict[str, list[tuple[str, str, bytes]]] = {s: [] for s in SPLIT_DIRS}
     by_dir = {d: s for s, d in SPLIT_DIRS.items()}
+    marked = False
     with open_tar(path) as tar:
         for member in tar:
             parts = Path(member.name).parts
+            marked = marked or parts[-1:] == (EMBEDDED_MARKER,)
             if not member.isfile() or len(parts) < 3 or parts[-3] not in by_dir:
                 continue
             found[by_dir[parts[-3]]].append((parts[-2], parts[-1], read_member(tar, member, path)))
     for split, dirname in SPLIT_DIRS.items():
         if not found[split]:
             raise DataError(f"{path}: no posts under {dirname}/; not a 20news-bydate archive")
-    return found
+    return found, marked
 
 
 def find_newsgroups(root: Path) -> tuple[Path, str]:
@@ -104,7 +113,11 @@ def load_newsgroups(
     """Load 20 Newsgroups from ``root`` (archive or extracted) with a seeded validation split."""
     root = Path(root)
     where, layout = find_newsgroups(root)
-    posts = _posts_from_tar(where) if where.is_file() else _posts_from_dir(where)
+    if where.is_file():
+        posts, marked = _posts_from_tar(where)
+    else:
+        posts = _posts_from_dir(where)
+        marked = (where / SPLIT_DIRS["train"] / EMBEDDED_MARKER).exists()
     groups = sorted({g for g, _, _ in posts["train"]})
     test_groups = sorted({g for g, _, _ in posts["test"]})
     if test_groups != groups:
@@ -132,7 +145,7 @@ def load_newsgroups(
         name="newsgroups",
         splits={"train": train, "val": val, "test": Split(texts["test"], labels["test"])},
         label_names=groups,
-        source="synthetic" if is_synthetic(root) else "real",
+        source="synthetic" if marked or is_synthetic(root) else "real",
         path=str(where),
         meta={"remove": list(remove), "layout": layout},
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.data.archive import SYNTHETIC_MARKER
+from trainables.data.archive import SYNTHETIC_MARKER, add_embedded_marker
 from trainables.data.newsgroups import GROUPS
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
@@ -89,6 +89,7 @@ def write_newsgroups(out: Path, seed: int = 0, size: str = "small") -> Path:
                     info = tarfile.TarInfo(f"20news-bydate-{split}/{group}/{post_id}")
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
+        add_embedded_marker(tar, "20news-bydate-train")
     return path
 
 
@@ -151,6 +152,7 @@ def write_cifar(out: Path, seed: int = 0, size: str = "small") -> tuple[Path, Pa
             b"data": _images(rng, prims, [[int(c)] for c in yt]),
             b"filenames": [f"synthetic_test_{i}.png".encode() for i in range(len(yt))],
         })
+        add_embedded_marker(tar, "cifar-10-batches-py")
         _add_pickle(tar, "cifar-10-batches-py/batches.meta", {
             b"num_cases_per_batch": int(np.ceil(len(y) / 5)),
             b"label_names": [n.encode() for n in CIFAR10_NAMES], b"num_vis": 3072,
@@ -166,6 +168,7 @@ def write_cifar(out: Path, seed: int = 0, size: str = "small") -> tuple[Path, Pa
                 b"data": _images(rng, prims, [[int(k) // 10, int(k) % 10] for k in fine]),
                 b"filenames": [f"synthetic_{split}_{i}.png".encode() for i in range(len(fine))],
             })
+        add_embedded_marker(tar, "cifar-100-python")
         _add_pickle(tar, "cifar-100-python/meta", {
             b"fine_label_names": [f"fine_{k:02d}".encode() for k in range(100)],
             b"coarse_label_names": [f"coarse_{k:02d}".encode() for k in range(20)],

@@ -37,3 +37,26 @@ def test_a_folder_is_checked_for_every_task_it_needs(syn_dir, tmp_path):
         resolve_data(str(tmp_path), ["cifar_transfer"])
     # a custom task needs nothing in the data folder
     assert resolve_data(str(tmp_path), ["mine"]) == (str(tmp_path), "real")
+
+
+def test_stand_ins_copied_without_their_marker_are_still_synthetic(syn_dir, tmp_path,
+                                                                   monkeypatch):
+    import shutil
+
+    from trainables.data.cifar import load_cifar
+    from trainables.data.newsgroups import load_newsgroups
+    from trainables.tasks import check_data, trial_settings
+
+    real = tmp_path / "real"
+    real.mkdir()
+    for archive in syn_dir.glob("*.tar.gz"):  # the archives alone, not the folder's marker
+        shutil.copy(archive, real)
+    assert not (real / SYNTHETIC_MARKER).exists()
+    assert load_newsgroups(real).source == "synthetic"
+    assert load_cifar(real, "cifar100").source == "synthetic"
+    settings = trial_settings(["newsgroups", "cifar_transfer"], str(real),
+                              {"newsgroups": {"model": "tiny"}})
+    assert "newsgroups: synthetic data" in check_data(settings)[0]
+    with pytest.raises(DataError, match=r"^--data real: .*20news-bydate.tar.gz is a synthetic "
+                                        r"stand-in \(marked inside the archive\)"):
+        check_data(settings, require_real=True)
