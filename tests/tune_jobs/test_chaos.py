@@ -51,6 +51,23 @@ def _spec(name, storage, syn_dir, cache_dir):
     return dataclasses.replace(spec, data_dir=str(syn_dir), data_kind="synthetic")
 
 
+def _our_trial_workers() -> list[int]:
+    """The trial actor's process (one trial at a time, so the only one) of this test's own Ray,
+    whose raylet is a child of this process: never another Ray's workers on the machine."""
+    def descends_from_us(pid: int) -> bool:
+        while pid > 1:
+            try:  # /proc/PID/stat: "pid (comm) state ppid …"; comm may hold spaces
+                pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                return False
+            if pid == os.getpid():
+                return True
+        return False
+
+    names = subprocess.run(["pgrep", "^ray::ImplicitFu"], capture_output=True, text=True)
+    return [int(pid) for pid in names.stdout.split() if descends_from_us(int(pid))]
+
+
 def _kill_mid_unit(exp: Path, killed: dict, stop: threading.Event) -> None:
     """Once the first trial (ASHA always lets the first arrival at a rung go on) has written its
     unit-1 checkpoint, SIGKILL its worker while it trains unit 2 (a unit here takes seconds; the
@@ -59,11 +76,9 @@ def _kill_mid_unit(exp: Path, killed: dict, stop: threading.Event) -> None:
         done = list(exp.glob("*_00000_*/checkpoint_000000/trial.json"))
         if done:
             time.sleep(0.4)  # past the report: inside the next unit
-            # the trial's actor (one trial at a time, so the only one), by its process name
-            pids = subprocess.run(["pgrep", "^ray::ImplicitFu"], capture_output=True,
-                                  text=True).stdout.split()
+            pids = _our_trial_workers()
             for pid in pids:
-                os.kill(int(pid), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             killed.update(trial=done[0].parts[-3].split("_")[2:4], pids=pids)
             return
         time.sleep(0.05)
