@@ -6,6 +6,9 @@ import os
 
 os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0",
                   TOKENIZERS_PARALLELISM="false", RAY_AUTH_MODE="token")
+# The key that signs Tune's pickles: the session's own, not the user's (~/.config/metatune).
+os.environ.setdefault("METATUNE_SIGNING_KEY",
+                      os.path.join(__import__("tempfile").mkdtemp(prefix="mt-key-"), "signing.key"))
 
 from pathlib import Path  # noqa: E402
 

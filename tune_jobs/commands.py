@@ -23,6 +23,9 @@ from tune_jobs.report import text_leaderboard, write_report
 from tune_jobs.results import best_checkpoint, checkpoint_fallback
 from tune_jobs.spec import SearchSpec
 
+TRUST_HELP = ("resume an experiment whose Tune state files carry no valid Metatune signature, "
+              "signing them as they are (only for a folder no one else can write)")
+
 
 class BadInput(ValueError):
     """Input that was refused before anything started (exit code 2)."""
@@ -62,10 +65,12 @@ def add_parsers(sub: Any) -> None:
                      help="override any spec key, e.g. asha.max_t=6 or space.batch_size=32")
     run.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS or a local Ray)")
     run.add_argument("--dry-run", action="store_true", help="validate and print the spec only")
+    run.add_argument("--trust-unsigned", action="store_true", help=TRUST_HELP)
     res = sub.add_parser("resume", help="continue an interrupted experiment")
     res.add_argument("name")
     res.add_argument("--storage")
     res.add_argument("--address")
+    res.add_argument("--trust-unsigned", action="store_true", help=TRUST_HELP)
     st = sub.add_parser("status", help="list experiments, or show one's leaderboard")
     st.add_argument("name", nargs="?")
     st.add_argument("--storage")
@@ -206,22 +211,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  {line}")
     print(f"results and checkpoints: {path}")
     connected = init_ray(args.address)
-    fs = _validated(search.storage_filesystem, spec, connected)
-    if fs is not None:
+    storage = _validated(search.storage_filesystem, spec, connected)
+    _validated(search.check_signatures, spec, storage, args.trust_unsigned)
+    if storage.head_store:
         print(f"head store: every checkpoint and result lands on the head node under {path}")
     from tune_jobs.progress import LeaderboardCallback
 
-    _searching(search.run_search, spec,
-               callbacks=[LeaderboardCallback(list(spec.tasks), spec.experiment)],
-               storage_filesystem=fs)
+    _searching(search.run_search, spec, storage,
+               callbacks=[LeaderboardCallback(list(spec.tasks), spec.experiment)])
     return _searching(finish, Experiment(spec, path))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     exp = _validated(experiment.load, args.name, args.storage)
     connected = init_ray(args.address)
-    fs = _validated(search.storage_filesystem, exp.spec, connected)
-    _searching(search.run_search, exp.spec, resume=True, storage_filesystem=fs)
+    storage = _validated(search.storage_filesystem, exp.spec, connected)
+    _validated(search.check_signatures, exp.spec, storage, args.trust_unsigned)
+    _searching(search.run_search, exp.spec, storage, resume=True)
     return _searching(finish, exp)
 
 

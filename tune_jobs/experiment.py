@@ -115,7 +115,8 @@ def load(name: str, given_storage: str | None) -> Experiment:
     if spec is None:
         raise ValueError(f"no experiment {name!r} under {root} "
                          "(pass --storage, or see `metatune status`)")
-    return Experiment(spec, path)
+    # Where it was found wins over where it was made: a moved or copied folder is itself.
+    return Experiment(dataclasses.replace(spec, storage=root), path)
 
 
 def list_local(given_storage: str | None) -> list[Experiment]:

@@ -4,7 +4,7 @@ checkpoint policy, and the restore of an interrupted experiment. Nothing else.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from trainables import objective
 from tune_jobs import experiment
@@ -43,7 +43,7 @@ def build_trainable(spec: SearchSpec) -> Any:
 
 
 def build_tuner(spec: SearchSpec, callbacks: list[Any] | None = None,
-                storage_filesystem: Any = None) -> Any:
+                storage_filesystem: Any = None, storage_path: str | None = None) -> Any:
     from ray import tune
 
     tune_config = tune.TuneConfig(
@@ -54,7 +54,8 @@ def build_tuner(spec: SearchSpec, callbacks: list[Any] | None = None,
         # Reused actors skip a ~2 s actor start per trial; every trial builds its own state.
         reuse_actors=True)
     run_config = tune.RunConfig(
-        name=spec.experiment, storage_path=spec.storage, storage_filesystem=storage_filesystem,
+        name=spec.experiment, storage_path=storage_path or spec.storage,
+        storage_filesystem=storage_filesystem,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=spec.keep_checkpoints, checkpoint_score_attribute=objective.META_SCORE,
@@ -64,12 +65,31 @@ def build_tuner(spec: SearchSpec, callbacks: list[Any] | None = None,
                       tune_config=tune_config, run_config=run_config)
 
 
-def storage_filesystem(spec: SearchSpec, connected: bool) -> Any:
-    """The head-store filesystem when this search needs one, else None (plain storage)."""
+class Storage(NamedTuple):
+    """Where Tune writes: a filesystem, the storage path in it, and whether it is the head store."""
+
+    fs: Any
+    path: str
+    head_store: bool = False
+
+    def experiment(self, name: str) -> str:
+        return f"{self.path.rstrip('/')}/{name}"
+
+
+def storage_filesystem(spec: SearchSpec, connected: bool) -> Storage:
+    """Tune's storage: the head store when this search needs it, else the folder or URI itself —
+    always behind the layer that signs Tune's pickles (:mod:`tune_jobs.signing`)."""
+    import pyarrow.fs as pafs
+
+    from tune_jobs import signing
+
     assert spec.storage is not None
     mode = spec.head_store
-    if mode is False or is_uri(spec.storage) or (mode == "auto" and not connected):
-        return None
+    if is_uri(spec.storage):
+        inner, path = pafs.FileSystem.from_uri(spec.storage)
+        return Storage(signing.signing(inner), path)
+    if mode is False or (mode == "auto" and not connected):
+        return Storage(signing.signing(pafs.LocalFileSystem()), spec.storage)
     from tune_jobs import head_store
 
     if not head_store.on_head_node():
@@ -77,24 +97,52 @@ def storage_filesystem(spec: SearchSpec, connected: bool) -> Any:
             "the head store keeps results on the head node's disk, so the search's driver must "
             "run there: submit it with scripts/submit.sh (ray job submit), run `metatune run` on "
             "the head node, or pass a shared --storage (s3://…, or NFS with --set head_store=false)")
-    return head_store.start(spec.storage)
+    return Storage(signing.signing(head_store.start(spec.storage)), spec.storage, head_store=True)
 
 
-def run_search(spec: SearchSpec, callbacks: list[Any] | None = None,
-               storage_filesystem: Any = None, resume: bool = False) -> Any:
-    """Start the experiment, or restore it when it already exists. Returns Tune's ResultGrid."""
+def check_signatures(spec: SearchSpec, storage: Storage, trust: bool = False) -> None:
+    """Before Tune loads an existing experiment's pickles: each must carry a valid signature.
+
+    ``trust`` (``--trust-unsigned``, the user's explicit word) signs the files as they are.
+    """
     from ray import tune
 
-    exp = experiment.path_of(spec)
-    if tune.Tuner.can_restore(exp, storage_filesystem=storage_filesystem):
-        print(f"experiment {spec.experiment} exists at {exp}: resuming it "
+    from tune_jobs import signing
+
+    exp, fs = storage.experiment(spec.experiment), storage.fs
+    if not tune.Tuner.can_restore(exp, storage_filesystem=fs):
+        return
+    try:
+        signing.verify(fs, exp)
+    except signing.UnsignedState as exc:
+        if not trust:
+            raise ValueError(
+                f"refusing to resume {spec.experiment}: {exc}. Ray Tune's state files are "
+                "pickles that run code when loaded, and nothing was loaded. If this folder is "
+                "yours and no one else can write to it, pass --trust-unsigned to sign it as it is"
+            ) from None
+        signing.sign_existing(fs, exp)
+
+
+def run_search(spec: SearchSpec, storage: Storage, callbacks: list[Any] | None = None,
+               resume: bool = False) -> Any:
+    """Start the experiment, or restore it when it already exists. Returns Tune's ResultGrid.
+
+    ``storage`` comes from :func:`storage_filesystem`; call :func:`check_signatures` first.
+    """
+    from ray import tune
+
+    fs, exp = storage.fs, storage.experiment(spec.experiment)
+    if tune.Tuner.can_restore(exp, storage_filesystem=fs):
+        print(f"experiment {spec.experiment} exists at {experiment.path_of(spec)}: resuming it "
               "(errored trials continue from their last checkpoint)")
         tuner = tune.Tuner.restore(exp, trainable=build_trainable(spec), resume_unfinished=True,
-                                   resume_errored=True, storage_filesystem=storage_filesystem,
+                                   resume_errored=True, storage_filesystem=fs,
                                    param_space=param_space(spec.space))
     else:
         if resume:
-            raise ValueError(f"no restorable experiment at {exp}; start it with `metatune run`")
-        tuner = build_tuner(spec, callbacks, storage_filesystem)
+            raise ValueError(f"no restorable experiment at {experiment.path_of(spec)}; start it "
+                             "with `metatune run`")
+        tuner = build_tuner(spec, callbacks, fs, storage.path)
     experiment.save_spec(spec)
     return tuner.fit()

@@ -97,7 +97,7 @@ def test_a_trial_killed_mid_unit_resumes_and_changes_nothing(ray_local, syn_dir,
     from tune_jobs import search
 
     calm = _spec("calm", tmp_path, syn_dir, cache_dir)
-    search.run_search(calm)
+    search.run_search(calm, search.storage_filesystem(calm, connected=False))
     chaos = _spec("chaos", tmp_path, syn_dir, cache_dir)
     killed: dict = {}
     stop = threading.Event()
@@ -105,7 +105,8 @@ def test_a_trial_killed_mid_unit_resumes_and_changes_nothing(ray_local, syn_dir,
     killer.start()
     recorder = Recoveries()
     try:
-        results = search.run_search(chaos, callbacks=[recorder])
+        results = search.run_search(chaos, search.storage_filesystem(chaos, connected=False),
+                                    callbacks=[recorder])
     finally:
         stop.set()
         killer.join()

@@ -56,13 +56,12 @@ def test_trials_on_workers_store_on_head_and_restore_elsewhere(cluster, syn_dir,
         "data_kind": "synthetic", "cache_dir": cache_dir}, sets=[
         "num_samples=2", "asha.max_t=4", "asha.grace_period=1", "asha.reduction_factor=8",
         "max_failures=2", "space.lr_scale=[0.5, 2.0]"])
-    fs = search.storage_filesystem(spec, connected=True)
-    assert fs is not None and head_store.on_head_node()
+    storage_fs = search.storage_filesystem(spec, connected=True)
+    assert storage_fs.head_store and head_store.on_head_node()
     worker_ids = {w.node_id for w in workers}
     killed: dict[str, str] = {}
     _LIVE.update(killed=killed, cluster=c, workers=workers)
-    results = search.run_search(spec, callbacks=[KillNodeAfterCheckpoint()],
-                                storage_filesystem=fs)
+    results = search.run_search(spec, storage_fs, callbacks=[KillNodeAfterCheckpoint()])
     assert killed, "no trial reached unit 2"
     assert not results.errors, results.errors
     victim = next(r for r in results if r.metrics["trial_id"] == killed["trial"])

@@ -221,3 +221,39 @@ def test_a_damaged_best_checkpoint_is_refused_and_the_fallback_said_aloud(finish
     assert "checksum mismatch" in capsys.readouterr().err
     page = (copy / "e2e" / "report.html").read_text()
     assert "Damaged checkpoints" in page and str(damaged.parent.parent) in page
+
+
+class _Planted:
+    def __reduce__(self):
+        return (os.system, (f"touch {PLANTED_MARKER}",))
+
+
+PLANTED_MARKER = "/tmp/metatune-e2e-planted-pickle-ran"
+
+
+def test_a_replaced_tuner_pickle_is_refused_without_being_loaded(finished, tmp_path, capsys,
+                                                                 monkeypatch):
+    """Tune's tuner.pkl swapped for a pickle that would create a file: resume and run refuse it
+    (exit 2) before anything unpickles it; --trust-unsigned is the user's explicit override."""
+    import pickle
+    import shutil
+
+    from tune_jobs import cli, commands
+
+    storage, exp, _ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(exp, copy / "e2e")
+    assert (copy / "e2e" / "tuner.pkl.metatune-sig").is_file()  # signed as Tune wrote it
+    (copy / "e2e" / "tuner.pkl").write_bytes(pickle.dumps(_Planted()))
+    if os.path.exists(PLANTED_MARKER):
+        os.remove(PLANTED_MARKER)
+    monkeypatch.setattr(commands, "init_ray", lambda *a, **k: False)  # no Ray needed to refuse
+    assert cli.main(["resume", "e2e", "--storage", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to resume e2e" in err and "tuner.pkl does not match its signature" in err
+    assert "nothing was loaded" in err and "--trust-unsigned" in err
+    unsigned = copy / "e2e" / "tuner.pkl.metatune-sig"
+    unsigned.unlink()
+    assert cli.main(["resume", "e2e", "--storage", str(copy)]) == 2
+    assert "tuner.pkl has no Metatune signature" in capsys.readouterr().err
+    assert not os.path.exists(PLANTED_MARKER)  # the planted pickle never ran

@@ -72,3 +72,36 @@ def test_broken_transfer_leaves_no_file_that_looks_whole(store):
     assert all(".part-" in n for n in names)  # at most an unfinished temp file
     listed = fs.get_file_info(pafs.FileSelector(f"{root}/exp/ck"))
     assert listed == []  # and nobody is ever shown it
+
+
+def test_signing_layer_signs_tune_state_and_verify_catches_changes(tmp_path, monkeypatch):
+    """The signing filesystem on a plain local folder: Tune's state files get sidecars as they
+    are written (and moved), others do not, and verify refuses a changed or unsigned one."""
+    import pyarrow.fs as pafs
+
+    from tune_jobs import signing
+
+    monkeypatch.setenv("METATUNE_SIGNING_KEY", str(tmp_path / "key"))
+    fs = signing.signing(pafs.LocalFileSystem())
+    exp = str(tmp_path / "exp")
+    fs.create_dir(f"{exp}/trial_1", recursive=True)
+    for name, data in (("tuner.pkl", b"tuner"), ("trial_1/params.pkl", b"params"),
+                       ("trial_1/result.json", b"{}"), ("tmp-state", b"state")):
+        with fs.open_output_stream(f"{exp}/{name}") as f:
+            f.write(data)
+    fs.move(f"{exp}/tmp-state", f"{exp}/experiment_state-1.json")  # renamed into a state file
+    assert oct((tmp_path / "key").stat().st_mode & 0o777) == "0o600"
+    assert (tmp_path / "exp" / "tuner.pkl.metatune-sig").is_file()
+    assert (tmp_path / "exp" / "experiment_state-1.json.metatune-sig").is_file()
+    assert not (tmp_path / "exp" / "trial_1" / "result.json.metatune-sig").exists()
+    assert signing.verify(fs, exp) == 3
+    (tmp_path / "exp" / "experiment_state-1.json.metatune-sig").unlink()
+    with pytest.raises(signing.UnsignedState, match="experiment_state-1.json has no Metatune"):
+        signing.verify(fs, exp)
+    with fs.open_output_stream(f"{exp}/experiment_state-1.json") as f:
+        f.write(b"state")
+    assert signing.verify(fs, exp) == 3
+    (tmp_path / "exp" / "trial_1" / "params.pkl").write_bytes(b"changed")
+    with pytest.raises(signing.UnsignedState, match="params.pkl does not match its signature"):
+        signing.verify(fs, exp)
+    assert signing.sign_existing(fs, exp) == 3 and signing.verify(fs, exp) == 3

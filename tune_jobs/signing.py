@@ -1,0 +1,228 @@
+"""Authenticating Ray Tune's own pickles in an experiment folder before they are loaded.
+
+Tune keeps its state as pickles (``tuner.pkl``, ``params.pkl``, the searcher's and callbacks'
+state) and as JSON with embedded cloudpickle payloads (``experiment_state-*.json``), and
+unpickles them on restore: whoever can write the experiment folder can run code in the next
+``resume``. Metatune passes Tune a filesystem that signs each such file as it is written, with
+an HMAC-SHA256 keyed by a secret kept outside the experiment folder (``~/.config/metatune/
+signing.key``, mode 600; ``$METATUNE_SIGNING_KEY`` names another file), into a sidecar
+``<file>.metatune-sig``. :func:`verify` checks every such file against its sidecar before Tune is
+allowed to read any of them; nothing is unpickled to check it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pyarrow
+import pyarrow.fs as pafs
+
+SUFFIX = ".metatune-sig"
+# The files Tune unpickles (some of them named .json); all are written by the driver.
+PATTERNS = ("*.pkl", "experiment_state-*.json", "basic-variant-state-*.json",
+            "search_gen_state-*.json")
+
+
+class UnsignedState(ValueError):
+    """A Tune state file without a valid signature: it was not written by this key's owner."""
+
+
+def key_path() -> Path:
+    return Path(os.environ.get("METATUNE_SIGNING_KEY", "~/.config/metatune/signing.key")).expanduser()
+
+
+def load_key() -> bytes:
+    """The signing key, created (mode 600) on first use."""
+    path = key_path()
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            pass
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+    return bytes.fromhex(path.read_text().strip())
+
+
+def is_state_file(path: str) -> bool:
+    name = PurePosixPath(path).name
+    return not name.endswith(SUFFIX) and any(fnmatch.fnmatch(name, p) for p in PATTERNS)
+
+
+def _digest(key: bytes, data: bytes) -> str:
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+class _SigningWriter:
+    """A write stream that hashes what passes through and writes the sidecar on close."""
+
+    def __init__(self, fs: pafs.FileSystem, path: str) -> None:
+        self.fs, self.path = fs, path
+        self.inner = fs.open_output_stream(path)
+        self.mac = hmac.new(load_key(), digestmod=hashlib.sha256)
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        data = bytes(data)
+        self.mac.update(data)
+        self.inner.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.inner.close()
+        with self.fs.open_output_stream(self.path + SUFFIX) as f:
+            f.write(self.mac.hexdigest().encode())
+        self.closed = True
+
+    def writable(self) -> bool:
+        return True
+
+
+class SigningHandler(pafs.FileSystemHandler):
+    """Forwards every operation to ``inner``; Tune's state files get a signature sidecar."""
+
+    def __init__(self, inner: pafs.FileSystem) -> None:
+        self.inner = inner
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SigningHandler) and other.inner.equals(self.inner)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def get_type_name(self) -> str:
+        return f"metatune-signing+{self.inner.type_name}"
+
+    def normalize_path(self, path: str) -> str:
+        return self.inner.normalize_path(path)
+
+    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
+        return self.inner.get_file_info(paths)
+
+    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+        return self.inner.get_file_info(selector)
+
+    def create_dir(self, path: str, recursive: bool) -> None:
+        self.inner.create_dir(path, recursive=recursive)
+
+    def delete_dir(self, path: str) -> None:
+        self.inner.delete_dir(path)
+
+    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
+        self.inner.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+
+    def delete_root_dir_contents(self) -> None:
+        raise PermissionError("refusing to delete the whole storage")
+
+    def delete_file(self, path: str) -> None:
+        self.inner.delete_file(path)
+        if is_state_file(path):
+            _delete_quietly(self.inner, path + SUFFIX)
+
+    def move(self, src: str, dest: str) -> None:
+        self.inner.move(src, dest)
+        self._carry_signature(src, dest, self.inner.move)
+
+    def copy_file(self, src: str, dest: str) -> None:
+        self.inner.copy_file(src, dest)
+        self._carry_signature(src, dest, self.inner.copy_file)
+
+    def _carry_signature(self, src: str, dest: str, how: Any) -> None:
+        if not is_state_file(dest):
+            if is_state_file(src):
+                _delete_quietly(self.inner, src + SUFFIX)
+            return
+        if is_state_file(src) and self.inner.get_file_info(src + SUFFIX).type == \
+                pafs.FileType.File:
+            how(src + SUFFIX, dest + SUFFIX)
+        else:  # a temporary name became a state file: sign what it holds now
+            _sign_file(self.inner, dest, load_key())
+
+    def open_input_stream(self, path: str) -> pyarrow.NativeFile:
+        return self.inner.open_input_stream(path)
+
+    def open_input_file(self, path: str) -> pyarrow.NativeFile:
+        return self.inner.open_input_file(path)
+
+    def open_output_stream(self, path: str, metadata: Any = None) -> pyarrow.NativeFile:
+        if is_state_file(path):
+            return pyarrow.PythonFile(_SigningWriter(self.inner, path), mode="w")
+        return self.inner.open_output_stream(path)
+
+    def open_append_stream(self, path: str, metadata: Any = None) -> pyarrow.NativeFile:
+        if is_state_file(path):
+            raise NotImplementedError(f"{path}: a signed file is written whole, never appended")
+        return self.inner.open_append_stream(path)
+
+
+def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
+    try:
+        fs.delete_file(path)
+    except (FileNotFoundError, OSError):
+        pass
+
+
+def signing(inner: pafs.FileSystem) -> pafs.PyFileSystem:
+    return pafs.PyFileSystem(SigningHandler(inner))
+
+
+def verify(fs: pafs.FileSystem, exp_path: str) -> int:
+    """Check every Tune state file under ``exp_path`` against its signature; the number checked.
+
+    Raises :class:`UnsignedState` naming the first file that is unsigned or does not match.
+    """
+    key = load_key()
+    selector = pafs.FileSelector(exp_path, recursive=True, allow_not_found=True)
+    checked = 0
+    for info in fs.get_file_info(selector):
+        if info.type != pafs.FileType.File or not is_state_file(info.path):
+            continue
+        if "/checkpoint_" in info.path:  # our checkpoints: safetensors + checksummed JSON
+            continue
+        with fs.open_input_stream(info.path) as f:
+            data = f.read()
+        try:
+            with fs.open_input_stream(info.path + SUFFIX) as f:
+                signature = f.read().decode().strip()
+        except (FileNotFoundError, OSError):
+            signature = ""
+        if not signature:
+            raise UnsignedState(f"{info.path} has no Metatune signature")
+        if not hmac.compare_digest(signature, _digest(key, data)):
+            raise UnsignedState(f"{info.path} does not match its signature (changed after "
+                                "Metatune wrote it, or signed with another key)")
+        checked += 1
+    return checked
+
+
+def _sign_file(fs: pafs.FileSystem, path: str, key: bytes) -> None:
+    with fs.open_input_stream(path) as f:
+        digest = _digest(key, f.read())
+    with fs.open_output_stream(path + SUFFIX) as f:
+        f.write(digest.encode())
+
+
+def sign_existing(fs: pafs.FileSystem, exp_path: str) -> int:
+    """Sign the Tune state files under ``exp_path`` as they are (the user vouched for them)."""
+    key = load_key()
+    selector = pafs.FileSelector(exp_path, recursive=True, allow_not_found=True)
+    signed = 0
+    for info in fs.get_file_info(selector):
+        if info.type == pafs.FileType.File and is_state_file(info.path) \
+                and "/checkpoint_" not in info.path:
+            _sign_file(fs, info.path, key)
+            signed += 1
+    return signed
