@@ -58,3 +58,18 @@ def test_address_names_ray_and_dashboard_names_the_dashboard():
 def test_status_of_an_empty_storage(capsys, tmp_path):
     assert cli.main(["status", "--storage", str(tmp_path)]) == 0
     assert capsys.readouterr().out.strip() == f"no experiments under {tmp_path}"
+
+
+def test_dry_run_into_a_closed_pipe_is_quiet(syn_dir, tmp_path):
+    """`metatune run --dry-run | head`: the reader is gone before the spec is printed (`true`
+    exits at once); the write meets a closed pipe, and that is no error of ours."""
+    import subprocess
+    import sys
+
+    cmd = f"{sys.executable} -m tune_jobs.cli run --dry-run --data {syn_dir} | true"
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path,
+                          env={**__import__("os").environ, "PYTHONPATH": str(
+                              __import__("pathlib").Path(__file__).resolve().parents[2])})
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr

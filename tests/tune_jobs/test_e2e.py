@@ -73,6 +73,8 @@ def test_outputs_and_asha(finished):
     assert {r["held_out"] for r in summary["leave_one_task_out"]} == {"newsgroups",
                                                                       "cifar_transfer"}
     assert "best meta-configuration" in out and str(exp / "report.html") in out
+    assert "Ray: started a local instance (pass --address" in out  # says where it runs
+    assert "newsgroups: synthetic data, 20 classes" in out  # every task's data, before Ray
     assert len(list(exp.glob("*/checkpoint_*/newsgroups/tensors.safetensors"))) >= 4
 
 
@@ -128,6 +130,7 @@ def test_rerun_resumes_instead_of_clobbering(finished, syn_dir, joined):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resuming" in proc.stdout
     assert "keeping its test evaluation" in proc.stdout  # the same winner is not re-trained
+    assert f"Ray: joined the cluster at {joined['RAY_ADDRESS']}; 1 node(s)" in proc.stdout
     assert sorted(p.name for p in exp.glob("*/params.json")) == before
     assert all(p.stat().st_mtime == t for p, t in mtimes.items())  # finished trials untouched
     other = cli(["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "e2e",
