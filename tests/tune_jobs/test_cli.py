@@ -73,3 +73,26 @@ def test_dry_run_into_a_closed_pipe_is_quiet(syn_dir, tmp_path):
                               __import__("pathlib").Path(__file__).resolve().parents[2])})
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_status_lists_experiments_and_names_one_that_no_longer_reads(capsys, tmp_path,
+                                                                     syn_dir):
+    import csv as csv_module
+
+    from tune_jobs import experiment, presets
+
+    data = tmp_path / "mine.csv"
+    with open(data, "w", newline="") as f:
+        writer = csv_module.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows([[f"text {i}", "ab"[i % 2]] for i in range(20)])
+    for name, sets in (("plain", []), ("custom", [
+            "tasks=[mine]", f"custom_tasks.mine={{type: text, train: {data}}}"])):
+        spec = presets.build("smoke", overrides={"storage": str(tmp_path / "r"), "name": name,
+                                                 "data_dir": str(syn_dir)}, sets=sets)
+        experiment.save_spec(spec)
+    data.unlink()  # the custom task's file is gone: that spec no longer validates
+    assert cli.main(["status", "--storage", str(tmp_path / "r")]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("plain ") and "0 trials" in out
+    assert "warning: custom: cannot read its spec: custom_tasks.mine.train=" in err
