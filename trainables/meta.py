@@ -67,7 +67,7 @@ def assemble(results: list[dict[str, float]], tasks: list[str], how: str,
         report.update(r)
     report[objective.META_SCORE] = objective.aggregate(
         [report[objective.metric(t, "score")] for t in tasks], how)
-    report["units"] = units
+    report[objective.UNITS] = units
     objective.validate_report(report, tasks)
     return report
 

@@ -11,7 +11,10 @@ import math
 from collections.abc import Iterable, Mapping
 
 META_SCORE = "meta_score"
-ITERATION = "training_iteration"
+ITERATION = "training_iteration"  # Tune's count of reports
+# Budget units a trial has trained: ASHA's clock. It equals Tune's count of reports unless a
+# trial went back to an earlier checkpoint after a damaged one; then units are the truth.
+UNITS = "units"
 AGGREGATES = ("mean", "min")
 TASK_METRICS = ("val_acc", "val_macro_f1", "val_top5_acc", "val_loss", "train_loss", "score")
 

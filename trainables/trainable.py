@@ -7,6 +7,7 @@ unit. Everything else lives in pure modules.
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from typing import Any
 
@@ -14,6 +15,7 @@ import ray
 import torch
 from ray import tune
 
+from trainables.checkpoint import CheckpointError
 from trainables.config import MetaConfig, TaskSpec, TrialSettings
 from trainables.meta import MetaTrial, TaskRunner, assemble, read_trial, write_trial
 
@@ -101,6 +103,38 @@ class ParallelMetaTrial:
         ray.get([self.actors[n].load.remote(*states[n]) for n in self.actors])
 
 
+def restore(trial: Any, checkpoint: tune.Checkpoint) -> None:
+    """Continue from Tune's checkpoint; if it is damaged, from the newest intact one before it.
+
+    Falling back is said aloud (the trial's log names both checkpoints and the unit it goes on
+    from); with none intact, the damaged checkpoint's own error stands.
+    """
+    import pyarrow.fs as pafs
+
+    try:
+        with checkpoint.as_directory() as folder:
+            trial.restore(folder)
+        return
+    except CheckpointError as exc:
+        damaged = exc
+    fs, path = checkpoint.filesystem, checkpoint.path.rstrip("/")
+    parent, name = path.rsplit("/", 1)
+    older = sorted((info.path for info in fs.get_file_info(pafs.FileSelector(parent))
+                    if info.type == pafs.FileType.Directory
+                    and info.base_name.startswith("checkpoint_") and info.base_name < name),
+                   reverse=True)
+    for other in older:
+        try:
+            with tune.Checkpoint(other, filesystem=fs).as_directory() as folder:
+                trial.restore(folder)
+        except CheckpointError:
+            continue
+        print(f"warning: checkpoint {path} is damaged ({damaged}); going on from the previous "
+              f"intact checkpoint {other} at unit {trial.units}", file=sys.stderr, flush=True)
+        return
+    raise damaged
+
+
 def meta_trainable(config: dict[str, Any], settings: TrialSettings,
                    task_resources: list[dict[str, float]] | None = None) -> None:
     """One trial: every task of ``settings.tasks`` advances one unit per report.
@@ -116,8 +150,7 @@ def meta_trainable(config: dict[str, Any], settings: TrialSettings,
         trial = MetaTrial(meta, settings, device=device)
     checkpoint = tune.get_checkpoint()
     if checkpoint:
-        with checkpoint.as_directory() as folder:
-            trial.restore(folder)
+        restore(trial, checkpoint)
     every = settings.checkpoint_every
     node_id = _node_id()
     while trial.units < settings.max_units:

@@ -16,7 +16,7 @@ def build_scheduler(spec: SearchSpec) -> Any:
     from ray.tune.schedulers import ASHAScheduler
 
     asha = spec.asha
-    return ASHAScheduler(time_attr=objective.ITERATION, max_t=asha.max_t,
+    return ASHAScheduler(time_attr=objective.UNITS, max_t=asha.max_t,
                          grace_period=asha.grace_period,
                          reduction_factor=asha.reduction_factor, brackets=asha.brackets)
 

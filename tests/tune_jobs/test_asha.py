@@ -16,7 +16,7 @@ def _decisions(scores):
     for i, score in enumerate(scores):
         trial = SimpleNamespace(trial_id=f"t{i}")
         sched.on_trial_add(None, trial)
-        out.append(sched.on_trial_result(None, trial, {"training_iteration": 1,
+        out.append(sched.on_trial_result(None, trial, {"units": 1,
                                                        "meta_score": score}))
     return out
 
@@ -39,5 +39,5 @@ def test_trial_at_max_t_is_stopped():
     sched.set_search_properties("meta_score", "max")
     trial = SimpleNamespace(trial_id="t")
     sched.on_trial_add(None, trial)
-    result = {"training_iteration": spec.asha.max_t, "meta_score": 1.0}
+    result = {"units": spec.asha.max_t, "meta_score": 1.0}
     assert sched.on_trial_result(None, trial, result) == TrialScheduler.STOP
