@@ -22,6 +22,15 @@ TEXT_OPTS = {"model": "tiny", "max_length": 64, "base_lr": 3e-3, "steps_per_unit
 VISION_OPTS = {"source_steps": 150, "steps_per_unit": 5, "base_lr": 2e-3}
 
 
+def flip_a_byte(path) -> None:
+    """Damage a file the way a disk or a transfer does: one byte in its middle flipped."""
+    from pathlib import Path
+
+    blob = bytearray(Path(path).read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    Path(path).write_bytes(bytes(blob))
+
+
 def settings_for(syn_dir, cache_dir, tasks=("newsgroups", "cifar_transfer"), units=4,
                  **options):
     """TrialSettings of the given tasks with the shared small options (``options`` on top)."""

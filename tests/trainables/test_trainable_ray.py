@@ -7,7 +7,7 @@ import sys
 import cloudpickle
 import pytest
 
-from tests.conftest import TEXT_OPTS, VISION_OPTS
+from tests.conftest import TEXT_OPTS, VISION_OPTS, flip_a_byte
 from trainables import objective
 from trainables import trainable as adapter
 
@@ -30,21 +30,25 @@ def flaky_trainable(config, settings, task_resources=None):
         (markers / f"bundles-{len(group.bundle_specs)}").touch()
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
-        from pathlib import Path
-
         from trainables.meta import trial_units
 
         with checkpoint.as_directory() as folder:
             units = trial_units(folder)
         (markers / f"lr{config['lr_scale']}-from-unit{units}").touch()
         return real_trainable(config, settings, task_resources)
+    _crash_after_report(2, lambda: None, config, settings, task_resources)
+
+
+def _crash_after_report(n, before_crash, config, settings, task_resources):
+    """Run the real trainable; right after its ``n``-th report call ``before_crash`` and raise."""
     original, count = adapter.tune.report, [0]
 
     def report(metrics, checkpoint=None):
         original(metrics, checkpoint=checkpoint)
         count[0] += 1
-        if count[0] == 2:
-            raise RuntimeError("injected crash after unit 2")
+        if count[0] == n:
+            before_crash()
+            raise RuntimeError(f"injected crash after unit {n}")
 
     adapter.tune.report = report
     try:
@@ -113,25 +117,13 @@ def damaging_trainable(config, settings, task_resources=None):
 
     if tune.get_checkpoint() is not None:
         return real_trainable(config, settings, task_resources)
-    original, count = adapter.tune.report, [0]
 
-    def report(metrics, checkpoint=None):
-        original(metrics, checkpoint=checkpoint)
-        count[0] += 1
-        if count[0] == 3:
-            storage = Path(settings.cache_dir, "damage-storage").read_text()
-            (unit3,) = Path(storage).glob("damaged/*/checkpoint_000002")
-            tensors = unit3 / "newsgroups" / "tensors.safetensors"
-            blob = bytearray(tensors.read_bytes())
-            blob[len(blob) // 2] ^= 0xFF
-            tensors.write_bytes(bytes(blob))
-            raise RuntimeError("injected crash after a damaged checkpoint")
+    def damage_unit3() -> None:
+        storage = Path(settings.cache_dir, "damage-storage").read_text()
+        (unit3,) = Path(storage).glob("damaged/*/checkpoint_000002")
+        flip_a_byte(unit3 / "newsgroups" / "tensors.safetensors")
 
-    adapter.tune.report = report
-    try:
-        real_trainable(config, settings, task_resources)
-    finally:
-        adapter.tune.report = original
+    _crash_after_report(3, damage_unit3, config, settings, task_resources)
 
 
 def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(ray_local, syn_dir, cache_dir,

@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import flip_a_byte
+
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 # The smoke preset with the small units and source pretraining the other tests use (so the
 # session's caches serve these runs too); `make demo` runs the preset as it is.
@@ -206,9 +208,7 @@ def test_a_damaged_best_checkpoint_is_refused_and_the_fallback_said_aloud(finish
     good = [r for r in ranked if (best / r["checkpoint_dir_name"]).is_dir()]
     assert len(good) >= 2, "the winner kept fewer than two checkpoints"
     damaged = best / good[0]["checkpoint_dir_name"] / "cifar_transfer" / "tensors.safetensors"
-    blob = bytearray(damaged.read_bytes())
-    blob[len(blob) // 2] ^= 0xFF  # one flipped byte
-    damaged.write_bytes(bytes(blob))
+    flip_a_byte(damaged)
     store = ["--storage", str(copy)]
 
     assert cli.main(["best", "e2e", *store]) == 0
