@@ -219,7 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _searching(search.run_search, spec, storage,
                callbacks=[LeaderboardCallback(list(spec.tasks), spec.experiment)])
-    return _searching(finish, Experiment(spec, path))
+    return _stopped_by_bad_data(path) or _searching(finish, Experiment(spec, path))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -228,7 +228,22 @@ def cmd_resume(args: argparse.Namespace) -> int:
     storage = _validated(search.storage_filesystem, exp.spec, connected)
     _validated(search.check_signatures, exp.spec, storage, args.trust_unsigned)
     _searching(search.run_search, exp.spec, storage, resume=True)
-    return _searching(finish, exp)
+    return _stopped_by_bad_data(exp.path) or _searching(finish, exp)
+
+
+def _stopped_by_bad_data(path: str) -> int:
+    """2 (bad input) when a trial hit bad data and the search was stopped there, else 0."""
+    from tune_jobs.data_guard import SEEN
+
+    for trial_id, (message, error_file) in SEEN.items():
+        print(f"error: bad data in trial {trial_id}: {message}\n  error file: {error_file}",
+              file=sys.stderr)
+    if SEEN:
+        print(f"the search was stopped there, without retrying. Fix the data on the node that "
+              f"ran the trial (`metatune data check` there), then start again under a new "
+              f"--name; the stopped experiment stays as it was at {path}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -46,6 +46,10 @@ def build_tuner(spec: SearchSpec, callbacks: list[Any] | None = None,
                 storage_filesystem: Any = None, storage_path: str | None = None) -> Any:
     from ray import tune
 
+    from tune_jobs.data_guard import DataErrorStop
+
+    guard = DataErrorStop()
+
     tune_config = tune.TuneConfig(
         metric=objective.META_SCORE, mode="max", scheduler=build_scheduler(spec),
         # max_concurrent is the searcher's to enforce (BasicVariantGenerator, or the
@@ -60,7 +64,7 @@ def build_tuner(spec: SearchSpec, callbacks: list[Any] | None = None,
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=spec.keep_checkpoints, checkpoint_score_attribute=objective.META_SCORE,
             checkpoint_score_order="max"),
-        callbacks=callbacks, verbose=1)
+        stop=guard, callbacks=[*(callbacks or []), guard], verbose=1)
     return tune.Tuner(build_trainable(spec), param_space=param_space(spec.space),
                       tune_config=tune_config, run_config=run_config)
 
@@ -145,4 +149,7 @@ def run_search(spec: SearchSpec, storage: Storage, callbacks: list[Any] | None =
                              "with `metatune run`")
         tuner = build_tuner(spec, callbacks, fs, storage.path)
     experiment.save_spec(spec)
+    from tune_jobs import data_guard
+
+    data_guard.SEEN.clear()
     return tuner.fit()

@@ -156,3 +156,60 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(ray_local, s
         from trainables.meta import trial_units
 
         assert trial_units(folder) == 4
+
+
+def bad_data_trainable(config, settings, task_resources=None):
+    """Data that is bad only where the trial runs (a node whose copy differs from the driver's):
+    every attempt records itself, then fails as the loader would."""
+    from pathlib import Path
+
+    from ray import tune
+
+    from trainables.data.splits import DataError
+
+    trial = tune.get_context().get_trial_id()
+    attempts = Path(settings.cache_dir, "bad-data-attempts")
+    attempts.mkdir(exist_ok=True)
+    (attempts / f"{trial}-{len(list(attempts.glob(trial + '-*')))}").touch()
+    raise DataError("/data/worker-copy/train.csv: missing column(s) ['label']")
+
+
+def test_a_data_error_in_a_trial_is_not_retried_and_ends_the_run_with_exit_2(
+        ray_local, syn_dir, cache_dir, tmp_path, monkeypatch, capsys):
+    import dataclasses
+    from pathlib import Path
+
+    from tune_jobs import commands, data_guard, presets, search
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    spec = presets.build("smoke", overrides={
+        "task_options": {"newsgroups": TEXT_OPTS, "cifar_transfer": VISION_OPTS},
+        "cache_dir": cache_dir, "storage": str(tmp_path), "name": "bad_data"},
+        sets=["num_samples=3", "max_failures=3", "resources.cpu=1"])
+    spec = dataclasses.replace(spec, data_dir=str(syn_dir))
+    monkeypatch.setattr(adapter, "meta_trainable", bad_data_trainable)
+    data_guard.SEEN.clear()
+    search.build_tuner(spec).fit()
+    attempts = sorted(p.name for p in Path(cache_dir, "bad-data-attempts").iterdir())
+    # max_failures=3 would have allowed 4 attempts per trial; each ran once, and the search
+    # stopped at the first data error
+    assert attempts and all(name.endswith("-0") for name in attempts), attempts
+    assert set(data_guard.SEEN) <= {name.rsplit("-", 1)[0] for name in attempts}
+    capsys.readouterr()
+    code = commands._stopped_by_bad_data(str(tmp_path / "bad_data"))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "bad data in trial" in err and "missing column(s) ['label']" in err, err
+    assert "/data/worker-copy/train.csv" in err and "error.txt" in err
+    assert "Traceback" not in err
+
+
+def test_data_error_reads_the_loader_message_from_tunes_error_text():
+    from tune_jobs.data_guard import data_error
+
+    text = ("Failure # 1 (occurred at 2026-11-28_12:00:00)\nray::ImplicitFunc.train() "
+            "(pid=1, ip=127.0.0.1)\n  File \"x.py\", line 3, in load\n    raise DataError(m)\n"
+            "trainables.data.splits.DataError: /d/t.csv: missing column(s) ['label']\n")
+    assert data_error(text) == "/d/t.csv: missing column(s) ['label']"
+    assert data_error("ValueError: the metadata's DataError: field\n") is None
+    assert data_error("RuntimeError: injected crash after unit 2\n") is None

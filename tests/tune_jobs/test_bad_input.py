@@ -68,6 +68,14 @@ def files(syn_dir, tmp_path_factory):
     (root / "half_news" / "20news-bydate.tar.gz").unlink()
     (root / "half_news" / "20news-bydate-train").mkdir()
     (root / "no_cifar100" / "cifar-100-python.tar.gz").unlink()
+    shutil.copytree(syn_dir, root / "binary_news")  # extracted as the archive unpacks, one
+    f["binary_news"] = root / "binary_news"          # post replaced by binary bytes
+    with tarfile.open(syn_dir / "20news-bydate.tar.gz") as tar:
+        tar.extractall(root / "binary_news", filter="data")
+    (root / "binary_news" / "20news-bydate.tar.gz").unlink()
+    post = sorted((root / "binary_news").glob("**/20news-bydate-train/sci.space/*"))[0]
+    post.write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
+    f["binary_post"] = post
     f["config_yaml"] = root / "broken.yaml"
     f["config_yaml"].write_text("num_samples: 3\nasha: [\n")
     f["config_json"] = root / "broken.json"
@@ -124,6 +132,8 @@ CASES = [
      lambda f: ["data_batch_1", "refused"]),
     ("half-extracted newsgroups", lambda f, d: ["run", "--data", str(f["half_news"])],
      lambda f: ["20news-bydate-train", "not its other half"]),
+    ("newsgroups binary post", lambda f, d: ["run", "--data", str(f["binary_news"])],
+     lambda f: [f"sci.space/{f['binary_post'].name}", "not a text post"]),
     ("missing cifar100", lambda f, d: ["run", "--data", str(f["no_cifar100"])],
      lambda f: ["cifar_transfer needs cifar-100-python.tar.gz"]),
     ("unknown model offline", lambda f, d: ["run", "--data", d, "--set",

@@ -136,7 +136,8 @@ def load_newsgroups(
     texts, labels = {}, {}
     for split, items in posts.items():
         items.sort(key=lambda t: (t[0], _numeric(t[1])))
-        texts[split] = [clean(raw.decode("latin-1"), remove) for _, _, raw in items]
+        texts[split] = [clean(_decode(raw, where, split, g, name), remove)
+                        for g, name, raw in items]
         labels[split] = check_labels(
             [index[g] for g, _, _ in items], len(groups), f"{where} ({split} split)"
         )
@@ -149,6 +150,18 @@ def load_newsgroups(
         path=str(where),
         meta={"remove": list(remove), "layout": layout},
     )
+
+
+def _decode(raw: bytes, where: Path, split: str, group: str, name: str) -> str:
+    """A post as text. The corpus is latin-1, which decodes any byte, so bytes that are not
+    valid UTF-8 are fine (as in scikit-learn's loader); a NUL byte is not: no post holds one,
+    and a file that does is binary (a stray image, archive or disk fault), not a post."""
+    at = raw.find(b"\0")
+    if at >= 0:
+        raise DataError(f"{where}: {SPLIT_DIRS[split]}/{group}/{name} is not a text post (it "
+                        f"holds NUL bytes, the first at byte {at}); remove it or "
+                        "re-extract the archive")
+    return raw.decode("latin-1")
 
 
 def _numeric(name: str) -> tuple[int, str]:
