@@ -1,9 +1,14 @@
 """Atomic, verifiable checkpoints: tensors as safetensors, everything else as JSON.
 
 A checkpoint is a folder with ``tensors.safetensors``, ``state.json`` and ``manifest.json``
-(SHA-256 of the other two). It is written into a temporary sibling folder and renamed into place
+(SHA-256 and size of the other two). It is written into a temporary sibling folder and renamed into place
 only when complete, so a crash never leaves a folder that looks whole. Loading verifies every
 checksum and refuses a truncated or tampered checkpoint. Nothing is ever unpickled.
+
+Listing an experiment (``status``, ``best``, ``report``) checks every checkpoint; a
+:class:`VerifiedCache` makes that a ``stat`` per file after the first full check: a file is
+hashed again whenever its size, modification time or inode differ from when it was verified.
+Loading a checkpoint to use its tensors always hashes in full.
 """
 
 from __future__ import annotations
@@ -47,7 +52,8 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], state: d
         save_file(contiguous, str(tmp / TENSORS), metadata={"format": FORMAT})
         (tmp / STATE).write_text(json.dumps({"format": FORMAT, **state}, indent=1))
         manifest = {"format": FORMAT,
-                    "files": {name: _sha256(tmp / name) for name in (TENSORS, STATE)}}
+                    "files": {name: _sha256(tmp / name) for name in (TENSORS, STATE)},
+                    "sizes": {name: (tmp / name).stat().st_size for name in (TENSORS, STATE)}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         if path.exists():
             shutil.rmtree(path)
@@ -58,8 +64,48 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], state: d
     return path
 
 
-def verify_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Check that ``path`` is a complete checkpoint matching its manifest; returns the manifest."""
+class VerifiedCache:
+    """Which checkpoint files were verified, keyed by path, with the (size, mtime, inode) and
+    digest they had; kept in a JSON file. A file that changed in any of these is re-hashed."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.entries: dict[str, list] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.entries = {}
+        self.dirty = False
+
+    @staticmethod
+    def _key(st: os.stat_result) -> list:
+        return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+    def known(self, file: Path, st: os.stat_result, digest: str) -> bool:
+        return self.entries.get(str(file)) == [*self._key(st), digest]
+
+    def add(self, file: Path, st: os.stat_result, digest: str) -> None:
+        self.entries[str(file)] = [*self._key(st), digest]
+        self.dirty = True
+
+    def save(self) -> None:
+        """Best effort: a read-only experiment folder only means hashing again next time."""
+        if not self.dirty:
+            return
+        try:
+            tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+            tmp.write_text(json.dumps(self.entries))
+            os.replace(tmp, self.path)
+            self.dirty = False
+        except OSError:
+            pass
+
+
+def verify_checkpoint(path: str | Path, cache: VerifiedCache | None = None) -> dict[str, Any]:
+    """Check that ``path`` is a complete checkpoint matching its manifest; returns the manifest.
+
+    A size that differs from the manifest's is refused without hashing; with ``cache``, a file
+    verified before and unchanged since is not hashed again.
+    """
     path = Path(path)
     manifest_file = path / MANIFEST
     if not manifest_file.is_file():
@@ -73,15 +119,25 @@ def verify_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{manifest_file}: corrupt manifest ({exc.msg})") from None
     if manifest.get("format") != FORMAT:
         raise CheckpointError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    sizes = manifest.get("sizes", {})  # absent in checkpoints written before sizes were kept
     for name, digest in manifest.get("files", {}).items():
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"{file}: missing; the checkpoint is incomplete")
+        st = file.stat()
+        if name in sizes and st.st_size != sizes[name]:
+            raise CheckpointError(
+                f"{file}: {st.st_size} bytes where {sizes[name]} were written; the file is "
+                "truncated or was modified. Resume from an earlier checkpoint")
+        if cache is not None and cache.known(file, st, digest):
+            continue
         if _sha256(file) != digest:
             raise CheckpointError(
                 f"{file}: checksum mismatch; the file is truncated or was modified. "
                 "Resume from an earlier checkpoint"
             )
+        if cache is not None:
+            cache.add(file, st, digest)
     return manifest
 
 

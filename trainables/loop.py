@@ -114,7 +114,7 @@ class Learner:
     def train_unit(self) -> dict[str, float]:
         """Run one budget unit: ``steps_per_unit`` optimisation steps. Returns the mean loss."""
         self.model.train()
-        total = 0.0
+        total = torch.zeros((), device=self.device)  # summed on the device, read once per unit
         for _ in range(self.cfg.steps_per_unit):
             batch = self.make_batch(self.order.next(), self.aug_generator)
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
@@ -128,30 +128,31 @@ class Learner:
             self.optimizer.step()
             self.scheduler.step()
             self.step += 1
-            total += float(loss.detach())
+            total += loss.detach()
         self.units += 1
-        return {"train_loss": total / self.cfg.steps_per_unit,
+        return {"train_loss": float(total) / self.cfg.steps_per_unit,
                 "lr": float(self.scheduler.get_last_lr()[0])}
 
     @torch.no_grad()
     def evaluate(self, split: str = "val") -> dict[str, float]:
         """Accuracy, macro-F1, top-5 accuracy and mean loss on ``split``."""
         self.model.eval()
-        preds, labels, top5, loss_sum = [], [], 0, 0.0
-        for batch in self.eval_batches(split):
-            batch = {k: v.to(self.device) for k, v in batch.items()}
+        preds, labels = [], []
+        top5 = torch.zeros((), dtype=torch.long, device=self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        for batch in self.eval_batches(split):  # no host sync until the split is done
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
             with self._autocast():
                 logits = self.forward(self.model, batch).float()
-            loss_sum += float(torch.nn.functional.cross_entropy(
-                logits, batch["labels"], reduction="sum"))
+            loss_sum += torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum")
             k = min(5, logits.shape[-1])
-            top5 += int((logits.topk(k, dim=-1).indices == batch["labels"][:, None]).any(-1).sum())
-            preds.append(logits.argmax(-1).cpu())
-            labels.append(batch["labels"].cpu())
-        p, y = torch.cat(preds).numpy(), torch.cat(labels).numpy()
+            top5 += (logits.topk(k, dim=-1).indices == batch["labels"][:, None]).any(-1).sum()
+            preds.append(logits.argmax(-1))
+            labels.append(batch["labels"])
+        p, y = torch.cat(preds).cpu().numpy(), torch.cat(labels).cpu().numpy()
         return {"acc": float((p == y).mean()),
                 "macro_f1": float(f1_score(y, p, average="macro", zero_division=0)),
-                "top5_acc": top5 / len(y), "loss": loss_sum / len(y)}
+                "top5_acc": int(top5) / len(y), "loss": float(loss_sum) / len(y)}
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Every tensor and counter needed to continue the same curve after a restore."""

@@ -24,7 +24,7 @@ from trainables.config import TrainConfig, VisionOptions
 from trainables.data import cache
 from trainables.data.cifar import augment, channel_stats, to_tensor
 from trainables.data.splits import Dataset, subsample
-from trainables.loop import Batch, Learner, freeze_lowest, seed_everything
+from trainables.loop import Batch, Learner, freeze_lowest, pick_device, seed_everything
 
 
 class SmallCNN(nn.Module):
@@ -111,7 +111,7 @@ def source_model(source: Dataset, opts: VisionOptions, cache_dir: str | None = N
         started = time.time()
         model, info = pretrain_source(source, opts, device)
         info.update(inputs=source_key(source, opts), seconds=round(time.time() - started, 2),
-                    pid=os.getpid())
+                    pid=os.getpid(), device=device)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()},
                   str(folder / "weights.safetensors"))
         (folder / "info.json").write_text(json.dumps(info, indent=1))
@@ -147,8 +147,9 @@ class VisionTask:
     def __init__(self, source: Dataset, target: Dataset, opts: VisionOptions, cfg: TrainConfig,
                  val_limit: int = 0, cache_dir: str | None = None) -> None:
         self.opts, self.cfg = opts, cfg
-        weights, self.source_info = source_model(source, opts, cache_dir, cfg.device
-                                                 if cfg.device != "auto" else "cpu")
+        # on the trial's device (a GPU where there is one): the source is trained once per key
+        weights, self.source_info = source_model(source, opts, cache_dir,
+                                                 str(pick_device(cfg.device)))
         train = subsample(target.splits["train"], opts.train_limit, seed=0)
         val = subsample(target.splits["val"], val_limit, seed=0)
         self.dataset = Dataset(target.name, {"train": train, "val": val,

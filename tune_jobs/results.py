@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables import objective
-from trainables.checkpoint import CheckpointError, verify_checkpoint
+from trainables.checkpoint import CheckpointError, VerifiedCache, verify_checkpoint
 
 
 def _statuses(exp: Path) -> dict[str, str]:
@@ -44,11 +44,14 @@ def _history(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _checkpoint_problem(folder: Path, tasks: list[str]) -> str | None:
+VERIFIED = ".metatune-verified.json"  # in the experiment folder: see VerifiedCache
+
+
+def _checkpoint_problem(folder: Path, tasks: list[str], cache: VerifiedCache) -> str | None:
     """Why a checkpoint folder cannot be used (None if it is complete and intact)."""
     try:
         for task in tasks:
-            verify_checkpoint(folder / task)
+            verify_checkpoint(folder / task, cache)
     except CheckpointError as exc:
         return str(exc)
     return None if (folder / "trial.json").is_file() else f"{folder}: no trial.json"
@@ -61,6 +64,7 @@ def load_rows(exp_dir: str | Path, tasks: list[str], max_t: int) -> list[dict[st
     keys = [objective.META_SCORE] + [objective.metric(t, m) for t in tasks
                                      for m in objective.TASK_METRICS]
     rows = []
+    verified = VerifiedCache(exp / VERIFIED)
     for params in sorted(exp.glob("*/params.json")):
         trial_dir = params.parent
         config = json.loads(params.read_text())
@@ -78,7 +82,7 @@ def load_rows(exp_dir: str | Path, tasks: list[str], max_t: int) -> list[dict[st
             entry = {"path": str(trial_dir / name), "units": h.get("units"),
                      "meta_score": h.get(objective.META_SCORE),
                      "metrics": {k: h.get(k) for k in keys}}
-            problem = _checkpoint_problem(trial_dir / name, tasks)
+            problem = _checkpoint_problem(trial_dir / name, tasks, verified)
             if problem:
                 damaged.append({**entry, "problem": problem})
             else:
@@ -93,6 +97,7 @@ def load_rows(exp_dir: str | Path, tasks: list[str], max_t: int) -> list[dict[st
             "stopped": stop_reason(status, units, max_t, bool(error)),
             "node_ip": last.get("node_ip"), "hostname": last.get("hostname"),
         })
+    verified.save()
     return rows
 
 

@@ -57,3 +57,48 @@ def test_failed_write_leaves_previous_checkpoint_intact(tmp_path):
     assert state["v"] == 1 and torch.equal(back["w"], torch.ones(2))
     assert json.loads((tmp_path / "ck" / "manifest.json").read_text())["format"]
     assert [p.name for p in tmp_path.iterdir()] == ["ck"]
+
+
+def test_listing_hashes_each_file_once_and_still_sees_damage(tmp_path, monkeypatch):
+    """A VerifiedCache makes the second check a stat per file; a changed or cut file is hashed
+    again (or refused by its size alone) and refused."""
+    import time
+
+    from tests.conftest import flip_a_byte
+    from trainables import checkpoint
+    from trainables.checkpoint import VerifiedCache, verify_checkpoint
+
+    save_checkpoint(tmp_path / "ck", {"w": torch.randn(1000)}, {"units": 1})
+    hashed = []
+    real = checkpoint._sha256
+    monkeypatch.setattr(checkpoint, "_sha256", lambda p: hashed.append(p.name) or real(p))
+    cache_file = tmp_path / "verified.json"
+    first = VerifiedCache(cache_file)
+    verify_checkpoint(tmp_path / "ck", first)
+    assert sorted(hashed) == ["state.json", "tensors.safetensors"]
+    first.save()
+    hashed.clear()
+    verify_checkpoint(tmp_path / "ck", VerifiedCache(cache_file))  # a new process, same files
+    assert hashed == []
+    time.sleep(0.01)
+    flip_a_byte(tmp_path / "ck" / "tensors.safetensors")  # same size, new mtime
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        verify_checkpoint(tmp_path / "ck", VerifiedCache(cache_file))
+    assert hashed == ["tensors.safetensors"]
+    hashed.clear()
+    f = tmp_path / "ck" / "tensors.safetensors"
+    f.write_bytes(f.read_bytes()[:-10])
+    with pytest.raises(CheckpointError, match="bytes where .* were written"):
+        verify_checkpoint(tmp_path / "ck", VerifiedCache(cache_file))
+    assert hashed == []  # refused by its size alone
+    with pytest.raises(CheckpointError):  # loading always hashes in full
+        load_checkpoint(tmp_path / "ck")
+
+
+def test_checkpoints_without_recorded_sizes_still_verify(tmp_path):
+    save_checkpoint(tmp_path / "ck", {"w": torch.zeros(3)}, {})
+    manifest = tmp_path / "ck" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    del data["sizes"]
+    manifest.write_text(json.dumps(data))
+    load_checkpoint(tmp_path / "ck")
