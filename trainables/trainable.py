@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from typing import Any
 
 import ray
@@ -142,6 +143,7 @@ def meta_trainable(config: dict[str, Any], settings: TrialSettings,
     With ``task_resources`` (one resource dict per task) the tasks run as actors in the trial's
     placement group, side by side; without, one after another in this process.
     """
+    started = time.perf_counter()
     meta = MetaConfig.from_dict(config)
     device = prepare_process(settings)
     if task_resources:
@@ -153,15 +155,57 @@ def meta_trainable(config: dict[str, Any], settings: TrialSettings,
         restore(trial, checkpoint)
     every = settings.checkpoint_every
     node_id = _node_id()
+    # Where a trial's time goes (benchmarks/ and the report add these up): building the trial
+    # (and restoring it) once per attempt, writing checkpoints, and Tune's handling of the
+    # previous report (persisting its checkpoint to storage), next to each task's train_s/eval_s.
+    timing = {"time/setup_s": time.perf_counter() - started, "time/save_s": 0.0,
+              "time/report_s": 0.0}
     while trial.units < settings.max_units:
-        report = trial.run_unit()
-        report["node_id"] = node_id  # where the unit ran (the dashboard and report show it)
+        report = {**trial.run_unit(), "node_id": node_id, **timing}  # node: where it ran
+        timing = {"time/setup_s": 0.0, "time/save_s": 0.0, "time/report_s": 0.0}
+        begun = time.perf_counter()
         if trial.units % every == 0 or trial.units == settings.max_units:
             with tempfile.TemporaryDirectory() as tmp:
                 trial.save(tmp)
+                report["time/save_s"] = time.perf_counter() - begun
+                begun = time.perf_counter()
                 tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
         else:
             tune.report(report)
+        timing["time/report_s"] = time.perf_counter() - begun
+
+
+def prepare_shared(spec: TaskSpec, settings: TrialSettings) -> dict[str, Any]:
+    """Build one task the way a trial does, so that every shared item it needs is in the cache:
+    the decoded data, the tokenizer and token arrays, the pretrained source model. Run as a Ray
+    task before the trials (:func:`prepare`); the trials then only read the cache."""
+    from trainables.tasks import build_task
+
+    started = time.perf_counter()
+    device = prepare_process(settings)
+    build_task(spec, MetaConfig(), settings, device)
+    return {"task": spec.name, "seconds": time.perf_counter() - started, "device": device,
+            "node_id": _node_id()}
+
+
+def prepare(settings: TrialSettings, resources: list[dict[str, float]]) -> Any:
+    """Prepare every task at once, each as a Ray task with ``resources`` (its trial's, or its
+    own bundle's: a GPU where the trials have one). Yields each task's result as it finishes;
+    a task's own exception (a DataError naming the file) is raised as it is."""
+    remote = ray.remote(prepare_shared)
+    pending = {}
+    for spec, res in zip(settings.tasks, resources, strict=True):
+        extra = {k: v for k, v in res.items() if k not in ("CPU", "GPU")}
+        ref = remote.options(num_cpus=res.get("CPU", 1), num_gpus=res.get("GPU", 0),
+                             resources=extra or None, max_retries=0).remote(spec, settings)
+        pending[ref] = spec.name
+    while pending:
+        (ready,), _ = ray.wait(list(pending), num_returns=1)
+        pending.pop(ready)
+        try:
+            yield ray.get(ready)
+        except ray.exceptions.RayTaskError as exc:
+            raise exc.cause from None
 
 
 def trainable_for(settings: TrialSettings, resources: dict[str, float] | None = None,

@@ -215,6 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _validated(search.check_signatures, spec, storage, args.trust_unsigned)
     if storage.head_store:
         print(f"head store: every checkpoint and result lands on the head node under {path}")
+    _searching(_validated, search.prepare, spec)  # a data error: exit 2; a crash: exit 1
     from tune_jobs.progress import LeaderboardCallback
 
     _searching(search.run_search, spec, storage,
@@ -227,6 +228,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     connected = init_ray(args.address)
     storage = _validated(search.storage_filesystem, exp.spec, connected)
     _validated(search.check_signatures, exp.spec, storage, args.trust_unsigned)
+    _searching(_validated, search.prepare, exp.spec)
     _searching(search.run_search, exp.spec, storage, resume=True)
     return _stopped_by_bad_data(exp.path) or _searching(finish, exp)
 

@@ -69,6 +69,25 @@ def build_tuner(spec: SearchSpec, callbacks: list[Any] | None = None,
                       tune_config=tune_config, run_config=run_config)
 
 
+def prepare(spec: SearchSpec) -> float:
+    """The preparation phase, before any trial starts: every task's shared items (data,
+    tokenizer and token arrays, source model) are built once, side by side as Ray tasks with the
+    trials' resources, so that no trial slot waits on another's lock. Prints each task as it is
+    done; returns the phase's wall seconds. Bad data raises the loader's DataError (exit 2)."""
+    import time
+
+    from trainables.trainable import prepare as prepare_tasks
+
+    started = time.perf_counter()
+    resources = spec.task_bundles() or [spec.resources.to_ray()] * len(spec.tasks)
+    print(f"preparing {len(spec.tasks)} task(s) before the trials: data, tokenizers, source "
+          "models (once per cache; seconds when they are there already) ...", flush=True)
+    for done in prepare_tasks(spec.trial_settings(), resources):
+        print(f"  prepared {done['task']} in {done['seconds']:.1f} s on {done['device']}",
+              flush=True)
+    return time.perf_counter() - started
+
+
 class Storage(NamedTuple):
     """Where Tune writes: a filesystem, the storage path in it, and whether it is the head store."""
 
