@@ -12,7 +12,7 @@ export HF_DATASETS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench bench-quick bench-gpu clean
 
 $(STAMP): pyproject.toml $(wildcard constraints/*.txt)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,7 +34,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check trainables tune_jobs tests benchmarks
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python -m benchmarks.run_all
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks.run_all --quick
+
+bench-gpu: $(STAMP)
+	$(BIN)/python -m benchmarks.run_all --only gpu
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,46 @@
+"""What every benchmark shares: the offline environment, the machine's description, and saving
+one JSON file of numbers per benchmark under benchmarks/results/."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+OUT = Path(__file__).parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def machine() -> dict:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"machine": platform.machine(), "cpus": os.cpu_count(), "python":
+            platform.python_version(), "torch": torch.__version__, "gpu": gpu}
+
+
+def save(name: str, data: dict) -> dict:
+    OUT.mkdir(exist_ok=True)
+    data = {"benchmark": name, **machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S"), **data}
+    tmp = OUT / f"{name}.json.tmp"
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(OUT / f"{name}.json")
+    print(json.dumps(data, indent=1), flush=True)
+    return data
+
+
+def synthetic_data(root: Path, size: str = "small") -> Path:
+    """The project's stand-in archives, in the real on-disk formats."""
+    from trainables.data.synthetic import write_all
+
+    if not (root / "metatune-synthetic.json").is_file():
+        write_all(root, size=size)
+    return root

@@ -1,0 +1,157 @@
+"""benchmarks/BENCHMARKS.md from benchmarks/results/*.json: one table of ratios against their
+baselines and goals, the machine they were measured on, and two plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.common import OUT
+
+DOC = Path(__file__).parent / "BENCHMARKS.md"
+
+
+def _load() -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))}
+
+
+def rows(r: dict[str, dict]) -> list[tuple[str, str, str, str]]:
+    """(measure, result, baseline / goal, measured when)."""
+    out = []
+    if e := r.get("search_efficiency"):
+        for kind in ("cold", "warm"):
+            x = e[kind]
+            out.append((f"Search efficiency, {kind} cache ({e['search']})",
+                        f"{x['efficiency_whole_command']:.2f} of slot-time trains/evaluates "
+                        f"({x['efficiency_search_only']:.2f} within the Tune search); "
+                        f"{x['wall_s']:.0f} s wall",
+                        "≥ 0.80 cold, ≥ 0.85 warm", e["when"]))
+        out.append(("Second search rebuilds shared work", "no" if e["second_search_builds_nothing"]
+                    else f"yes: {e['warm']['cache_items_built']} items", "nothing rebuilt",
+                    e["when"]))
+    if o := r.get("overhead"):
+        out.append((f"Per-trial overhead vs raw Ray Tune ({o['trials']} trivial trials, ASHA, "
+                    "reused actors)",
+                    f"{o['overhead_s_per_trial']:+.3f} s/trial ({o['metatune_s_per_trial']:.3f} vs "
+                    f"{o['raw_tune_s_per_trial']:.3f})", "≤ +0.3 s/trial", o["when"]))
+    if t := r.get("throughput"):
+        for model in ("cnn", "minilm"):
+            x = t.get(model, {})
+            if "ratio" in x:
+                out.append((f"Training throughput, {model}, 1 thread",
+                            f"{x['ratio']:.2f}× a plain PyTorch loop "
+                            f"({x['samples_per_s_metatune']:.0f} vs "
+                            f"{x['samples_per_s_plain_pytorch']:.0f} samples/s)", "≥ 0.9×",
+                            t["when"]))
+        if c := t.get("minilm_checkpoint_mib_per_unit"):
+            out.append(("Checkpoint size per trial-unit, minilm (unfreeze_frac 0 / 0.5 / 1)",
+                        " / ".join(f"{v} MiB" for v in c.values()), "—", t["when"]))
+    if a := r.get("asha_vs_full"):
+        out.append((f"ASHA vs full budget ({a['trials']} trials, max_t {a['max_t']}, rf 3, "
+                    f"{len(a['per_seed'])} seeds)",
+                    f"{a['mean_best_ratio']:.3f} of the full search's best at "
+                    f"{a['mean_compute_ratio']:.2f} of its compute", "≥ 0.97 at ≤ 0.33",
+                    a["when"]))
+    if s := r.get("shared_work"):
+        out.append(("Shared work, warm vs cold (tokenise; source pretraining)",
+                    f"{s['tokenise_speedup']}× ; {s['source_speedup']}× faster warm", "—",
+                    s["when"]))
+    if h := r.get("head_store"):
+        if "rung_rounds" in h:
+            top = max(h["rung_rounds"], key=int)
+            x = h["rung_rounds"][top]
+            stall = h["stall_per_rung_round"][top]
+            out.append((f"Head store, {top} trials checkpointing at once",
+                        f"{x['aggregate_mib_s']:.0f} MiB/s aggregate; a rung round of bert-base "
+                        f"checkpoints stalls {stall['bert_base_s']:.0f} s",
+                        f"plain local copy {h['single_stream']['plain_copy_mib_s']:.0f} MiB/s",
+                        h["when"]))
+    if g := r.get("gpu"):
+        out.append((f"GPU ({g['gpu']}): 4 bert-base trials packed vs 1",
+                    f"{g['packing_speedup_4_over_1']:.2f}×", "≥ 2.5×", g["when"]))
+    return out
+
+
+def _plots(r: dict[str, dict]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    if e := r.get("search_efficiency"):
+        fig, ax = plt.subplots(figsize=(7, 2.6))
+        kinds = ["cold", "warm"]
+        phases = list(e["cold"]["slot_share"])
+        left = [0.0, 0.0]
+        for phase in phases:
+            vals = [max(0.0, e[k]["slot_share"][phase]) for k in kinds]
+            ax.barh(kinds, vals, left=left, label=phase)
+            left = [a + b for a, b in zip(left, vals, strict=True)]
+        ax.set_xlabel("share of slot-time (wall × slots)")
+        ax.legend(ncol=3, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35))
+        fig.tight_layout()
+        fig.savefig(OUT / "phases.png", dpi=110)
+        plt.close(fig)
+        made.append("results/phases.png")
+    if (h := r.get("head_store")) and "stall_per_rung_round" in h:
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ns = sorted(h["stall_per_rung_round"], key=int)
+        ax.plot([int(n) for n in ns], [h["stall_per_rung_round"][n]["bert_base_s"] for n in ns],
+                "o-", label="bert-base (1.3 GB)")
+        if all("minilm_s" in h["stall_per_rung_round"][n] for n in ns):
+            ax.plot([int(n) for n in ns], [h["stall_per_rung_round"][n]["minilm_s"] for n in ns],
+                    "s-", label="minilm")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("trials checkpointing in one rung round")
+        ax.set_ylabel("stall (s)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(OUT / "head_store_stall.png", dpi=110)
+        plt.close(fig)
+        made.append("results/head_store_stall.png")
+    return made
+
+
+def write() -> Path:
+    r = _load()
+    any_result = next(iter(r.values()), {})
+    lines = ["# Benchmarks", "",
+             "Generated by `make bench` (`benchmarks/run_all.py`) from `benchmarks/results/*.json`."
+             " Each figure is measured side by side with its baseline in one run. Benchmarks, not"
+             " tests: no build fails on them.", "",
+             f"Machine: {any_result.get('cpus', '?')} CPU cores ({any_result.get('machine', '?')}),"
+             f" Python {any_result.get('python', '?')}, torch {any_result.get('torch', '?')}, "
+             f"GPU: {any_result.get('gpu') or 'none'}.", "",
+             "| Measure | Result | Baseline / goal | Measured |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows(r)]
+    if e := r.get("search_efficiency"):
+        lines += ["", "## Where a search's slot-time goes", "",
+                  "| Phase | cold (slot-s) | warm (slot-s) |", "|---|---|---|"]
+        for phase in e["cold"]["slot_seconds"]:
+            lines.append(f"| {phase} | {e['cold']['slot_seconds'][phase]} | "
+                         f"{e['warm']['slot_seconds'][phase]} |")
+    if (h := r.get("head_store")) and "rung_rounds" in h:
+        lines += ["", "## The head store at scale", "",
+                  "| Trials writing at once | Aggregate MiB/s | Stall per rung round, bert-base |"
+                  " Stall, minilm |", "|---|---|---|---|"]
+        for n, x in sorted(h["rung_rounds"].items(), key=lambda kv: int(kv[0])):
+            st = h["stall_per_rung_round"][n]
+            lines.append(f"| {n} | {x['aggregate_mib_s']} | {st['bert_base_s']} s | "
+                         f"{st.get('minilm_s', '—')} s |")
+        lines += ["", "Every checkpoint byte passes through one actor on the head node, so a rung "
+                  "round costs N × checkpoint size ÷ that rate. Up to a few tens of small-model "
+                  "trials this is seconds. With bert-base checkpoints (1.3 GB with AdamW state), "
+                  "a round of 32 trials stalls for minutes: beyond about 8 bert-base trials per "
+                  "round, use shared storage (`--storage s3://…`, or an NFS path with "
+                  "`--set head_store=false`), which every node writes to directly."]
+    plots = _plots(r)
+    if plots:
+        lines += [""] + [f"![{Path(p).stem}]({p})" for p in plots]
+    DOC.write_text("\n".join(lines) + "\n")
+    return DOC
+
+
+if __name__ == "__main__":
+    print(write())

@@ -1,0 +1,104 @@
+"""Goal 1 and 5: how much of a search's slot-time trains and evaluates models, phase by phase,
+for the smoke search with a cold cache and then a warm one (a second search, whose preparation
+must build nothing again).
+
+Slot-time = wall × slots (slots = the CPUs Ray has ÷ each trial's CPUs). The phases come from
+the trials' own reports (each task's ``train_s``/``eval_s``; ``time/setup_s``, ``save_s``,
+``report_s``) and from timing the command's steps around them; idle is what is left.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from benchmarks.common import save, synthetic_data
+
+
+def _cache_entries(cache: Path) -> list[str]:
+    return sorted(str(p.parent.relative_to(cache)) for p in cache.glob("*/*/info.json"))
+
+
+def _phases(exp: Path, tasks: list[str]) -> dict[str, float]:
+    sums = {"setup": 0.0, "train": 0.0, "eval": 0.0, "checkpoint": 0.0, "tune_report": 0.0}
+    units = 0
+    for result in exp.glob("*/result.json"):
+        for line in result.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            units += 1
+            sums["setup"] += r.get("time/setup_s", 0.0)
+            sums["checkpoint"] += r.get("time/save_s", 0.0)
+            sums["tune_report"] += r.get("time/report_s", 0.0)
+            for t in tasks:
+                sums["train"] += r.get(f"{t}/train_s", 0.0)
+                sums["eval"] += r.get(f"{t}/eval_s", 0.0)
+    return {**sums, "units": units}
+
+
+def one_search(name: str, data: Path, storage: Path, cache: Path, samples: int) -> dict:
+    import ray
+
+    from tune_jobs import cli, commands, search
+
+    clock: dict[str, float] = {}
+
+    def timed(key, fn):
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                clock[key] = clock.get(key, 0.0) + time.perf_counter() - t
+        return wrapper
+
+    originals = (commands.init_ray, search.prepare, search.run_search, commands.finish)
+    commands.init_ray = timed("ray_start", commands.init_ray)
+    search.prepare = timed("prepare", search.prepare)
+    search.run_search = timed("search", search.run_search)
+    commands.finish = timed("finish", commands.finish)
+    before = _cache_entries(cache)
+    started = time.perf_counter()
+    try:
+        code = cli.main(["run", "--preset", "smoke", "--data", str(data), "--name", name,
+                         "--storage", str(storage), "--num-samples", str(samples),
+                         "--set", "final_eval.seeds=0", "--set", f"cache_dir={cache}"])
+    finally:
+        commands.init_ray, search.prepare, search.run_search, commands.finish = originals
+    wall = time.perf_counter() - started
+    slots = int(ray.cluster_resources().get("CPU", 1))
+    ray.shutdown()
+    assert code == 0, f"the {name} search failed (exit {code})"
+    phases = _phases(storage / name, ["newsgroups", "cifar_transfer"])
+    units = phases.pop("units")
+    search_slot_s = clock["search"] * slots
+    in_trials = sum(phases.values())
+    slot_s = {"ray_start": clock["ray_start"] * slots, "prepare": clock["prepare"] * slots,
+              **phases, "idle_in_search": search_slot_s - in_trials,
+              "finish_and_rest": (wall - clock["ray_start"] - clock["prepare"] - clock["search"])
+              * slots}
+    work = phases["train"] + phases["eval"]
+    return {
+        "wall_s": round(wall, 1), "slots": slots, "units_trained": units,
+        "efficiency_whole_command": round(work / (wall * slots), 3),
+        "efficiency_search_only": round(work / search_slot_s, 3),
+        "slot_seconds": {k: round(v, 1) for k, v in slot_s.items()},
+        "slot_share": {k: round(v / (wall * slots), 3) for k, v in slot_s.items()},
+        "cache_items_built": len(_cache_entries(cache)) - len(before),
+    }
+
+
+def run(tmp: Path, quick: bool = False) -> dict:
+    data = synthetic_data(tmp / "data")
+    cache, storage = tmp / "cache", tmp / "storage"
+    samples = 4 if quick else 8
+    cold = one_search("cold", data, storage, cache, samples)
+    warm = one_search("warm", data, storage, cache, samples)
+    return save("search_efficiency", {
+        "search": f"smoke preset, {samples} trials, final evaluation off",
+        "cold": cold, "warm": warm,
+        "goal": "train+eval ≥ 0.80 of slot-time cold, ≥ 0.85 warm",
+        "second_search_builds_nothing": warm["cache_items_built"] == 0})

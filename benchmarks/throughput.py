@@ -1,0 +1,104 @@
+"""Goal 3: in-trial training throughput of Metatune's ``Learner.train_unit`` against a plain
+PyTorch loop over the same model, the same batches and the same optimizer, one thread; for the
+CNN of the transfer task and the pretrained ``minilm`` BERT. Also the checkpoint bytes one
+trial-unit writes for ``minilm`` at unfreeze_frac 0, 0.5 and 1.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import save, synthetic_data
+
+
+def _task(kind: str, data: Path, cache: Path, steps: int, unfreeze: float = 1.0):
+    from trainables.config import MetaConfig
+    from trainables.tasks import build_task, trial_settings
+
+    if kind == "cnn":
+        options = {"cifar_transfer": {"source_steps": 100, "steps_per_unit": steps}}
+        name = "cifar_transfer"
+    else:
+        options = {"newsgroups": {"model": "minilm", "max_length": 128, "steps_per_unit": steps}}
+        name = "newsgroups"
+    settings = trial_settings([name], str(data), options, max_units=4, cache_dir=str(cache))
+    meta = MetaConfig(unfreeze_frac=unfreeze, batch_size=32, dropout=0.1)
+    task, cfg = build_task(settings.tasks[0], meta, settings, "cpu")
+    return task, cfg, settings
+
+
+def _plain_loop(learner, steps: int) -> float:
+    """What a PyTorch user writes: batch, forward, loss, backward, step."""
+    import torch
+
+    model, order = learner.model, learner.order
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    model.train()
+    t = time.perf_counter()
+    for _ in range(steps):
+        batch = learner.make_batch(order.next(), learner.aug_generator)
+        loss = loss_fn(learner.forward(model, batch), batch["labels"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    float(loss)
+    return time.perf_counter() - t
+
+
+def _compare(task, cfg, rounds: int) -> dict:
+    learner = task.learner
+    learner.train_unit()  # warm-up: allocator, kernels
+    _plain_loop(learner, 2)
+    ours, plain = [], []
+    for _ in range(rounds):  # interleaved, so that machine noise hits both alike
+        t = time.perf_counter()
+        learner.train_unit()
+        ours.append(time.perf_counter() - t)
+        plain.append(_plain_loop(learner, cfg.steps_per_unit))
+    samples = cfg.steps_per_unit * cfg.batch_size
+    best_ours, best_plain = min(ours), min(plain)
+    return {"samples_per_s_metatune": round(samples / best_ours, 1),
+            "samples_per_s_plain_pytorch": round(samples / best_plain, 1),
+            "ratio": round(best_plain / best_ours, 3), "batch_size": cfg.batch_size,
+            "steps_timed": cfg.steps_per_unit, "rounds": rounds}
+
+
+def _checkpoint_bytes(data: Path, cache: Path) -> dict:
+    from trainables.meta import write_trial
+
+    out = {}
+    for frac in (0.0, 0.5, 1.0):
+        task, cfg, settings = _task("minilm", data, cache, steps=2, unfreeze=frac)
+        task.learner.train_unit()
+        with tempfile.TemporaryDirectory() as d:
+            from trainables.config import MetaConfig
+
+            write_trial(d, {"newsgroups": task.learner.state()}, 1,
+                        MetaConfig(unfreeze_frac=frac), settings)
+            out[f"unfreeze_{frac}"] = sum(p.stat().st_size for p in Path(d).rglob("*")
+                                          if p.is_file())
+    return {k: round(v / 2**20, 1) for k, v in out.items()}
+
+
+def run(tmp: Path, quick: bool = False) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    data = synthetic_data(tmp / "data")
+    cache = tmp / "cache"
+    out: dict = {"threads": 1}
+    task, cfg, _ = _task("cnn", data, cache, steps=20 if quick else 40)
+    out["cnn"] = _compare(task, cfg, rounds=3 if quick else 5)
+    try:
+        task, cfg, _ = _task("minilm", data, cache, steps=3 if quick else 6)
+    except Exception as exc:  # the pretrained extra is not installed
+        out["minilm"] = {"skipped": f"{type(exc).__name__}: {exc}"}
+    else:
+        out["minilm"] = _compare(task, cfg, rounds=2 if quick else 3)
+        out["minilm_checkpoint_mib_per_unit"] = _checkpoint_bytes(data, cache)
+    out["goal"] = "≥ 0.9× a plain PyTorch loop"
+    return save("throughput", out)
