@@ -4,6 +4,7 @@ evaluation and the exact state a resumed run needs. Pure PyTorch; tasks plug in 
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -105,6 +106,7 @@ class Learner:
         self.loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.step = 0
         self.units = 0
+        self._frozen_digest: tuple[list[str], str] | None = None
 
     def _autocast(self) -> Any:
         if self.cfg.bf16 and self.device.type == "cuda":
@@ -154,9 +156,29 @@ class Learner:
                 "macro_f1": float(f1_score(y, p, average="macro", zero_division=0)),
                 "top5_acc": int(top5) / len(y), "loss": float(loss_sum) / len(y)}
 
+    def _frozen(self) -> tuple[list[str], str]:
+        """The frozen parameters' names and one SHA-256 over their values, computed once: they
+        never change (no gradient, not in the optimizer), and a restore rebuilds them from the
+        same pretrained or source weights, so a checkpoint records them by this digest."""
+        if self._frozen_digest is None:
+            h = hashlib.sha256()
+            names = sorted(n for n, p in self.model.named_parameters() if not p.requires_grad)
+            params = dict(self.model.named_parameters())
+            for name in names:
+                h.update(name.encode())
+                h.update(params[name].detach().cpu().contiguous().view(torch.uint8).numpy())
+            self._frozen_digest = (names, h.hexdigest())
+        return self._frozen_digest
+
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Every tensor and counter needed to continue the same curve after a restore."""
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        """Every tensor and counter needed to continue the same curve after a restore.
+
+        Only what a restore cannot rebuild: frozen parameters are recorded by their digest
+        (:meth:`_frozen`), and the optimizer holds state for the trained parameters only.
+        """
+        frozen, digest = self._frozen()
+        skip = set(frozen)
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items() if k not in skip}
         opt = self.optimizer.state_dict()
         for pid, pstate in opt["state"].items():
             for key, value in pstate.items():
@@ -171,6 +193,7 @@ class Learner:
         np_state = np.random.get_state()
         state = {
             "step": self.step, "units": self.units, "order": order_s,
+            "frozen": {"count": len(frozen), "sha256": digest},
             "optim_groups": opt["param_groups"],
             "optim_scalars": {str(pid): {k: v for k, v in s.items()
                                          if not isinstance(v, torch.Tensor) and v is not None}
@@ -183,7 +206,20 @@ class Learner:
 
     def load(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-        self.model.load_state_dict(model_state)
+        frozen, digest = self._frozen()
+        recorded = state.get("frozen", {"count": 0, "sha256": None})
+        if recorded["count"] and recorded["sha256"] != digest:
+            raise ValueError(
+                f"the checkpoint records {recorded['count']} frozen parameter(s) by digest "
+                f"{recorded['sha256'][:12]}…, but the model rebuilt here has "
+                f"{len(frozen)} with digest {digest[:12]}…: the pretrained or source weights "
+                "changed since it was written (a different model, or a rebuilt source cache)")
+        missing, unexpected = self.model.load_state_dict(model_state, strict=False)
+        expected_missing = set(frozen) if recorded["count"] else set()
+        if unexpected or set(missing) != expected_missing:
+            raise ValueError(f"the checkpoint does not fit this model: missing "
+                             f"{sorted(set(missing) - expected_missing)[:5]}, unexpected "
+                             f"{sorted(unexpected)[:5]}")
         opt_state: dict[int, dict[str, Any]] = {}
         for key, value in tensors.items():
             if key.startswith("optim."):

@@ -10,8 +10,11 @@ def _settings(syn_dir, cache_dir, units=4, **opts):
     return settings_for(syn_dir, cache_dir, units=units, newsgroups=opts, cifar_transfer=opts)
 
 
-def test_resume_gives_the_same_curve(syn_dir, cache_dir, tmp_path):
-    meta = MetaConfig(dropout=0.2, seed=3)  # dropout + augmentation: RNG state matters
+@pytest.mark.parametrize("unfreeze_frac", [1.0, 0.5])
+def test_resume_gives_the_same_curve(syn_dir, cache_dir, tmp_path, unfreeze_frac):
+    """Also with frozen layers, which a checkpoint records by digest rather than by value."""
+    # dropout + augmentation: RNG state matters
+    meta = MetaConfig(dropout=0.2, seed=3, unfreeze_frac=unfreeze_frac)
     settings = _settings(syn_dir, cache_dir)
     straight = MetaTrial(meta, settings)
     curve = [straight.run_unit() for _ in range(4)]
@@ -78,3 +81,31 @@ def test_initial_lr_is_base_lr_times_lr_scale_per_task(optimizer, syn_dir, cache
         kind = torch.optim.AdamW if optimizer == "adamw" else torch.optim.SGD
         assert isinstance(opt, kind)
         assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.5 * base[name]] * 2)
+
+
+def test_frozen_weights_are_recorded_by_digest_and_checked_on_restore(syn_dir, cache_dir,
+                                                                      tmp_path):
+    from safetensors import safe_open
+
+    settings = _settings(syn_dir, cache_dir)
+    half, full = MetaConfig(unfreeze_frac=0.5), MetaConfig(unfreeze_frac=1.0)
+    sizes = {}
+    for name, meta in (("half", half), ("full", full)):
+        trial = MetaTrial(meta, settings)
+        trial.run_unit()
+        trial.save(tmp_path / name)
+        sizes[name] = (tmp_path / name / "cifar_transfer" / "tensors.safetensors").stat().st_size
+    model = MetaTrial(half, settings).tasks["cifar_transfer"].learner.model
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen
+    with safe_open(str(tmp_path / "half" / "cifar_transfer" / "tensors.safetensors"), "pt") as f:
+        stored = set(f.keys())
+    assert not {f"model.{n}" for n in frozen} & stored  # not copied ...
+    assert sizes["half"] < sizes["full"]                 # ... so the checkpoint is smaller
+    # a model whose frozen weights differ from the ones the checkpoint was made on is refused
+    other = MetaTrial(half, settings)
+    first = next(iter(sorted(frozen)))
+    with torch.no_grad():
+        dict(other.tasks["cifar_transfer"].learner.model.named_parameters())[first].add_(1.0)
+    with pytest.raises(ValueError, match="frozen parameter.*changed since it was written"):
+        other.restore(tmp_path / "half")
