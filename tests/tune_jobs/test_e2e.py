@@ -55,7 +55,7 @@ def finished(syn_dir, env, tmp_path_factory):
     proc = cli(["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "e2e",
                 "--storage", str(storage), *ARGS], env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return storage, storage / "e2e", proc.stdout
+    return storage, storage / "e2e", proc.stdout + proc.stderr
 
 
 def test_outputs_and_asha(finished):
@@ -77,6 +77,10 @@ def test_outputs_and_asha(finished):
     assert "best meta-configuration" in out and str(exp / "report.html") in out
     assert "Ray: started a local instance (pass --address" in out  # says where it runs
     assert "newsgroups: synthetic data, 20 classes" in out  # every task's data, before Ray
+    assert "prepared newsgroups in" in out and "prepared cifar_transfer in" in out
+    # a successful run shows no worker's exit traceback, and no snapshot-rate warning
+    assert "SystemExit" not in out and "Traceback" not in out, out[-3000:]
+    assert "snapshotting has been triggered" not in out
     assert len(list(exp.glob("*/checkpoint_*/newsgroups/tensors.safetensors"))) >= 4
 
 
