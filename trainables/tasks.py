@@ -208,6 +208,17 @@ def build_task(spec: TaskSpec, meta: MetaConfig, settings: TrialSettings,
                       settings.cache_dir), cfg
 
 
+def data_origins(settings: TrialSettings) -> dict[str, dict[str, str | None]]:
+    """Which data each task used: its own (real, synthetic or custom) and its transfer
+    source's (image tasks), for a report that says it per task."""
+    out: dict[str, dict[str, str | None]] = {}
+    for spec in settings.tasks:
+        target, source = load_data(spec, settings.data_dir, settings.split_seed)
+        out[spec.name] = {"data": target.source, "path": target.path,
+                          "source": None if source is None else f"{source.name} ({source.source})"}
+    return out
+
+
 def check_data(settings: TrialSettings, require_real: bool = False) -> list[str]:
     """Load every task's data with the trials' own loaders, and resolve each text model, before
     any cluster work; a DataError/ValueError names the file or option. One line per task.

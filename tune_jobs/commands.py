@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from trainables import objective
-from trainables.tasks import check_data
+from trainables.tasks import check_data, data_origins
 from tune_jobs import experiment, presets, search
 from tune_jobs import storage as store
 from tune_jobs.analysis import best_row, summarise
 from tune_jobs.experiment import Experiment
-from tune_jobs.report import text_leaderboard, write_report
+from tune_jobs.report import spread, text_leaderboard, write_report
 from tune_jobs.results import best_checkpoint, checkpoint_fallback
 from tune_jobs.spec import SearchSpec
 
@@ -176,7 +176,7 @@ def _warn_damaged(summary: dict[str, Any]) -> None:
 
 
 def _write_report(exp: Experiment, final: dict[str, Any] | None) -> dict[str, Any]:
-    paths = write_report(exp.local, exp.spec, exp.rows, final)
+    paths = write_report(exp.local, exp.spec, exp.rows, final, exp.task_data())
     store.publish(exp.local, exp.path, experiment.REPORT_FILES)
     return json.loads(paths["summary"].read_text())
 
@@ -190,11 +190,19 @@ def print_best(summary: dict[str, Any]) -> None:
     for task, acc in best["val_acc"].items():
         print(f"  {task}: val_acc {acc:.4f}, regret vs. the task's own best "
               f"{best['regret'].get(task, 0):.4f}")
+    tradeoff = summary.get("pareto")
+    if tradeoff:
+        print(f"  per-task trade-off at {tradeoff['units']} units: {len(tradeoff['front'])} of "
+              f"{tradeoff['compared']} configurations on the Pareto front; the meta-configuration "
+              f"is {'on' if tradeoff['meta_config_on_front'] else 'NOT on'} it")
+    for c in summary.get("collapsed") or []:
+        print(f"  warning: {c['task']} predictions have collapsed ({c['split']}: macro-F1 "
+              f"{c['macro_f1']:.3f} against accuracy {c['acc']:.3f}); see the report")
     final = summary.get("final_eval")
     if final:
         for key, v in final["metrics"].items():
             if key.endswith("test_acc") or key == "test_meta_score":
-                print(f"  test {key}: {v['mean']:.4f} ± {v['std']:.4f} over {len(v['values'])} seeds")
+                print(f"  test {key}: {spread(v)}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -209,6 +217,7 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{', '.join(spec.tasks)} with {spec.data_kind} data from {spec.data_dir}")
     for line in _validated(check_data, spec.trial_settings(), spec.data == "real"):  # exit 2
         print(f"  {line}")
+    origins = data_origins(spec.trial_settings())  # read already: the loaders' caches
     print(f"results and checkpoints: {path}")
     connected = init_ray(args.address)
     storage = _validated(search.storage_filesystem, spec, connected)
@@ -216,6 +225,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if storage.head_store:
         print(f"head store: every checkpoint and result lands on the head node under {path}")
     _searching(_validated, search.prepare, spec)  # a data error: exit 2; a crash: exit 1
+    experiment.save_task_data(spec, origins)
     from tune_jobs.progress import LeaderboardCallback
 
     _searching(search.run_search, spec, storage,
