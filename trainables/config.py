@@ -243,7 +243,9 @@ class TaskSpec:
     train: str | None = None  # custom task: the training file/folder (None = a built-in task)
     test: str | None = None  # custom task: the test file/folder (None = carved from train)
     remove: tuple[str, ...] | None = None  # 20 Newsgroups: parts stripped (None = the default)
-    reference: float | None = None  # stated reference accuracy (None = the task's default)
+    # stated reference accuracy; "baseline": the task's classical baseline's validation accuracy
+    # (trainables.baseline); None: the task's default (built-in: published; custom: baseline)
+    reference: float | str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -251,7 +253,10 @@ class TaskSpec:
         want = TextOptions if self.kind == "text" else VisionOptions
         if not isinstance(self.model, want):
             _fail(f"{self.name}.model", self.model, f"a {self.kind} task takes {want.__name__}")
-        if self.reference is not None:
+        if self.reference is not None and self.reference != "baseline":
+            if isinstance(self.reference, str):
+                _fail(f"{self.name}.reference", self.reference,
+                      'must be a number in (0, 1], or "baseline"')
             _check_number(f"{self.name}.reference", self.reference)
             _check_range(f"{self.name}.reference", self.reference, 0.0, 1.0, lo_open=True)
 

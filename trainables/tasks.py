@@ -134,8 +134,10 @@ def parse_task(name: str, options: dict[str, Any] | None = None,
             raise ValueError(f"{where}.remove={remove!r} is invalid: a list drawn from "
                              f"{list(DEFAULT_REMOVE)}")
         remove = tuple(remove)
+    # a custom task has no published reference: its classical baseline is measured instead
+    ref = opts.get("reference", "baseline" if custom is not None else None)
     return TaskSpec(name=name, kind=kind, budget=budget, model=model, remove=remove,
-                    reference=opts.get("reference"), **paths)
+                    reference=ref, **paths)
 
 
 def trial_settings(tasks: list[str] | tuple[str, ...], data_dir: str,
@@ -154,14 +156,32 @@ def chance(num_classes: int) -> float:
     return 1.0 / num_classes
 
 
-def reference(spec: TaskSpec, data_source: str) -> float:
-    """The reference accuracy of a task on data of ``data_source`` (real/synthetic/custom)."""
+def reference(spec: TaskSpec, data_source: str, baseline_val: float | None = None,
+              chance_acc: float = 0.0) -> float:
+    """The reference accuracy of a task on data of ``data_source`` (real/synthetic/custom).
+
+    ``reference: baseline`` takes ``baseline_val``, the classical baseline's validation accuracy;
+    a baseline no better than chance cannot scale a score, so the ideal classifier (1.0) stands
+    in for it then.
+    """
+    if spec.reference == "baseline":
+        if baseline_val is None:
+            raise ValueError(f"{spec.name}: reference 'baseline' needs the baseline's accuracy")
+        return baseline_val if baseline_val > chance_acc + 1e-6 else 1.0
     if spec.reference is not None:
-        return spec.reference
+        return float(spec.reference)
     if spec.name in REGISTRY:
         refs = REGISTRY[spec.name].references
         return refs.get(data_source, refs["real"])[0]
-    return 1.0  # a custom task without a stated reference: the ideal classifier
+    return 1.0
+
+
+def task_baseline(spec: TaskSpec, settings: TrialSettings) -> dict[str, Any]:
+    """The task's classical baseline (:mod:`trainables.baseline`), cached per data fingerprint."""
+    from trainables.baseline import baseline
+
+    target, source = load_data(spec, settings.data_dir, settings.split_seed)
+    return baseline(spec, target, source, settings)
 
 
 @functools.lru_cache(maxsize=8)

@@ -173,6 +173,29 @@ def param_importance(rows: list[dict[str, Any]]) -> dict[str, float]:
                        key=lambda kv: -kv[1]))
 
 
+def against_baselines(rows: list[dict[str, Any]], final: dict[str, Any] | None,
+                      task_data: dict[str, Any] | None, tasks: list[str]) -> dict[str, Any]:
+    """Per task, the classical baseline next to the tuned meta-configuration: validation
+    accuracy (the winner's), test accuracy (its final evaluation's mean), and whether the tuned
+    model beat the baseline — on test when there is a final evaluation, else on validation."""
+    best = best_row(rows)
+    metrics = (final or {}).get("metrics", {})
+    out = {}
+    for t in tasks:
+        b = ((task_data or {}).get(t) or {}).get("baseline")
+        if not b:
+            continue
+        tuned_val = _acc(best, t) if best is not None else None
+        tuned_test = (metrics.get(objective.metric(t, "test_acc")) or {}).get("mean")
+        split, tuned, base = (("test", tuned_test, b.get("test_acc")) if tuned_test is not None
+                              else ("validation", tuned_val, b.get("val_acc")))
+        out[t] = {"method": b["method"], "baseline_val_acc": b.get("val_acc"),
+                  "baseline_test_acc": b.get("test_acc"), "tuned_val_acc": tuned_val,
+                  "tuned_test_acc": tuned_test, "judged_on": split,
+                  "beat_baseline": None if tuned is None or base is None else tuned > base}
+    return out
+
+
 IMPORTANCE_MIN_TRIALS = 20
 
 
@@ -229,6 +252,7 @@ def summarise(spec: SearchSpec, rows: list[dict[str, Any]], final: dict[str, Any
         "importance_caveat": importance_caveat(rows),
         "pareto": tradeoff(rows, tasks),
         "collapsed": collapsed(rows, final, tasks),
+        "baselines": against_baselines(rows, final, task_data, tasks),
         "final_eval": final,
         "damaged_checkpoints": [
             {"trial_id": r["trial_id"], "path": c["path"], "meta_score": c["meta_score"],

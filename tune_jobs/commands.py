@@ -19,7 +19,7 @@ from tune_jobs import experiment, presets, search
 from tune_jobs import storage as store
 from tune_jobs.analysis import best_row, summarise
 from tune_jobs.experiment import Experiment
-from tune_jobs.report import spread, text_leaderboard, write_report
+from tune_jobs.report import baseline_lines, spread, text_leaderboard, write_report
 from tune_jobs.results import best_checkpoint, checkpoint_fallback
 from tune_jobs.spec import SearchSpec
 
@@ -190,6 +190,8 @@ def print_best(summary: dict[str, Any]) -> None:
     for task, acc in best["val_acc"].items():
         print(f"  {task}: val_acc {acc:.4f}, regret vs. the task's own best "
               f"{best['regret'].get(task, 0):.4f}")
+    for line in baseline_lines(summary):
+        print(f"  {line}")
     tradeoff = summary.get("pareto")
     if tradeoff:
         print(f"  per-task trade-off at {tradeoff['units']} units: {len(tradeoff['front'])} of "
@@ -224,8 +226,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     _validated(search.check_signatures, spec, storage, args.trust_unsigned)
     if storage.head_store:
         print(f"head store: every checkpoint and result lands on the head node under {path}")
-    _searching(_validated, search.prepare, spec)  # a data error: exit 2; a crash: exit 1
-    experiment.save_task_data(spec, origins)
+    baselines = _searching(_validated, search.prepare, spec)  # bad data: exit 2; a crash: 1
+    experiment.save_task_data(spec, {t: {**origins[t], "baseline": baselines[t]}
+                                     for t in spec.tasks})
     from tune_jobs.progress import LeaderboardCallback
 
     _searching(search.run_search, spec, storage,

@@ -189,6 +189,7 @@ def render_html(summary: dict[str, Any], images: dict[str, Path]) -> str:
 {_table([{'parameter': k, 'value': v} for k, v in best.get('config', {}).items()])}
 <h3>Held-out test evaluation (re-trained with {len(final.get('seeds', []))} seeds)</h3>
 {_table(final_rows)}
+{_baselines(summary)}
 <h3>Regret against each task's own best configuration</h3>
 {_table(regrets)}
 <h3>Leave-one-task-out</h3>
@@ -233,6 +234,36 @@ def _collapsed(summary: dict[str, Any]) -> str:
             "(steps_per_unit), a higher base_lr, or a stated reference, and check its labels.</p>")
 
 
+def baseline_lines(summary: dict[str, Any]) -> list[str]:
+    """One plain sentence per task: did the tuned model beat the classical baseline?"""
+    lines = []
+    for t, b in summary.get("baselines", {}).items():
+        split = b["judged_on"]
+        tuned = b["tuned_test_acc"] if split == "test" else b["tuned_val_acc"]
+        base = b["baseline_test_acc"] if split == "test" else b["baseline_val_acc"]
+        if b["beat_baseline"] is None:
+            lines.append(f"{t}: no tuned result to compare with the baseline ({base:.4f})")
+            continue
+        verdict = "beat" if b["beat_baseline"] else "did NOT beat"
+        lines.append(f"{t}: the tuned model ({tuned:.4f} {split} accuracy) {verdict} the "
+                     f"classical baseline ({base:.4f}; {b['method']})")
+    return lines
+
+
+def _baselines(summary: dict[str, Any]) -> str:
+    items = summary.get("baselines") or {}
+    if not items:
+        return ""
+    rows = [{"task": t, "baseline": b["method"], "baseline val acc": b["baseline_val_acc"],
+             "tuned val acc": b["tuned_val_acc"], "baseline test acc": b["baseline_test_acc"],
+             "tuned test acc": b["tuned_test_acc"],
+             "tuned beat it": {True: "yes", False: "NO", None: "–"}[b["beat_baseline"]]}
+            for t, b in items.items()]
+    sentences = "".join(('<li class="warn">' if "NOT" in line else "<li>")
+                        + html.escape(line) + "</li>" for line in baseline_lines(summary))
+    return ("<h3>Against the classical baselines</h3><ul>" + sentences + "</ul>" + _table(rows))
+
+
 def _tradeoff(summary: dict[str, Any]) -> str:
     t = summary.get("pareto")
     if not t:
@@ -268,7 +299,10 @@ def write_report(exp_dir: str | Path, spec: SearchSpec, rows: list[dict[str, Any
     exp = Path(exp_dir)
     summary = summarise(spec, rows, final, task_data)
     (exp / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    write_leaderboard_csv(summary["leaderboard"], exp / "leaderboard.csv")
+    base = {f"baseline/{t}/{split}_acc": b[f"baseline_{split}_acc"]  # the same on every row
+            for t, b in summary["baselines"].items() for split in ("val", "test")}
+    write_leaderboard_csv([{**row, **base} for row in summary["leaderboard"]],
+                          exp / "leaderboard.csv")
     images = plots(spec, rows, summary, exp / "plots")
     (exp / "report.html").write_text(render_html(summary, images))
     return {"summary": exp / "summary.json", "leaderboard": exp / "leaderboard.csv",

@@ -69,23 +69,25 @@ def build_tuner(spec: SearchSpec, callbacks: list[Any] | None = None,
                       tune_config=tune_config, run_config=run_config)
 
 
-def prepare(spec: SearchSpec) -> float:
+def prepare(spec: SearchSpec) -> dict[str, dict[str, Any]]:
     """The preparation phase, before any trial starts: every task's shared items (data,
-    tokenizer and token arrays, source model) are built once, side by side as Ray tasks with the
-    trials' resources, so that no trial slot waits on another's lock. Prints each task as it is
-    done; returns the phase's wall seconds. Bad data raises the loader's DataError (exit 2)."""
-    import time
-
+    tokenizer and token arrays, source model, classical baseline) are built once, side by side
+    as Ray tasks with the trials' resources, so that no trial slot waits on another's lock.
+    Prints each task as it is done; returns each task's baseline. Bad data raises the loader's
+    DataError (exit 2)."""
     from trainables.trainable import prepare as prepare_tasks
 
-    started = time.perf_counter()
     resources = spec.task_bundles() or [spec.resources.to_ray()] * len(spec.tasks)
     print(f"preparing {len(spec.tasks)} task(s) before the trials: data, tokenizers, source "
-          "models (once per cache; seconds when they are there already) ...", flush=True)
+          "models, classical baselines (once per cache; seconds when they are there) ...",
+          flush=True)
+    baselines = {}
     for done in prepare_tasks(spec.trial_settings(), resources):
-        print(f"  prepared {done['task']} in {done['seconds']:.1f} s on {done['device']}",
-              flush=True)
-    return time.perf_counter() - started
+        b = baselines[done["task"]] = done["baseline"]
+        print(f"  prepared {done['task']} in {done['seconds']:.1f} s on {done['device']}; "
+              f"classical baseline: val_acc {b['val_acc']:.4f}, test_acc "
+              f"{b.get('test_acc', float('nan')):.4f} ({b['method']})", flush=True)
+    return {t: baselines[t] for t in spec.tasks}
 
 
 class Storage(NamedTuple):

@@ -126,7 +126,7 @@ class SearchSpec:
     num_samples: int = 8  # trials (configurations) sampled
     searcher: str = "random"  # random | optuna
     search_seed: int = 0  # seed of the searcher's sampling
-    metric_aggregate: str = "mean"  # meta-score over tasks: mean | min
+    metric_aggregate: str = "mean"  # meta-score over tasks: mean | min | geomean
     asha: Asha = field(default_factory=Asha)
     resources: Resources = field(default_factory=Resources)  # per trial
     # The scale-out form: each task of a trial runs as an actor in its own bundle of the

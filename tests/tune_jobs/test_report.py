@@ -65,3 +65,29 @@ def test_report_says_per_task_data_tradeoff_collapse_and_no_spread_for_one_seed(
     assert {p["trial_id"] for p in summary["pareto"]["front"]} == {"t1", "t2"}
     assert summary["task_data"] == origins
     assert report.spread(final["metrics"]["a/test_acc"]) == "0.2000 (1 seed: no spread measured)"
+
+
+def test_baselines_sit_next_to_the_tuned_model_everywhere(tmp_path):
+    from tests.tune_jobs.test_analysis import curve_row
+
+    spec = _spec(tmp_path)
+    rows = [curve_row("t1", [{"a": 0.7, "b": 0.3}]), curve_row("t2", [{"a": 0.2, "b": 0.2}])]
+    final = {"config": {}, "seeds": [1, 2], "metrics": {
+        "a/test_acc": {"mean": 0.68, "std": 0.01, "values": [0.67, 0.69]},
+        "b/test_acc": {"mean": 0.25, "std": 0.01, "values": [0.24, 0.26]}}}
+    base = {"method": "tfidf", "val_acc": 0.5, "test_acc": 0.49}
+    origins = {"a": {"data": "real", "path": "/a", "source": None, "baseline": base},
+               "b": {"data": "real", "path": "/b", "source": None,
+                     "baseline": {**base, "method": "logreg"}}}
+    paths = report.write_report(tmp_path, spec, rows, final, origins)
+    summary = json.loads(paths["summary"].read_text())
+    assert summary["baselines"]["a"]["beat_baseline"] is True
+    assert summary["baselines"]["b"]["beat_baseline"] is False  # 0.25 < 0.49 on test
+    assert summary["baselines"]["b"]["judged_on"] == "test"
+    header = paths["leaderboard"].read_text().splitlines()[0].split(",")
+    assert "baseline/a/val_acc" in header and "baseline/b/test_acc" in header
+    page = paths["report"].read_text()
+    assert "Against the classical baselines" in page
+    assert "b: the tuned model (0.2500 test accuracy) did NOT beat the classical baseline" in page
+    lines = report.baseline_lines(summary)
+    assert lines[0].startswith("a: the tuned model (0.6800 test accuracy) beat")
