@@ -234,8 +234,10 @@ def collapsed(rows: list[dict[str, Any]], final: dict[str, Any] | None,
 
 
 def summarise(spec: SearchSpec, rows: list[dict[str, Any]], final: dict[str, Any] | None,
-              task_data: dict[str, Any] | None = None) -> dict[str, Any]:
+              task_data: dict[str, Any] | None = None,
+              warm: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Everything the report shows, as one JSON-able dict."""
+    from tune_jobs.warm_start import matched
     tasks = list(spec.tasks)
     asha = spec.asha
     milestones = asha_rungs(asha.max_t, asha.grace_period, asha.reduction_factor)
@@ -253,6 +255,7 @@ def summarise(spec: SearchSpec, rows: list[dict[str, Any]], final: dict[str, Any
         "pareto": tradeoff(rows, tasks),
         "collapsed": collapsed(rows, final, tasks),
         "baselines": against_baselines(rows, final, task_data, tasks),
+        "warm_start": matched(rows, warm or []),
         "final_eval": final,
         "damaged_checkpoints": [
             {"trial_id": r["trial_id"], "path": c["path"], "meta_score": c["meta_score"],

@@ -15,7 +15,7 @@ from typing import Any
 
 from trainables import objective
 from trainables.tasks import check_data, data_origins
-from tune_jobs import experiment, presets, search
+from tune_jobs import experiment, presets, search, warm_start
 from tune_jobs import storage as store
 from tune_jobs.analysis import best_row, summarise
 from tune_jobs.experiment import Experiment
@@ -64,6 +64,10 @@ def add_parsers(sub: Any) -> None:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override any spec key, e.g. asha.max_t=6 or space.batch_size=32")
     run.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS or a local Ray)")
+    run.add_argument("--warm-start", metavar="EXP[,EXP…]",
+                     help="earlier searches (names under --storage, or folders) whose top "
+                          "configurations are evaluated first (warm_start.top_k; "
+                          "--set warm_start.space=box also shrinks the space to them)")
     run.add_argument("--dry-run", action="store_true", help="validate and print the spec only")
     run.add_argument("--trust-unsigned", action="store_true", help=TRUST_HELP)
     res = sub.add_parser("resume", help="continue an interrupted experiment")
@@ -93,9 +97,15 @@ def add_parsers(sub: Any) -> None:
 
 
 def build_spec(args: argparse.Namespace) -> SearchSpec:
-    return presets.build(args.preset, args.config,
+    spec = presets.build(args.preset, args.config,
                          {"data": args.data, "tasks": args.tasks, "name": args.name,
                           "storage": args.storage, "num_samples": args.num_samples}, args.set)
+    if getattr(args, "warm_start", None):
+        refs = [r.strip() for r in args.warm_start.split(",") if r.strip()]
+        data = spec.to_dict()
+        data["warm_start"] = {**data["warm_start"], "experiments": refs}
+        spec = SearchSpec.from_dict(data)
+    return spec
 
 
 def init_ray(address: str | None) -> bool:
@@ -176,7 +186,8 @@ def _warn_damaged(summary: dict[str, Any]) -> None:
 
 
 def _write_report(exp: Experiment, final: dict[str, Any] | None) -> dict[str, Any]:
-    paths = write_report(exp.local, exp.spec, exp.rows, final, exp.task_data())
+    paths = write_report(exp.local, exp.spec, exp.rows, final, exp.task_data(),
+                         exp.warm_origins())
     store.publish(exp.local, exp.path, experiment.REPORT_FILES)
     return json.loads(paths["summary"].read_text())
 
@@ -210,6 +221,7 @@ def print_best(summary: dict[str, Any]) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     spec = _validated(build_spec, args)
     spec = _validated(experiment.finalise, spec)
+    spec, points, origins = _validated(warm_start.resolve, spec)  # before Ray; bad input: 2
     if args.dry_run:
         print(json.dumps(spec.to_dict(), indent=1, default=str))
         return 0
@@ -219,7 +231,7 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{', '.join(spec.tasks)} with {spec.data_kind} data from {spec.data_dir}")
     for line in _validated(check_data, spec.trial_settings(), spec.data == "real"):  # exit 2
         print(f"  {line}")
-    origins = data_origins(spec.trial_settings())  # read already: the loaders' caches
+    data_used = data_origins(spec.trial_settings())  # read already: the loaders' caches
     print(f"results and checkpoints: {path}")
     connected = init_ray(args.address)
     storage = _validated(search.storage_filesystem, spec, connected)
@@ -227,12 +239,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if storage.head_store:
         print(f"head store: every checkpoint and result lands on the head node under {path}")
     baselines = _searching(_validated, search.prepare, spec)  # bad data: exit 2; a crash: 1
-    experiment.save_task_data(spec, {t: {**origins[t], "baseline": baselines[t]}
+    experiment.save_task_data(spec, {t: {**data_used[t], "baseline": baselines[t]}
                                      for t in spec.tasks})
+    if origins:
+        warm_start.save_origins(spec, origins)
+        print(f"warm start: {len(points)} configuration(s) from "
+              f"{', '.join(sorted({o['experiment'] for o in origins}))} are evaluated first"
+              + (" in the box they span" if spec.warm_start.space == "box" else ""))
     from tune_jobs.progress import LeaderboardCallback
 
     _searching(search.run_search, spec, storage,
-               callbacks=[LeaderboardCallback(list(spec.tasks), spec.experiment)])
+               callbacks=[LeaderboardCallback(list(spec.tasks), spec.experiment)], points=points)
     return _stopped_by_bad_data(path) or _searching(finish, Experiment(spec, path))
 
 

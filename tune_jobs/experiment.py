@@ -111,6 +111,11 @@ class Experiment:
         file = self.local / DATA_FILE
         return json.loads(file.read_text()) if file.is_file() else None
 
+    def warm_origins(self) -> list[dict[str, Any]]:
+        """The earlier searches' configurations this one started from (empty: a cold start)."""
+        file = self.local / "warm_start.json"
+        return json.loads(file.read_text()) if file.is_file() else []
+
     def where(self, local_path: str) -> str:
         """A path inside the local view, named where it really lives (the URI, if remote)."""
         if not storage.is_uri(self.path):

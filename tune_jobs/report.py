@@ -196,6 +196,7 @@ def render_html(summary: dict[str, Any], images: dict[str, Path]) -> str:
 <p>The configuration chosen on the other tasks, scored on the held-out one.</p>
 {_table(summary['leave_one_task_out'])}
 {_tradeoff(summary)}
+{_warm(summary)}
 {_damaged(summary)}
 <h2>Plots</h2>
 {f'<p>Parameter importance: {html.escape(summary["importance_caveat"])}.</p>'
@@ -264,6 +265,17 @@ def _baselines(summary: dict[str, Any]) -> str:
     return ("<h3>Against the classical baselines</h3><ul>" + sentences + "</ul>" + _table(rows))
 
 
+def _warm(summary: dict[str, Any]) -> str:
+    items = summary.get("warm_start") or []
+    if not items:
+        return ""
+    rows = [{"trial": w["trial_id"], "from search": w["from_experiment"],
+             "its trial": w["from_trial"], "ranked there on": ", ".join(w["ranked_on"])}
+            for w in items]
+    return ("<h3>Warm start</h3><p>These trials evaluated the top configurations of earlier "
+            "searches first; the others were sampled.</p>" + _table(rows))
+
+
 def _tradeoff(summary: dict[str, Any]) -> str:
     t = summary.get("pareto")
     if not t:
@@ -294,10 +306,11 @@ def _damaged(summary: dict[str, Any]) -> str:
 
 def write_report(exp_dir: str | Path, spec: SearchSpec, rows: list[dict[str, Any]],
                  final: dict[str, Any] | None = None,
-                 task_data: dict[str, Any] | None = None) -> dict[str, Path]:
+                 task_data: dict[str, Any] | None = None,
+                 warm: list[dict[str, Any]] | None = None) -> dict[str, Path]:
     """Write summary.json, leaderboard.csv, plots/*.png and report.html under ``exp_dir``."""
     exp = Path(exp_dir)
-    summary = summarise(spec, rows, final, task_data)
+    summary = summarise(spec, rows, final, task_data, warm)
     (exp / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     base = {f"baseline/{t}/{split}_acc": b[f"baseline_{split}_acc"]  # the same on every row
             for t, b in summary["baselines"].items() for split in ("val", "test")}

@@ -189,6 +189,16 @@ CASES = [
      lambda f: ["no experiment 'nope'"]),
     ("export missing", lambda f, d: ["export", "nope", "--storage", str(f["storage"]), "--out",
                                      "/tmp/x"], lambda f: ["no experiment 'nope'"]),
+    ("warm start missing", lambda f, d: ["run", "--data", d, "--storage", str(f["storage"]),
+                                         "--warm-start", "nope"],
+     lambda f: ["--warm-start nope", "no experiment 'nope'"]),
+    ("warm start no trials", lambda f, d: ["run", "--data", d, "--storage", str(f["storage"]),
+                                           "--name", "other", "--warm-start", "taken"],
+     lambda f: ["--warm-start taken", "no finished trial"]),
+    ("set warm_start.space", lambda f, d: ["run", "--set", "warm_start.space=sphere"],
+     lambda f: ["warm_start.space='sphere'"]),
+    ("set reference", lambda f, d: ["run", "--set", "task_options.newsgroups.reference=best"],
+     lambda f: ["newsgroups.reference='best'"]),
     ("preset unknown", lambda f, d: ["run", "--preset", "huge"], lambda f: ["--preset 'huge'"]),
 ]
 
