@@ -88,6 +88,18 @@ def add_parsers(sub: Any) -> None:
         p.add_argument("--storage")
         if cmd == "best":
             p.add_argument("--json", action="store_true")
+    tr = sub.add_parser("transfer", help="train the winner (and top-k) on a task the search "
+                        "did not see; compare with its baseline, the default configuration and "
+                        "optionally a short search on it alone")
+    tr.add_argument("name")
+    tr.add_argument("--task", required=True, help="a built-in task, or one declared in --config")
+    tr.add_argument("--config", help="YAML/JSON with custom_tasks / task_options for the task")
+    tr.add_argument("--seeds", type=int, default=3, help="fresh seeds per configuration")
+    tr.add_argument("--top-k", type=int, default=1, help="the search's best k configurations")
+    tr.add_argument("--search-budget", type=int, default=0, metavar="TRIALS",
+                    help="also run a short search of this many trials on the task alone")
+    tr.add_argument("--storage")
+    tr.add_argument("--address")
     ex = sub.add_parser("export", help="write the winner's models as from_pretrained/safetensors")
     ex.add_argument("name")
     ex.add_argument("--out", required=True)
@@ -187,7 +199,7 @@ def _warn_damaged(summary: dict[str, Any]) -> None:
 
 def _write_report(exp: Experiment, final: dict[str, Any] | None) -> dict[str, Any]:
     paths = write_report(exp.local, exp.spec, exp.rows, final, exp.task_data(),
-                         exp.warm_origins())
+                         exp.warm_origins(), exp.transfers())
     store.publish(exp.local, exp.path, experiment.REPORT_FILES)
     return json.loads(paths["summary"].read_text())
 
@@ -351,7 +363,37 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "resume": cmd_resume, "status": cmd_status, "best": cmd_best,
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from tune_jobs import transfer
+
+    for flag, value, low in (("--seeds", args.seeds, 1), ("--top-k", args.top_k, 1),
+                             ("--search-budget", args.search_budget, 0)):
+        if value < low:
+            raise BadInput(f"{flag} {value} is invalid: must be >= {low}")
+    exp = _validated(experiment.load, args.name, args.storage)
+    extra = _validated(presets.load_file, args.config) if args.config else None
+    spec = _validated(transfer.transfer_spec, exp, args.task, extra, args.seeds)
+    _validated(transfer.candidates, exp, args.top_k)  # a search with no result: exit 2
+    for line in _validated(check_data, spec.trial_settings(), spec.data == "real"):
+        print(f"  {line}")
+    connected = init_ray(args.address)
+    baselines = _searching(_validated, search.prepare, spec)
+    short = (_searching(transfer.short_search_winner, spec, args.search_budget, connected)
+             if args.search_budget else None)
+    result = _searching(transfer.evaluate, exp, spec, args.top_k, baselines[args.task], short)
+    name = f"{transfer.PREFIX}{args.task}.json"
+    (exp.local / name).write_text(json.dumps(result, indent=1, default=str))
+    store.publish(exp.local, exp.path, [name])
+    print()
+    for line in transfer.lines(result):
+        print(line)
+    _write_report(exp, exp.final_eval())
+    print(f"\nresult: {exp.path}/{name}\nreport: {exp.path}/report.html (section \"Transfer\")")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "transfer": cmd_transfer, "resume": cmd_resume,
+            "status": cmd_status, "best": cmd_best,
             "report": cmd_report, "export": cmd_export}
 
 

@@ -116,6 +116,10 @@ class Experiment:
         file = self.local / "warm_start.json"
         return json.loads(file.read_text()) if file.is_file() else []
 
+    def transfers(self) -> list[dict[str, Any]]:
+        """Results of `metatune transfer` to unseen tasks, by task."""
+        return [json.loads(f.read_text()) for f in sorted(self.local.glob("transfer-*.json"))]
+
     def where(self, local_path: str) -> str:
         """A path inside the local view, named where it really lives (the URI, if remote)."""
         if not storage.is_uri(self.path):

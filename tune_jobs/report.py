@@ -196,6 +196,7 @@ def render_html(summary: dict[str, Any], images: dict[str, Path]) -> str:
 <p>The configuration chosen on the other tasks, scored on the held-out one.</p>
 {_table(summary['leave_one_task_out'])}
 {_tradeoff(summary)}
+{_transfers(summary)}
 {_warm(summary)}
 {_damaged(summary)}
 <h2>Plots</h2>
@@ -265,6 +266,25 @@ def _baselines(summary: dict[str, Any]) -> str:
     return ("<h3>Against the classical baselines</h3><ul>" + sentences + "</ul>" + _table(rows))
 
 
+def _transfers(summary: dict[str, Any]) -> str:
+    parts = []
+    for t in summary.get("transfers") or []:
+        base = t["baseline"]
+        rows = [{"configuration": r["label"], "test acc (mean)": r["test_acc"],
+                 "std": r["test_acc_std"] if len(r.get("values", [])) > 1 else "– (1 seed)",
+                 "test macro-F1": r.get("test_macro_f1")} for r in t["runs"]]
+        rows.append({"configuration": f"classical baseline ({base['method']})",
+                     "test acc (mean)": base.get("test_acc"), "std": "–",
+                     "test macro-F1": base.get("test_macro_f1")})
+        verdict = (f"The meta-configuration {'beat' if t['winner_beats_baseline'] else 'did NOT beat'}"
+                   f" the baseline and {'beat' if t['winner_beats_default'] else 'did NOT beat'} "
+                   "the default configuration.")
+        parts.append(f"<h3>Transfer to {html.escape(t['task'])} (not searched)</h3><p>Each "
+                     f"configuration trained for {t['budget_units']} units with {t['seeds']} "
+                     f"seed(s), scored on the test split. {verdict}</p>" + _table(rows))
+    return "".join(parts)
+
+
 def _warm(summary: dict[str, Any]) -> str:
     items = summary.get("warm_start") or []
     if not items:
@@ -307,10 +327,12 @@ def _damaged(summary: dict[str, Any]) -> str:
 def write_report(exp_dir: str | Path, spec: SearchSpec, rows: list[dict[str, Any]],
                  final: dict[str, Any] | None = None,
                  task_data: dict[str, Any] | None = None,
-                 warm: list[dict[str, Any]] | None = None) -> dict[str, Path]:
+                 warm: list[dict[str, Any]] | None = None,
+                 transfers: list[dict[str, Any]] | None = None) -> dict[str, Path]:
     """Write summary.json, leaderboard.csv, plots/*.png and report.html under ``exp_dir``."""
     exp = Path(exp_dir)
     summary = summarise(spec, rows, final, task_data, warm)
+    summary["transfers"] = transfers or []
     (exp / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     base = {f"baseline/{t}/{split}_acc": b[f"baseline_{split}_acc"]  # the same on every row
             for t, b in summary["baselines"].items() for split in ("val", "test")}
