@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from trainables.config import (
     KINDS,
+    HFSource,
     MetaConfig,
     TaskBudget,
     TaskSpec,
@@ -38,6 +39,8 @@ DEFAULT_BUDGETS = {
     "image": TaskBudget(base_lr=1e-3, base_lr_sgd=2e-2, steps_per_unit=20),
 }
 MODEL_OPTIONS = {"text": TextOptions, "image": VisionOptions}
+# a custom task's Hugging Face keys: the data set, then HFSource's fields
+HF_KEYS = ("hf", "train_split", "test_split", "text_column", "image_column", "label_column")
 
 
 @dataclass(frozen=True)
@@ -104,9 +107,11 @@ def parse_task(name: str, options: dict[str, Any] | None = None,
         kind = opts.pop("type", None)
         if kind not in KINDS:
             raise ValueError(f"custom_tasks.{name}.type={kind!r} is invalid: choose text or image")
-        if "train" not in opts:
-            raise ValueError(f"custom_tasks.{name} needs train: a file or folder of examples")
-        data_keys |= {"train", "test"}
+        if ("train" in opts) == ("hf" in opts):
+            raise ValueError(f"custom_tasks.{name} needs train (a file or folder of examples) "
+                             "or hf (a Hugging Face data set: a Hub name or a local folder), "
+                             "one of the two")
+        data_keys |= {"train", "test"} if "train" in opts else set(HF_KEYS)
     else:
         raise ValueError(f"unknown task {name!r}; available: {sorted(REGISTRY)} or a task "
                          "declared under custom_tasks")
@@ -136,8 +141,14 @@ def parse_task(name: str, options: dict[str, Any] | None = None,
         remove = tuple(remove)
     # a custom task has no published reference: its classical baseline is measured instead
     ref = opts.get("reference", "baseline" if custom is not None else None)
+    hf = None
+    if "hf" in opts:
+        try:
+            hf = HFSource(**{k: opts[k] for k in HF_KEYS[1:] if k in opts}, name=opts["hf"])
+        except ValueError as exc:
+            raise ValueError(f"{where}.{exc}") from None
     return TaskSpec(name=name, kind=kind, budget=budget, model=model, remove=remove,
-                    reference=ref, **paths)
+                    reference=ref, hf=hf, **paths)
 
 
 def trial_settings(tasks: list[str] | tuple[str, ...], data_dir: str,
@@ -180,7 +191,7 @@ def task_baseline(spec: TaskSpec, settings: TrialSettings) -> dict[str, Any]:
     """The task's classical baseline (:mod:`trainables.baseline`), cached per data fingerprint."""
     from trainables.baseline import baseline
 
-    target, source = load_data(spec, settings.data_dir, settings.split_seed)
+    target, source = load_data(spec, settings.data_dir, settings.split_seed, settings.cache_dir)
     return baseline(spec, target, source, settings)
 
 
@@ -191,8 +202,13 @@ def _cifar(path: str, name: str, seed: int) -> Dataset:
 
 @functools.lru_cache(maxsize=8)
 def _target(name: str, kind: str, data_dir: str, train: str | None, test: str | None,
-            remove: tuple[str, ...] | None, seed: int) -> Dataset:
+            remove: tuple[str, ...] | None, seed: int, hf: HFSource | None = None,
+            cache_dir: str | None = None) -> Dataset:
     # Data sets are immutable; a reused actor keeps them for the next trial instead of re-reading.
+    if hf is not None:
+        from trainables.data.hf import load_hf_task
+
+        return load_hf_task(name, kind, hf, seed=seed, cache_dir=cache_dir)
     if name == "newsgroups":
         return load_newsgroups(data_dir, remove=DEFAULT_REMOVE if remove is None else remove,
                                seed=seed)
@@ -203,11 +219,12 @@ def _target(name: str, kind: str, data_dir: str, train: str | None, test: str | 
     return load(name, train, test, seed=seed)
 
 
-def load_data(spec: TaskSpec, data_dir: str, split_seed: int = 0) -> tuple[Dataset, Dataset | None]:
+def load_data(spec: TaskSpec, data_dir: str, split_seed: int = 0,
+              cache_dir: str | None = None) -> tuple[Dataset, Dataset | None]:
     """``(target data, source data or None)`` of a task: image tasks transfer from CIFAR-10."""
     source = _cifar(data_dir, "cifar10", split_seed) if spec.kind == "image" else None
     target = _target(spec.name, spec.kind, data_dir, spec.train, spec.test, spec.remove,
-                     split_seed)
+                     split_seed, spec.hf, cache_dir)
     return target, source
 
 
@@ -219,7 +236,7 @@ def build_task(spec: TaskSpec, meta: MetaConfig, settings: TrialSettings,
 
     cfg = replace(meta.for_task(spec.budget, settings.max_units), device=device,
                   bf16=settings.bf16)
-    target, source = load_data(spec, settings.data_dir, settings.split_seed)
+    target, source = load_data(spec, settings.data_dir, settings.split_seed, settings.cache_dir)
     if spec.kind == "text":
         assert isinstance(spec.model, TextOptions)
         return TextTask(target, spec.model, cfg, spec.budget.val_limit, settings.cache_dir), cfg
@@ -233,7 +250,7 @@ def data_origins(settings: TrialSettings) -> dict[str, dict[str, str | None]]:
     source's (image tasks), for a report that says it per task."""
     out: dict[str, dict[str, str | None]] = {}
     for spec in settings.tasks:
-        target, source = load_data(spec, settings.data_dir, settings.split_seed)
+        target, source = load_data(spec, settings.data_dir, settings.split_seed, settings.cache_dir)
         out[spec.name] = {"data": target.source, "path": target.path,
                           "source": None if source is None else f"{source.name} ({source.source})"}
     return out
@@ -249,7 +266,7 @@ def check_data(settings: TrialSettings, require_real: bool = False) -> list[str]
 
     lines = []
     for spec in settings.tasks:
-        target, source = load_data(spec, settings.data_dir, settings.split_seed)
+        target, source = load_data(spec, settings.data_dir, settings.split_seed, settings.cache_dir)
         stand_in = next((d for d in (target, source) if d is not None and d.source == "synthetic"),
                         None)
         if require_real and stand_in is not None:
