@@ -52,6 +52,11 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, str]]:
                     f"{a['mean_best_ratio']:.3f} of the full search's best at "
                     f"{a['mean_compute_ratio']:.2f} of its compute", "≥ 0.97 at ≤ 0.33",
                     a["when"]))
+    if w := r.get("warm_start"):
+        out.append(("Warm start vs cold (units to 95 % of the best cold meta-score, "
+                    f"{len(w['per_seed'])} seeds)",
+                    f"{w['mean_speedup']}× fewer units warm" if w["mean_speedup"] else "not reached",
+                    "≥ 2× (literature 1.2–2.6×)", w["when"]))
     if s := r.get("shared_work"):
         out.append(("Shared work, warm vs cold (tokenise; source pretraining)",
                     f"{s['tokenise_speedup']}× ; {s['source_speedup']}× faster warm", "—",

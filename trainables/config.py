@@ -233,6 +233,27 @@ KINDS = ("text", "image")
 
 
 @dataclass(frozen=True)
+class HFSource:
+    """A task's data from Hugging Face ``datasets`` (:mod:`trainables.data.hf`)."""
+
+    name: str  # a Hub name (online), or a local folder: parquet/CSV/JSON files or save_to_disk
+    train_split: str = "train"
+    test_split: str | None = "test"  # None: carve a test split from train
+    text_column: str = "text"
+    image_column: str = "image"
+    label_column: str = "label"
+
+    def __post_init__(self) -> None:
+        for key in ("name", "train_split", "text_column", "image_column", "label_column"):
+            value = getattr(self, key)
+            if not isinstance(value, str) or not value:
+                _fail("hf" if key == "name" else key, value, "a non-empty string")
+        if self.test_split is not None and (not isinstance(self.test_split, str)
+                                            or not self.test_split):
+            _fail("test_split", self.test_split, "a split name, or null to carve one")
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """One task of a search, parsed once (see :func:`trainables.tasks.parse_task`)."""
 
@@ -243,7 +264,10 @@ class TaskSpec:
     train: str | None = None  # custom task: the training file/folder (None = a built-in task)
     test: str | None = None  # custom task: the test file/folder (None = carved from train)
     remove: tuple[str, ...] | None = None  # 20 Newsgroups: parts stripped (None = the default)
-    reference: float | None = None  # stated reference accuracy (None = the task's default)
+    hf: HFSource | None = None  # custom task: a Hugging Face data set instead of train/test
+    # stated reference accuracy; "baseline": the task's classical baseline's validation accuracy
+    # (trainables.baseline); None: the task's default (built-in: published; custom: baseline)
+    reference: float | str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -251,7 +275,10 @@ class TaskSpec:
         want = TextOptions if self.kind == "text" else VisionOptions
         if not isinstance(self.model, want):
             _fail(f"{self.name}.model", self.model, f"a {self.kind} task takes {want.__name__}")
-        if self.reference is not None:
+        if self.reference is not None and self.reference != "baseline":
+            if isinstance(self.reference, str):
+                _fail(f"{self.name}.reference", self.reference,
+                      'must be a number in (0, 1], or "baseline"')
             _check_number(f"{self.name}.reference", self.reference)
             _check_range(f"{self.name}.reference", self.reference, 0.0, 1.0, lo_open=True)
 

@@ -14,7 +14,7 @@ from trainables import objective
 from trainables.checkpoint import load_checkpoint, save_checkpoint
 from trainables.config import MetaConfig, TaskSpec, TrialSettings
 from trainables.loop import seed_everything
-from trainables.tasks import Task, build_task, chance, reference
+from trainables.tasks import Task, build_task, chance, reference, task_baseline
 
 TRIAL_FILE = "trial.json"
 
@@ -27,7 +27,9 @@ class TaskRunner:
         self.name, self.meta = spec.name, meta
         self.task, _ = build_task(spec, meta, settings, device)
         self.chance = chance(self.task.dataset.num_classes)
-        self.reference = reference(spec, self.task.dataset.source)
+        measured = (task_baseline(spec, settings)["val_acc"] if spec.reference == "baseline"
+                    else None)
+        self.reference = reference(spec, self.task.dataset.source, measured, self.chance)
 
     def run_unit(self) -> dict[str, float]:
         started = time.perf_counter()

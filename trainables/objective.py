@@ -1,8 +1,10 @@
 """Metric names, per-task normalisation and the meta-score. Pure functions over numbers.
 
 ``s_t = (acc_t − chance_t) / (ref_t − chance_t)``: 0 at chance, 1 at the task's reference
-accuracy. The meta-score is the mean of ``s_t`` over the tasks (or the min, for a search that
-must not sacrifice any task).
+accuracy. The meta-score is the mean of ``s_t`` over the tasks; or the min, for a search that
+must not sacrifice any task; or the geometric mean, which rewards balanced progress: a task
+still at chance pulls it towards 0 however well another task does, so a slow-starting task is
+not ignored at ASHA's first rung (scores below ``GEOMEAN_FLOOR`` count as that floor).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ ITERATION = "training_iteration"  # Tune's count of reports
 # Budget units a trial has trained: ASHA's clock. It equals Tune's count of reports unless a
 # trial went back to an earlier checkpoint after a damaged one; then units are the truth.
 UNITS = "units"
-AGGREGATES = ("mean", "min")
+AGGREGATES = ("mean", "min", "geomean")
+GEOMEAN_FLOOR = 0.01
 TASK_METRICS = ("val_acc", "val_macro_f1", "val_top5_acc", "val_loss", "train_loss", "score")
 
 
@@ -42,6 +45,8 @@ def aggregate(scores: Iterable[float], how: str = "mean") -> float:
         return sum(values) / len(values)
     if how == "min":
         return min(values)
+    if how == "geomean":
+        return math.exp(sum(math.log(max(v, GEOMEAN_FLOOR)) for v in values) / len(values))
     raise ValueError(f"aggregate={how!r} is invalid: choose from {list(AGGREGATES)}")
 
 

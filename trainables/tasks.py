@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from trainables.config import (
     KINDS,
+    HFSource,
     MetaConfig,
     TaskBudget,
     TaskSpec,
@@ -38,6 +39,8 @@ DEFAULT_BUDGETS = {
     "image": TaskBudget(base_lr=1e-3, base_lr_sgd=2e-2, steps_per_unit=20),
 }
 MODEL_OPTIONS = {"text": TextOptions, "image": VisionOptions}
+# a custom task's Hugging Face keys: the data set, then HFSource's fields
+HF_KEYS = ("hf", "train_split", "test_split", "text_column", "image_column", "label_column")
 
 
 @dataclass(frozen=True)
@@ -104,9 +107,11 @@ def parse_task(name: str, options: dict[str, Any] | None = None,
         kind = opts.pop("type", None)
         if kind not in KINDS:
             raise ValueError(f"custom_tasks.{name}.type={kind!r} is invalid: choose text or image")
-        if "train" not in opts:
-            raise ValueError(f"custom_tasks.{name} needs train: a file or folder of examples")
-        data_keys |= {"train", "test"}
+        if ("train" in opts) == ("hf" in opts):
+            raise ValueError(f"custom_tasks.{name} needs train (a file or folder of examples) "
+                             "or hf (a Hugging Face data set: a Hub name or a local folder), "
+                             "one of the two")
+        data_keys |= {"train", "test"} if "train" in opts else set(HF_KEYS)
     else:
         raise ValueError(f"unknown task {name!r}; available: {sorted(REGISTRY)} or a task "
                          "declared under custom_tasks")
@@ -134,8 +139,16 @@ def parse_task(name: str, options: dict[str, Any] | None = None,
             raise ValueError(f"{where}.remove={remove!r} is invalid: a list drawn from "
                              f"{list(DEFAULT_REMOVE)}")
         remove = tuple(remove)
+    # a custom task has no published reference: its classical baseline is measured instead
+    ref = opts.get("reference", "baseline" if custom is not None else None)
+    hf = None
+    if "hf" in opts:
+        try:
+            hf = HFSource(**{k: opts[k] for k in HF_KEYS[1:] if k in opts}, name=opts["hf"])
+        except ValueError as exc:
+            raise ValueError(f"{where}.{exc}") from None
     return TaskSpec(name=name, kind=kind, budget=budget, model=model, remove=remove,
-                    reference=opts.get("reference"), **paths)
+                    reference=ref, hf=hf, **paths)
 
 
 def trial_settings(tasks: list[str] | tuple[str, ...], data_dir: str,
@@ -154,14 +167,32 @@ def chance(num_classes: int) -> float:
     return 1.0 / num_classes
 
 
-def reference(spec: TaskSpec, data_source: str) -> float:
-    """The reference accuracy of a task on data of ``data_source`` (real/synthetic/custom)."""
+def reference(spec: TaskSpec, data_source: str, baseline_val: float | None = None,
+              chance_acc: float = 0.0) -> float:
+    """The reference accuracy of a task on data of ``data_source`` (real/synthetic/custom).
+
+    ``reference: baseline`` takes ``baseline_val``, the classical baseline's validation accuracy;
+    a baseline no better than chance cannot scale a score, so the ideal classifier (1.0) stands
+    in for it then.
+    """
+    if spec.reference == "baseline":
+        if baseline_val is None:
+            raise ValueError(f"{spec.name}: reference 'baseline' needs the baseline's accuracy")
+        return baseline_val if baseline_val > chance_acc + 1e-6 else 1.0
     if spec.reference is not None:
-        return spec.reference
+        return float(spec.reference)
     if spec.name in REGISTRY:
         refs = REGISTRY[spec.name].references
         return refs.get(data_source, refs["real"])[0]
-    return 1.0  # a custom task without a stated reference: the ideal classifier
+    return 1.0
+
+
+def task_baseline(spec: TaskSpec, settings: TrialSettings) -> dict[str, Any]:
+    """The task's classical baseline (:mod:`trainables.baseline`), cached per data fingerprint."""
+    from trainables.baseline import baseline
+
+    target, source = load_data(spec, settings.data_dir, settings.split_seed, settings.cache_dir)
+    return baseline(spec, target, source, settings)
 
 
 @functools.lru_cache(maxsize=8)
@@ -171,8 +202,13 @@ def _cifar(path: str, name: str, seed: int) -> Dataset:
 
 @functools.lru_cache(maxsize=8)
 def _target(name: str, kind: str, data_dir: str, train: str | None, test: str | None,
-            remove: tuple[str, ...] | None, seed: int) -> Dataset:
+            remove: tuple[str, ...] | None, seed: int, hf: HFSource | None = None,
+            cache_dir: str | None = None) -> Dataset:
     # Data sets are immutable; a reused actor keeps them for the next trial instead of re-reading.
+    if hf is not None:
+        from trainables.data.hf import load_hf_task
+
+        return load_hf_task(name, kind, hf, seed=seed, cache_dir=cache_dir)
     if name == "newsgroups":
         return load_newsgroups(data_dir, remove=DEFAULT_REMOVE if remove is None else remove,
                                seed=seed)
@@ -183,11 +219,12 @@ def _target(name: str, kind: str, data_dir: str, train: str | None, test: str | 
     return load(name, train, test, seed=seed)
 
 
-def load_data(spec: TaskSpec, data_dir: str, split_seed: int = 0) -> tuple[Dataset, Dataset | None]:
+def load_data(spec: TaskSpec, data_dir: str, split_seed: int = 0,
+              cache_dir: str | None = None) -> tuple[Dataset, Dataset | None]:
     """``(target data, source data or None)`` of a task: image tasks transfer from CIFAR-10."""
     source = _cifar(data_dir, "cifar10", split_seed) if spec.kind == "image" else None
     target = _target(spec.name, spec.kind, data_dir, spec.train, spec.test, spec.remove,
-                     split_seed)
+                     split_seed, spec.hf, cache_dir)
     return target, source
 
 
@@ -199,13 +236,24 @@ def build_task(spec: TaskSpec, meta: MetaConfig, settings: TrialSettings,
 
     cfg = replace(meta.for_task(spec.budget, settings.max_units), device=device,
                   bf16=settings.bf16)
-    target, source = load_data(spec, settings.data_dir, settings.split_seed)
+    target, source = load_data(spec, settings.data_dir, settings.split_seed, settings.cache_dir)
     if spec.kind == "text":
         assert isinstance(spec.model, TextOptions)
         return TextTask(target, spec.model, cfg, spec.budget.val_limit, settings.cache_dir), cfg
     assert source is not None and isinstance(spec.model, VisionOptions)
     return VisionTask(source, target, spec.model, cfg, spec.budget.val_limit,
                       settings.cache_dir), cfg
+
+
+def data_origins(settings: TrialSettings) -> dict[str, dict[str, str | None]]:
+    """Which data each task used: its own (real, synthetic or custom) and its transfer
+    source's (image tasks), for a report that says it per task."""
+    out: dict[str, dict[str, str | None]] = {}
+    for spec in settings.tasks:
+        target, source = load_data(spec, settings.data_dir, settings.split_seed, settings.cache_dir)
+        out[spec.name] = {"data": target.source, "path": target.path,
+                          "source": None if source is None else f"{source.name} ({source.source})"}
+    return out
 
 
 def check_data(settings: TrialSettings, require_real: bool = False) -> list[str]:
@@ -218,7 +266,7 @@ def check_data(settings: TrialSettings, require_real: bool = False) -> list[str]
 
     lines = []
     for spec in settings.tasks:
-        target, source = load_data(spec, settings.data_dir, settings.split_seed)
+        target, source = load_data(spec, settings.data_dir, settings.split_seed, settings.cache_dir)
         stand_in = next((d for d in (target, source) if d is not None and d.source == "synthetic"),
                         None)
         if require_real and stand_in is not None:

@@ -177,15 +177,16 @@ def meta_trainable(config: dict[str, Any], settings: TrialSettings,
 
 def prepare_shared(spec: TaskSpec, settings: TrialSettings) -> dict[str, Any]:
     """Build one task the way a trial does, so that every shared item it needs is in the cache:
-    the decoded data, the tokenizer and token arrays, the pretrained source model. Run as a Ray
+    the decoded data, the tokenizer and token arrays, the pretrained source model, and the
+    task's classical baseline (:mod:`trainables.baseline`). Run as a Ray
     task before the trials (:func:`prepare`); the trials then only read the cache."""
-    from trainables.tasks import build_task
+    from trainables.tasks import build_task, task_baseline
 
     started = time.perf_counter()
     device = prepare_process(settings)
     build_task(spec, MetaConfig(), settings, device)
     return {"task": spec.name, "seconds": time.perf_counter() - started, "device": device,
-            "node_id": _node_id()}
+            "node_id": _node_id(), "baseline": task_baseline(spec, settings)}
 
 
 def prepare(settings: TrialSettings, resources: list[dict[str, float]]) -> Any:

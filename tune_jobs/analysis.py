@@ -93,6 +93,51 @@ def leave_one_task_out(rows: list[dict[str, Any]], tasks: list[str],
     return out
 
 
+def _acc_at(row: dict[str, Any], task: str, units: int) -> float | None:
+    for h in row.get("history", []):
+        if h.get("units") == units:
+            return h.get(objective.metric(task, ACC))
+    return None
+
+
+def pareto(rows: list[dict[str, Any]], tasks: list[str], units: int) -> list[dict[str, Any]]:
+    """The trials that had trained ``units`` budget units, with their per-task validation
+    accuracy at that budget and whether they are on the Pareto front: no other of them is at
+    least as good on every task and better on one."""
+    points = []
+    for r in scored(rows):
+        accs = {t: _acc_at(r, t, units) for t in tasks}
+        if all(a is not None for a in accs.values()):
+            points.append({"trial_id": r["trial_id"], "units": units, "val_acc": accs,
+                           "meta_score": next((h.get(objective.META_SCORE) for h in r["history"]
+                                               if h.get("units") == units), None),
+                           "config": r["config"]})
+
+    def dominates(a: dict[str, float], b: dict[str, float]) -> bool:
+        return all(a[t] >= b[t] for t in tasks) and any(a[t] > b[t] for t in tasks)
+
+    for p in points:
+        p["on_front"] = not any(dominates(q["val_acc"], p["val_acc"]) for q in points if q is not p)
+    return sorted(points, key=lambda p: (not p["on_front"], -(p["meta_score"] or -math.inf)))
+
+
+def tradeoff(rows: list[dict[str, Any]], tasks: list[str]) -> dict[str, Any] | None:
+    """The per-task trade-off at the meta-configuration's own budget: the Pareto set of the
+    trials that reached it, and where the meta-configuration sits."""
+    best = best_row(rows)
+    if best is None or len(tasks) < 2:
+        return None
+    points = pareto(rows, tasks, best["units"])
+    if len(points) < 2:
+        return None
+    chosen = next((p for p in points if p["trial_id"] == best["trial_id"]), None)
+    return {"units": best["units"], "compared": len(points),
+            "front": [p for p in points if p["on_front"]],
+            "others": [p for p in points if not p["on_front"]],
+            "meta_config": best["trial_id"],
+            "meta_config_on_front": bool(chosen and chosen["on_front"])}
+
+
 def asha_rungs(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
     """The milestones (in budget units) at which ASHA's first bracket compares trials."""
     n = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)
@@ -128,22 +173,89 @@ def param_importance(rows: list[dict[str, Any]]) -> dict[str, float]:
                        key=lambda kv: -kv[1]))
 
 
-def summarise(spec: SearchSpec, rows: list[dict[str, Any]],
-              final: dict[str, Any] | None) -> dict[str, Any]:
+def against_baselines(rows: list[dict[str, Any]], final: dict[str, Any] | None,
+                      task_data: dict[str, Any] | None, tasks: list[str]) -> dict[str, Any]:
+    """Per task, the classical baseline next to the tuned meta-configuration: validation
+    accuracy (the winner's), test accuracy (its final evaluation's mean), and whether the tuned
+    model beat the baseline — on test when there is a final evaluation, else on validation."""
+    best = best_row(rows)
+    metrics = (final or {}).get("metrics", {})
+    out = {}
+    for t in tasks:
+        b = ((task_data or {}).get(t) or {}).get("baseline")
+        if not b:
+            continue
+        tuned_val = _acc(best, t) if best is not None else None
+        tuned_test = (metrics.get(objective.metric(t, "test_acc")) or {}).get("mean")
+        split, tuned, base = (("test", tuned_test, b.get("test_acc")) if tuned_test is not None
+                              else ("validation", tuned_val, b.get("val_acc")))
+        out[t] = {"method": b["method"], "baseline_val_acc": b.get("val_acc"),
+                  "baseline_test_acc": b.get("test_acc"), "tuned_val_acc": tuned_val,
+                  "tuned_test_acc": tuned_test, "judged_on": split,
+                  "beat_baseline": None if tuned is None or base is None else tuned > base}
+    return out
+
+
+IMPORTANCE_MIN_TRIALS = 20
+
+
+def importance_caveat(rows: list[dict[str, Any]]) -> str | None:
+    """Said next to the importance plot when too few trials support it (None when enough)."""
+    n = len(scored(rows))
+    if n >= IMPORTANCE_MIN_TRIALS:
+        return None
+    return (f"indicative only: a random forest fitted to {n} trials cannot separate the effect "
+            f"of one parameter from the others' (trust it from about {IMPORTANCE_MIN_TRIALS})")
+
+
+def collapsed(rows: list[dict[str, Any]], final: dict[str, Any] | None,
+              tasks: list[str]) -> list[dict[str, Any]]:
+    """Tasks whose predictions have (nearly) collapsed onto few classes: macro-F1 below half
+    the accuracy, for the winner on validation and, when it exists, on test. (One class for
+    every input of k balanced classes gives accuracy 1/k and macro-F1 about 2/k², so the
+    ratio is ≤ 0.4 from k = 4 classes on; a healthy classifier has the two close.)"""
+    out = []
+    best = best_row(rows)
+    sources = []
+    if best is not None:
+        sources.append(("validation", lambda t: (best["metrics"].get(objective.metric(t, ACC)),
+                        best["metrics"].get(objective.metric(t, "val_macro_f1")))))
+    metrics = (final or {}).get("metrics", {})
+    if metrics:
+        sources.append(("test", lambda t: (
+            (metrics.get(objective.metric(t, "test_acc")) or {}).get("mean"),
+            (metrics.get(objective.metric(t, "test_macro_f1")) or {}).get("mean"))))
+    for split, read in sources:
+        for t in tasks:
+            acc, f1 = read(t)
+            if acc is not None and f1 is not None and acc > 0 and f1 < 0.5 * acc:
+                out.append({"task": t, "split": split, "acc": acc, "macro_f1": f1})
+    return out
+
+
+def summarise(spec: SearchSpec, rows: list[dict[str, Any]], final: dict[str, Any] | None,
+              task_data: dict[str, Any] | None = None,
+              warm: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Everything the report shows, as one JSON-able dict."""
+    from tune_jobs.warm_start import matched
     tasks = list(spec.tasks)
     asha = spec.asha
     milestones = asha_rungs(asha.max_t, asha.grace_period, asha.reduction_factor)
     best = best_row(rows)
     summary: dict[str, Any] = {
         "experiment": spec.experiment, "tasks": tasks, "data": spec.data_dir,
-        "data_kind": spec.data_kind, "num_trials": len(rows),
+        "data_kind": spec.data_kind, "task_data": task_data, "num_trials": len(rows),
         "trials_by_outcome": _count(r.get("stopped", "") for r in rows),
         "rungs": {str(m): c for m, c in rung_counts(rows, milestones).items()},
         "leaderboard": leaderboard(rows, tasks),
         "per_task_best": per_task_best(rows, tasks),
         "leave_one_task_out": leave_one_task_out(rows, tasks, spec.metric_aggregate),
         "param_importance": param_importance(rows),
+        "importance_caveat": importance_caveat(rows),
+        "pareto": tradeoff(rows, tasks),
+        "collapsed": collapsed(rows, final, tasks),
+        "baselines": against_baselines(rows, final, task_data, tasks),
+        "warm_start": matched(rows, warm or []),
         "final_eval": final,
         "damaged_checkpoints": [
             {"trial_id": r["trial_id"], "path": c["path"], "meta_score": c["meta_score"],

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from trainables import objective
-from trainables.tasks import check_data
-from tune_jobs import experiment, presets, search
+from trainables.tasks import check_data, data_origins
+from tune_jobs import experiment, presets, search, warm_start
 from tune_jobs import storage as store
 from tune_jobs.analysis import best_row, summarise
 from tune_jobs.experiment import Experiment
-from tune_jobs.report import text_leaderboard, write_report
+from tune_jobs.report import baseline_lines, spread, text_leaderboard, write_report
 from tune_jobs.results import best_checkpoint, checkpoint_fallback
 from tune_jobs.spec import SearchSpec
 
@@ -64,6 +64,10 @@ def add_parsers(sub: Any) -> None:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override any spec key, e.g. asha.max_t=6 or space.batch_size=32")
     run.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS or a local Ray)")
+    run.add_argument("--warm-start", metavar="EXP[,EXP…]",
+                     help="earlier searches (names under --storage, or folders) whose top "
+                          "configurations are evaluated first (warm_start.top_k; "
+                          "--set warm_start.space=box also shrinks the space to them)")
     run.add_argument("--dry-run", action="store_true", help="validate and print the spec only")
     run.add_argument("--trust-unsigned", action="store_true", help=TRUST_HELP)
     res = sub.add_parser("resume", help="continue an interrupted experiment")
@@ -84,6 +88,18 @@ def add_parsers(sub: Any) -> None:
         p.add_argument("--storage")
         if cmd == "best":
             p.add_argument("--json", action="store_true")
+    tr = sub.add_parser("transfer", help="train the winner (and top-k) on a task the search "
+                        "did not see; compare with its baseline, the default configuration and "
+                        "optionally a short search on it alone")
+    tr.add_argument("name")
+    tr.add_argument("--task", required=True, help="a built-in task, or one declared in --config")
+    tr.add_argument("--config", help="YAML/JSON with custom_tasks / task_options for the task")
+    tr.add_argument("--seeds", type=int, default=3, help="fresh seeds per configuration")
+    tr.add_argument("--top-k", type=int, default=1, help="the search's best k configurations")
+    tr.add_argument("--search-budget", type=int, default=0, metavar="TRIALS",
+                    help="also run a short search of this many trials on the task alone")
+    tr.add_argument("--storage")
+    tr.add_argument("--address")
     ex = sub.add_parser("export", help="write the winner's models as from_pretrained/safetensors")
     ex.add_argument("name")
     ex.add_argument("--out", required=True)
@@ -93,9 +109,15 @@ def add_parsers(sub: Any) -> None:
 
 
 def build_spec(args: argparse.Namespace) -> SearchSpec:
-    return presets.build(args.preset, args.config,
+    spec = presets.build(args.preset, args.config,
                          {"data": args.data, "tasks": args.tasks, "name": args.name,
                           "storage": args.storage, "num_samples": args.num_samples}, args.set)
+    if getattr(args, "warm_start", None):
+        refs = [r.strip() for r in args.warm_start.split(",") if r.strip()]
+        data = spec.to_dict()
+        data["warm_start"] = {**data["warm_start"], "experiments": refs}
+        spec = SearchSpec.from_dict(data)
+    return spec
 
 
 def init_ray(address: str | None) -> bool:
@@ -176,7 +198,8 @@ def _warn_damaged(summary: dict[str, Any]) -> None:
 
 
 def _write_report(exp: Experiment, final: dict[str, Any] | None) -> dict[str, Any]:
-    paths = write_report(exp.local, exp.spec, exp.rows, final)
+    paths = write_report(exp.local, exp.spec, exp.rows, final, exp.task_data(),
+                         exp.warm_origins(), exp.transfers())
     store.publish(exp.local, exp.path, experiment.REPORT_FILES)
     return json.loads(paths["summary"].read_text())
 
@@ -190,16 +213,27 @@ def print_best(summary: dict[str, Any]) -> None:
     for task, acc in best["val_acc"].items():
         print(f"  {task}: val_acc {acc:.4f}, regret vs. the task's own best "
               f"{best['regret'].get(task, 0):.4f}")
+    for line in baseline_lines(summary):
+        print(f"  {line}")
+    tradeoff = summary.get("pareto")
+    if tradeoff:
+        print(f"  per-task trade-off at {tradeoff['units']} units: {len(tradeoff['front'])} of "
+              f"{tradeoff['compared']} configurations on the Pareto front; the meta-configuration "
+              f"is {'on' if tradeoff['meta_config_on_front'] else 'NOT on'} it")
+    for c in summary.get("collapsed") or []:
+        print(f"  warning: {c['task']} predictions have collapsed ({c['split']}: macro-F1 "
+              f"{c['macro_f1']:.3f} against accuracy {c['acc']:.3f}); see the report")
     final = summary.get("final_eval")
     if final:
         for key, v in final["metrics"].items():
             if key.endswith("test_acc") or key == "test_meta_score":
-                print(f"  test {key}: {v['mean']:.4f} ± {v['std']:.4f} over {len(v['values'])} seeds")
+                print(f"  test {key}: {spread(v)}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     spec = _validated(build_spec, args)
     spec = _validated(experiment.finalise, spec)
+    spec, points, origins = _validated(warm_start.resolve, spec)  # before Ray; bad input: 2
     if args.dry_run:
         print(json.dumps(spec.to_dict(), indent=1, default=str))
         return 0
@@ -209,17 +243,25 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{', '.join(spec.tasks)} with {spec.data_kind} data from {spec.data_dir}")
     for line in _validated(check_data, spec.trial_settings(), spec.data == "real"):  # exit 2
         print(f"  {line}")
+    data_used = data_origins(spec.trial_settings())  # read already: the loaders' caches
     print(f"results and checkpoints: {path}")
     connected = init_ray(args.address)
     storage = _validated(search.storage_filesystem, spec, connected)
     _validated(search.check_signatures, spec, storage, args.trust_unsigned)
     if storage.head_store:
         print(f"head store: every checkpoint and result lands on the head node under {path}")
-    _searching(_validated, search.prepare, spec)  # a data error: exit 2; a crash: exit 1
+    baselines = _searching(_validated, search.prepare, spec)  # bad data: exit 2; a crash: 1
+    experiment.save_task_data(spec, {t: {**data_used[t], "baseline": baselines[t]}
+                                     for t in spec.tasks})
+    if origins:
+        warm_start.save_origins(spec, origins)
+        print(f"warm start: {len(points)} configuration(s) from "
+              f"{', '.join(sorted({o['experiment'] for o in origins}))} are evaluated first"
+              + (" in the box they span" if spec.warm_start.space == "box" else ""))
     from tune_jobs.progress import LeaderboardCallback
 
     _searching(search.run_search, spec, storage,
-               callbacks=[LeaderboardCallback(list(spec.tasks), spec.experiment)])
+               callbacks=[LeaderboardCallback(list(spec.tasks), spec.experiment)], points=points)
     return _stopped_by_bad_data(path) or _searching(finish, Experiment(spec, path))
 
 
@@ -321,7 +363,37 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "resume": cmd_resume, "status": cmd_status, "best": cmd_best,
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from tune_jobs import transfer
+
+    for flag, value, low in (("--seeds", args.seeds, 1), ("--top-k", args.top_k, 1),
+                             ("--search-budget", args.search_budget, 0)):
+        if value < low:
+            raise BadInput(f"{flag} {value} is invalid: must be >= {low}")
+    exp = _validated(experiment.load, args.name, args.storage)
+    extra = _validated(presets.load_file, args.config) if args.config else None
+    spec = _validated(transfer.transfer_spec, exp, args.task, extra, args.seeds)
+    _validated(transfer.candidates, exp, args.top_k)  # a search with no result: exit 2
+    for line in _validated(check_data, spec.trial_settings(), spec.data == "real"):
+        print(f"  {line}")
+    connected = init_ray(args.address)
+    baselines = _searching(_validated, search.prepare, spec)
+    short = (_searching(transfer.short_search_winner, spec, args.search_budget, connected)
+             if args.search_budget else None)
+    result = _searching(transfer.evaluate, exp, spec, args.top_k, baselines[args.task], short)
+    name = f"{transfer.PREFIX}{args.task}.json"
+    (exp.local / name).write_text(json.dumps(result, indent=1, default=str))
+    store.publish(exp.local, exp.path, [name])
+    print()
+    for line in transfer.lines(result):
+        print(line)
+    _write_report(exp, exp.final_eval())
+    print(f"\nresult: {exp.path}/{name}\nreport: {exp.path}/report.html (section \"Transfer\")")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "transfer": cmd_transfer, "resume": cmd_resume,
+            "status": cmd_status, "best": cmd_best,
             "report": cmd_report, "export": cmd_export}
 
 

@@ -23,6 +23,9 @@ def add_parser(sub: Any) -> None:
     syn.add_argument("--size", choices=("small", "medium"), default="small")
     chk = dsub.add_parser("check", help="say which data sets are present, real or synthetic")
     chk.add_argument("--dir", default=None, help="default: $METATUNE_DATA/real")
+    chk.add_argument("--config", default=None,
+                     help="also check the tasks this spec file declares (custom_tasks, including "
+                          "Hugging Face ones, and image tasks' declared sources)")
     dl = dsub.add_parser("download", help="download the real data sets (needs internet)")
     dl.add_argument("--dir", default=None,
                     help="default: $METATUNE_DATA/real (./data/real), where --data real reads")
@@ -49,6 +52,31 @@ def check(root: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def check_declared(config: str, root: Path) -> list[dict[str, Any]]:
+    """One row per task a spec file declares (custom and Hugging Face tasks) and per declared
+    transfer source, loaded by the trials' own loaders."""
+    from trainables.tasks import load_data, parse_task
+    from tune_jobs import presets
+
+    spec = presets.load_file(config)
+    rows = []
+    for name, decl in (spec.get("custom_tasks") or {}).items():
+        row: dict[str, Any] = {"dataset": name}
+        try:
+            task = parse_task(name, (spec.get("task_options") or {}).get(name), decl)
+            target, source = load_data(task, str(root), 0, spec.get("cache_dir"))
+        except (DataError, ValueError) as exc:
+            row.update(present=False, error=str(exc))
+        else:
+            row.update(present=True, source=("hf" if task.hf else target.source),
+                       classes=target.num_classes, path=target.path,
+                       layout=(f"Hugging Face {task.hf.name}" if task.hf else "custom files")
+                       + (f"; transfer source {source.name} ({source.source})" if source else ""),
+                       **{s: len(split) for s, split in target.splits.items()})
+        rows.append(row)
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     if args.data_cmd == "synthetic":
         from trainables.data.synthetic import write_all
@@ -61,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.data_cmd == "check":
         root = Path(args.dir) if args.dir else default_dir("real")
-        rows = check(root)
+        rows = check(root) + (check_declared(args.config, root) if args.config else [])
         print(f"data folder: {root}")
         for r in rows:
             if r["present"]:

@@ -22,6 +22,7 @@ from tune_jobs.results import load_rows
 from tune_jobs.spec import SearchSpec
 
 SPEC_FILE = "metatune_spec.json"
+DATA_FILE = "task_data.json"  # which data each task used, written when the search starts
 SUMMARY_FILE = "summary.json"
 REPORT_FILES = [SUMMARY_FILE, "leaderboard.csv", "report.html", "plots"]
 
@@ -64,6 +65,10 @@ def save_spec(spec: SearchSpec) -> None:
     storage.write_json(f"{path_of(spec)}/{SPEC_FILE}", {**spec.to_dict(), "saved_at": time.time()})
 
 
+def save_task_data(spec: SearchSpec, origins: dict[str, Any]) -> None:
+    storage.write_json(f"{path_of(spec)}/{DATA_FILE}", origins)
+
+
 def check_same(spec: SearchSpec) -> None:
     """Refuse to run different settings under the name of an existing experiment."""
     saved = saved_spec(path_of(spec))
@@ -100,6 +105,20 @@ class Experiment:
         """The saved test evaluation of the winner, if the search got that far."""
         summary = self.local / SUMMARY_FILE
         return json.loads(summary.read_text()).get("final_eval") if summary.is_file() else None
+
+    def task_data(self) -> dict[str, Any] | None:
+        """Which data each task used (None for an experiment started before this was kept)."""
+        file = self.local / DATA_FILE
+        return json.loads(file.read_text()) if file.is_file() else None
+
+    def warm_origins(self) -> list[dict[str, Any]]:
+        """The earlier searches' configurations this one started from (empty: a cold start)."""
+        file = self.local / "warm_start.json"
+        return json.loads(file.read_text()) if file.is_file() else []
+
+    def transfers(self) -> list[dict[str, Any]]:
+        """Results of `metatune transfer` to unseen tasks, by task."""
+        return [json.loads(f.read_text()) for f in sorted(self.local.glob("transfer-*.json"))]
 
     def where(self, local_path: str) -> str:
         """A path inside the local view, named where it really lives (the URI, if remote)."""

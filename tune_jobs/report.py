@@ -18,6 +18,14 @@ from tune_jobs.analysis import ACC, summarise
 from tune_jobs.spec import SearchSpec
 
 
+def spread(v: dict[str, Any]) -> str:
+    """``mean ± std over N seeds``; with one seed there is no spread to state."""
+    n = len(v.get("values", []))
+    if n < 2:
+        return f"{v['mean']:.4f} (1 seed: no spread measured)"
+    return f"{v['mean']:.4f} ± {v['std']:.4f} over {n} seeds"
+
+
 def write_leaderboard_csv(board: list[dict[str, Any]], path: Path) -> None:
     columns = sorted({k for row in board for k in row},
                      key=lambda k: (not k.startswith(("rank", "trial")), k.startswith("config/"), k))
@@ -77,9 +85,53 @@ def plots(spec: SearchSpec, rows: list[dict[str, Any]], summary: dict[str, Any],
         ax.set(xlabel="importance for the meta-score (random forest)")
     else:
         ax.text(0.5, 0.5, "too few scored trials", ha="center", va="center")
-    ax.set_title("Parameter importance")
+    caveat = summary.get("importance_caveat")
+    ax.set_title("Parameter importance" + (f" — indicative only ({len(scored_ids(summary))} "
+                                           "trials)" if caveat and imp else ""))
     files["importance"] = _save(fig, out / "param_importance.png")
+    if summary.get("pareto"):
+        files["pareto"] = _pareto_plot(summary["pareto"], tasks, out / "pareto.png")
     return files
+
+
+def scored_ids(summary: dict[str, Any]) -> list[str]:
+    return [r["trial_id"] for r in summary["leaderboard"] if r.get("meta_score") is not None]
+
+
+def _pareto_plot(tradeoff: dict[str, Any], tasks: list[str], path: Path) -> Path:
+    """Two tasks: a scatter with the front; more: parallel coordinates, one line per trial."""
+    import matplotlib.pyplot as plt
+
+    front, others = tradeoff["front"], tradeoff["others"]
+    chosen = tradeoff["meta_config"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if len(tasks) == 2:
+        a, b = tasks
+        ax.scatter([p["val_acc"][a] for p in others], [p["val_acc"][b] for p in others],
+                   color="#bbb", label="dominated")
+        line = sorted(front, key=lambda p: p["val_acc"][a])
+        ax.plot([p["val_acc"][a] for p in line], [p["val_acc"][b] for p in line], "o-",
+                color="#4c72b0", label="Pareto front")
+        for p in front + others:
+            if p["trial_id"] == chosen:
+                ax.scatter([p["val_acc"][a]], [p["val_acc"][b]], marker="*", s=250,
+                           color="#c44e52", zorder=5, label="meta-configuration")
+        ax.set(xlabel=f"{a} validation accuracy", ylabel=f"{b} validation accuracy")
+    else:
+        xs = range(len(tasks))
+        for p in others:
+            ax.plot(xs, [p["val_acc"][t] for t in tasks], color="#ccc", lw=1)
+        for p in front:
+            ax.plot(xs, [p["val_acc"][t] for t in tasks], color="#4c72b0", lw=1.5)
+        for p in front + others:
+            if p["trial_id"] == chosen:
+                ax.plot(xs, [p["val_acc"][t] for t in tasks], color="#c44e52", lw=3,
+                        label="meta-configuration")
+        ax.set_xticks(list(xs), tasks)
+        ax.set(ylabel="validation accuracy")
+    ax.set_title(f"Per-task trade-off at {tradeoff['units']} units ({tradeoff['compared']} trials)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -104,7 +156,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in columns) + "</tr>"
                    for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
 
 
 def render_html(summary: dict[str, Any], images: dict[str, Path]) -> str:
@@ -115,37 +167,150 @@ def render_html(summary: dict[str, Any], images: dict[str, Path]) -> str:
 
     best = summary.get("best") or {}
     final = summary.get("final_eval") or {}
-    final_rows = [{"metric": k, "mean": v["mean"], "std": v["std"], "seeds": len(v["values"])}
-                  for k, v in final.get("metrics", {}).items()]
+    final_rows = [{"metric": k, "mean": v["mean"],
+                   "std": v["std"] if len(v["values"]) > 1 else "– (1 seed)",
+                   "seeds": len(v["values"])} for k, v in final.get("metrics", {}).items()]
     regrets = [{"task": t, "meta-config val acc": best.get("val_acc", {}).get(t),
                 "best on task": summary["per_task_best"].get(t, {}).get(ACC), "regret": r}
                for t, r in best.get("regret", {}).items()]
     outcomes = ", ".join(f"{k}: {v}" for k, v in summary["trials_by_outcome"].items())
     style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:"
              "collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px}"
-             "th{background:#f0f0f0}img{max-width:49%;margin:4px}")
+             "th{background:#f0f0f0}img{max-width:49%;margin:4px}"
+             ".scroll{overflow-x:auto;max-width:100%}.warn{color:#b00;font-weight:bold}")
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>Metatune report: {html.escape(summary['experiment'])}</title><style>{style}</style></head><body>
 <h1>Metatune: {html.escape(summary['experiment'])}</h1>
-<p>Tasks: {', '.join(summary['tasks'])}. Data: {_fmt(summary.get('data_kind'))} ({_fmt(summary.get('data'))}).
-Trials: {summary['num_trials']} ({outcomes}).</p>
+{_data_line(summary)}
+<p>Trials: {summary['num_trials']} ({outcomes}).</p>
+{_collapsed(summary)}
 <h2>Best meta-configuration</h2>
 <p>Trial {_fmt(best.get('trial_id'))}, validation meta-score {_fmt(best.get('meta_score'))}.</p>
 {_table([{'parameter': k, 'value': v} for k, v in best.get('config', {}).items()])}
 <h3>Held-out test evaluation (re-trained with {len(final.get('seeds', []))} seeds)</h3>
 {_table(final_rows)}
+{_baselines(summary)}
 <h3>Regret against each task's own best configuration</h3>
 {_table(regrets)}
 <h3>Leave-one-task-out</h3>
 <p>The configuration chosen on the other tasks, scored on the held-out one.</p>
 {_table(summary['leave_one_task_out'])}
+{_tradeoff(summary)}
+{_transfers(summary)}
+{_warm(summary)}
 {_damaged(summary)}
 <h2>Plots</h2>
+{f'<p>Parameter importance: {html.escape(summary["importance_caveat"])}.</p>'
+ if summary.get("importance_caveat") else ""}
 {''.join(img(k) for k in images)}
 <h2>Leaderboard</h2>
 {_table(summary['leaderboard'])}
 </body></html>
 """
+
+
+def _data_line(summary: dict[str, Any]) -> str:
+    """Which data each task used, per task (one label for the whole search can mislead: real
+    tasks with a stand-in source are not "synthetic")."""
+    origins = summary.get("task_data")
+    if not origins:
+        return (f"<p>Tasks: {', '.join(summary['tasks'])}. Data: "
+                f"{_fmt(summary.get('data_kind'))} ({_fmt(summary.get('data'))}).</p>")
+    items = "".join(
+        f"<li><b>{html.escape(t)}</b>: {_fmt(o['data'])} data ({_fmt(o.get('path'))})"
+        + (f"; transfers from {_fmt(o['source'])}" if o.get("source") else "") + "</li>"
+        for t, o in origins.items())
+    return f"<p>Tasks and the data each used:</p><ul>{items}</ul>"
+
+
+def _collapsed(summary: dict[str, Any]) -> str:
+    items = summary.get("collapsed") or []
+    if not items:
+        return ""
+    lines = "".join(
+        f"<li>{html.escape(c['task'])} ({c['split']}): macro-F1 {c['macro_f1']:.3f} against "
+        f"accuracy {c['acc']:.3f} — nearly every prediction is one or a few classes</li>"
+        for c in items)
+    return (f'<p class="warn">Collapsed predictions</p><ul>{lines}</ul><p>The winner has learnt '
+            "little beyond the commonest classes there: give that task more budget per unit "
+            "(steps_per_unit), a higher base_lr, or a stated reference, and check its labels.</p>")
+
+
+def baseline_lines(summary: dict[str, Any]) -> list[str]:
+    """One plain sentence per task: did the tuned model beat the classical baseline?"""
+    lines = []
+    for t, b in summary.get("baselines", {}).items():
+        split = b["judged_on"]
+        tuned = b["tuned_test_acc"] if split == "test" else b["tuned_val_acc"]
+        base = b["baseline_test_acc"] if split == "test" else b["baseline_val_acc"]
+        if b["beat_baseline"] is None:
+            lines.append(f"{t}: no tuned result to compare with the baseline ({base:.4f})")
+            continue
+        verdict = "beat" if b["beat_baseline"] else "did NOT beat"
+        lines.append(f"{t}: the tuned model ({tuned:.4f} {split} accuracy) {verdict} the "
+                     f"classical baseline ({base:.4f}; {b['method']})")
+    return lines
+
+
+def _baselines(summary: dict[str, Any]) -> str:
+    items = summary.get("baselines") or {}
+    if not items:
+        return ""
+    rows = [{"task": t, "baseline": b["method"], "baseline val acc": b["baseline_val_acc"],
+             "tuned val acc": b["tuned_val_acc"], "baseline test acc": b["baseline_test_acc"],
+             "tuned test acc": b["tuned_test_acc"],
+             "tuned beat it": {True: "yes", False: "NO", None: "–"}[b["beat_baseline"]]}
+            for t, b in items.items()]
+    sentences = "".join(('<li class="warn">' if "NOT" in line else "<li>")
+                        + html.escape(line) + "</li>" for line in baseline_lines(summary))
+    return ("<h3>Against the classical baselines</h3><ul>" + sentences + "</ul>" + _table(rows))
+
+
+def _transfers(summary: dict[str, Any]) -> str:
+    parts = []
+    for t in summary.get("transfers") or []:
+        base = t["baseline"]
+        rows = [{"configuration": r["label"], "test acc (mean)": r["test_acc"],
+                 "std": r["test_acc_std"] if len(r.get("values", [])) > 1 else "– (1 seed)",
+                 "test macro-F1": r.get("test_macro_f1")} for r in t["runs"]]
+        rows.append({"configuration": f"classical baseline ({base['method']})",
+                     "test acc (mean)": base.get("test_acc"), "std": "–",
+                     "test macro-F1": base.get("test_macro_f1")})
+        verdict = (f"The meta-configuration {'beat' if t['winner_beats_baseline'] else 'did NOT beat'}"
+                   f" the baseline and {'beat' if t['winner_beats_default'] else 'did NOT beat'} "
+                   "the default configuration.")
+        parts.append(f"<h3>Transfer to {html.escape(t['task'])} (not searched)</h3><p>Each "
+                     f"configuration trained for {t['budget_units']} units with {t['seeds']} "
+                     f"seed(s), scored on the test split. {verdict}</p>" + _table(rows))
+    return "".join(parts)
+
+
+def _warm(summary: dict[str, Any]) -> str:
+    items = summary.get("warm_start") or []
+    if not items:
+        return ""
+    rows = [{"trial": w["trial_id"], "from search": w["from_experiment"],
+             "its trial": w["from_trial"], "ranked there on": ", ".join(w["ranked_on"])}
+            for w in items]
+    return ("<h3>Warm start</h3><p>These trials evaluated the top configurations of earlier "
+            "searches first; the others were sampled.</p>" + _table(rows))
+
+
+def _tradeoff(summary: dict[str, Any]) -> str:
+    t = summary.get("pareto")
+    if not t:
+        return ""
+    tasks = summary["tasks"]
+    rows = [{"trial_id": p["trial_id"], **{f"{k} val acc": p["val_acc"][k] for k in tasks},
+             "meta_score": p["meta_score"],
+             "": "meta-configuration" if p["trial_id"] == t["meta_config"] else ""}
+            for p in t["front"]]
+    where = ("is on the front" if t["meta_config_on_front"] else
+             "is not on the front: another configuration was at least as good on every task "
+             "at this budget, and better on one")
+    return (f"<h3>Per-task trade-off (Pareto set at {t['units']} units, {t['compared']} trials)"
+            f"</h3><p>No other configuration beats these on every task. The meta-configuration "
+            f"{where}.</p>" + _table(rows))
 
 
 def _damaged(summary: dict[str, Any]) -> str:
@@ -160,12 +325,19 @@ def _damaged(summary: dict[str, Any]) -> str:
 
 
 def write_report(exp_dir: str | Path, spec: SearchSpec, rows: list[dict[str, Any]],
-                 final: dict[str, Any] | None = None) -> dict[str, Path]:
+                 final: dict[str, Any] | None = None,
+                 task_data: dict[str, Any] | None = None,
+                 warm: list[dict[str, Any]] | None = None,
+                 transfers: list[dict[str, Any]] | None = None) -> dict[str, Path]:
     """Write summary.json, leaderboard.csv, plots/*.png and report.html under ``exp_dir``."""
     exp = Path(exp_dir)
-    summary = summarise(spec, rows, final)
+    summary = summarise(spec, rows, final, task_data, warm)
+    summary["transfers"] = transfers or []
     (exp / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    write_leaderboard_csv(summary["leaderboard"], exp / "leaderboard.csv")
+    base = {f"baseline/{t}/{split}_acc": b[f"baseline_{split}_acc"]  # the same on every row
+            for t, b in summary["baselines"].items() for split in ("val", "test")}
+    write_leaderboard_csv([{**row, **base} for row in summary["leaderboard"]],
+                          exp / "leaderboard.csv")
     images = plots(spec, rows, summary, exp / "plots")
     (exp / "report.html").write_text(render_html(summary, images))
     return {"summary": exp / "summary.json", "leaderboard": exp / "leaderboard.csv",

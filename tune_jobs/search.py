@@ -21,17 +21,23 @@ def build_scheduler(spec: SearchSpec) -> Any:
                          reduction_factor=asha.reduction_factor, brackets=asha.brackets)
 
 
-def build_searcher(spec: SearchSpec) -> Any:
+def build_searcher(spec: SearchSpec, points: list[dict[str, Any]] | None = None) -> Any:
+    """The searcher; ``points`` (a warm start's configurations) are evaluated first."""
+    if points:
+        from tune_jobs.warm_start import complete
+
+        points = complete(points, spec.space, spec.search_seed)
     if spec.searcher == "random":
         from ray.tune.search import BasicVariantGenerator
 
         # Random sampling of the param space, reproducible for a search_seed.
         return BasicVariantGenerator(random_state=spec.search_seed,
-                                     max_concurrent=spec.max_concurrent)
+                                     max_concurrent=spec.max_concurrent,
+                                     points_to_evaluate=points or None)
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    searcher = OptunaSearch(seed=spec.search_seed)
+    searcher = OptunaSearch(seed=spec.search_seed, points_to_evaluate=points or None)
     return ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent or 4)
 
 
@@ -43,7 +49,8 @@ def build_trainable(spec: SearchSpec) -> Any:
 
 
 def build_tuner(spec: SearchSpec, callbacks: list[Any] | None = None,
-                storage_filesystem: Any = None, storage_path: str | None = None) -> Any:
+                storage_filesystem: Any = None, storage_path: str | None = None,
+                points: list[dict[str, Any]] | None = None) -> Any:
     from ray import tune
 
     from tune_jobs.data_guard import DataErrorStop
@@ -54,7 +61,7 @@ def build_tuner(spec: SearchSpec, callbacks: list[Any] | None = None,
         metric=objective.META_SCORE, mode="max", scheduler=build_scheduler(spec),
         # max_concurrent is the searcher's to enforce (BasicVariantGenerator, or the
         # ConcurrencyLimiter around Optuna); Tune ignores max_concurrent_trials for these.
-        search_alg=build_searcher(spec), num_samples=spec.num_samples,
+        search_alg=build_searcher(spec, points), num_samples=spec.num_samples,
         # Reused actors skip a ~2 s actor start per trial; every trial builds its own state.
         reuse_actors=True)
     run_config = tune.RunConfig(
@@ -69,23 +76,25 @@ def build_tuner(spec: SearchSpec, callbacks: list[Any] | None = None,
                       tune_config=tune_config, run_config=run_config)
 
 
-def prepare(spec: SearchSpec) -> float:
+def prepare(spec: SearchSpec) -> dict[str, dict[str, Any]]:
     """The preparation phase, before any trial starts: every task's shared items (data,
-    tokenizer and token arrays, source model) are built once, side by side as Ray tasks with the
-    trials' resources, so that no trial slot waits on another's lock. Prints each task as it is
-    done; returns the phase's wall seconds. Bad data raises the loader's DataError (exit 2)."""
-    import time
-
+    tokenizer and token arrays, source model, classical baseline) are built once, side by side
+    as Ray tasks with the trials' resources, so that no trial slot waits on another's lock.
+    Prints each task as it is done; returns each task's baseline. Bad data raises the loader's
+    DataError (exit 2)."""
     from trainables.trainable import prepare as prepare_tasks
 
-    started = time.perf_counter()
     resources = spec.task_bundles() or [spec.resources.to_ray()] * len(spec.tasks)
     print(f"preparing {len(spec.tasks)} task(s) before the trials: data, tokenizers, source "
-          "models (once per cache; seconds when they are there already) ...", flush=True)
+          "models, classical baselines (once per cache; seconds when they are there) ...",
+          flush=True)
+    baselines = {}
     for done in prepare_tasks(spec.trial_settings(), resources):
-        print(f"  prepared {done['task']} in {done['seconds']:.1f} s on {done['device']}",
-              flush=True)
-    return time.perf_counter() - started
+        b = baselines[done["task"]] = done["baseline"]
+        print(f"  prepared {done['task']} in {done['seconds']:.1f} s on {done['device']}; "
+              f"classical baseline: val_acc {b['val_acc']:.4f}, test_acc "
+              f"{b.get('test_acc', float('nan')):.4f} ({b['method']})", flush=True)
+    return {t: baselines[t] for t in spec.tasks}
 
 
 class Storage(NamedTuple):
@@ -148,7 +157,7 @@ def check_signatures(spec: SearchSpec, storage: Storage, trust: bool = False) ->
 
 
 def run_search(spec: SearchSpec, storage: Storage, callbacks: list[Any] | None = None,
-               resume: bool = False) -> Any:
+               resume: bool = False, points: list[dict[str, Any]] | None = None) -> Any:
     """Start the experiment, or restore it when it already exists. Returns Tune's ResultGrid.
 
     ``storage`` comes from :func:`storage_filesystem`; call :func:`check_signatures` first.
@@ -166,7 +175,7 @@ def run_search(spec: SearchSpec, storage: Storage, callbacks: list[Any] | None =
         if resume:
             raise ValueError(f"no restorable experiment at {experiment.path_of(spec)}; start it "
                              "with `metatune run`")
-        tuner = build_tuner(spec, callbacks, fs, storage.path)
+        tuner = build_tuner(spec, callbacks, fs, storage.path, points)
     experiment.save_spec(spec)
     from tune_jobs import data_guard
 

@@ -115,6 +115,25 @@ class FinalEval:
 
 
 @dataclass(frozen=True)
+class WarmStart:
+    """Start from earlier searches (:mod:`tune_jobs.warm_start`): their top-k configurations are
+    evaluated first; with ``space: box`` the space also shrinks to the box they span."""
+
+    experiments: tuple[str, ...] = ()  # names under --storage, or paths to experiment folders
+    top_k: int = 3  # configurations taken from each earlier search
+    space: str = "keep"  # keep | box (Perrone et al., NeurIPS 2019)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.experiments, str) or not all(
+                isinstance(e, str) and e for e in self.experiments):
+            _fail("warm_start.experiments", self.experiments, "a list of experiment names/paths")
+        object.__setattr__(self, "experiments", tuple(self.experiments))
+        _int("warm_start.top_k", self.top_k, 1)
+        if self.space not in ("keep", "box"):
+            _fail("warm_start.space", self.space, "keep or box")
+
+
+@dataclass(frozen=True)
 class SearchSpec:
     """One search, complete and checked. Defaults are the known-good baseline."""
 
@@ -126,7 +145,7 @@ class SearchSpec:
     num_samples: int = 8  # trials (configurations) sampled
     searcher: str = "random"  # random | optuna
     search_seed: int = 0  # seed of the searcher's sampling
-    metric_aggregate: str = "mean"  # meta-score over tasks: mean | min
+    metric_aggregate: str = "mean"  # meta-score over tasks: mean | min | geomean
     asha: Asha = field(default_factory=Asha)
     resources: Resources = field(default_factory=Resources)  # per trial
     # The scale-out form: each task of a trial runs as an actor in its own bundle of the
@@ -138,6 +157,7 @@ class SearchSpec:
     keep_checkpoints: int = 2  # best checkpoints kept per trial (by meta_score), >= 1
     checkpoint_every: int = 1  # budget units between checkpoints
     final_eval: FinalEval = field(default_factory=FinalEval)
+    warm_start: WarmStart = field(default_factory=WarmStart)
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool = False  # bf16 autocast on CUDA
     cache_dir: str | None = None  # shared-work cache; None = $METATUNE_CACHE or ~/.cache/metatune
@@ -219,7 +239,8 @@ class SearchSpec:
         if not isinstance(tasks, (list, tuple)) or not all(isinstance(t, str) for t in tasks):
             _fail("tasks", tasks, "a list of task names")
         data["tasks"] = tuple(tasks)
-        for key, part in (("asha", Asha), ("final_eval", FinalEval), ("resources", Resources)):
+        for key, part in (("asha", Asha), ("final_eval", FinalEval), ("resources", Resources),
+                          ("warm_start", WarmStart)):
             if key in data:
                 data[key] = _section(part, data[key], key)
         for key in ("task_resources", "task_options", "custom_tasks", "space"):
@@ -238,6 +259,7 @@ class SearchSpec:
         """The JSON form, as saved with the experiment; ``from_dict`` reads it back."""
         out = dataclasses.asdict(self)
         out["tasks"] = list(self.tasks)
+        out["warm_start"]["experiments"] = list(self.warm_start.experiments)
         return out
 
     def trial_settings(self, data_dir: str | None = None) -> TrialSettings:

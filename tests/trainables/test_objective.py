@@ -16,6 +16,11 @@ def test_normalise():
 def test_aggregate():
     assert objective.aggregate([0.2, 0.6]) == pytest.approx(0.4)
     assert objective.aggregate([0.2, 0.6], "min") == 0.2
+    assert objective.aggregate([0.2, 0.8], "geomean") == pytest.approx(0.4)
+    # a task at (or below) chance counts as the floor: the fast task cannot carry the score
+    assert objective.aggregate([-0.1, 0.9], "geomean") == pytest.approx((0.01 * 0.9) ** 0.5)
+    assert objective.aggregate([0.0, 0.9], "geomean") < objective.aggregate([0.3, 0.3], "geomean")
+    assert objective.aggregate([0.0, 0.9]) > objective.aggregate([0.3, 0.3])  # the mean: not so
     with pytest.raises(ValueError, match="aggregate='median'"):
         objective.aggregate([1.0], "median")
 

@@ -50,7 +50,15 @@ def test_reference_stated_builtin_or_ideal():
     assert reference(parse_task("newsgroups"), "real") == 0.72
     assert reference(parse_task("newsgroups"), "synthetic") == 1.0
     assert reference(parse_task("newsgroups", {"reference": 0.5}), "real") == 0.5
-    assert reference(parse_task("mine", None, {"type": "image", "train": "/"}), "custom") == 1.0
+    mine = parse_task("mine", None, {"type": "image", "train": "/"})
+    assert mine.reference == "baseline"  # a custom task's default: its measured baseline
+    assert reference(mine, "custom", baseline_val=0.6, chance_acc=0.1) == 0.6
+    with pytest.raises(ValueError, match="needs the baseline's accuracy"):
+        reference(mine, "custom")
+    stated = parse_task("mine", {"reference": 0.8}, {"type": "image", "train": "/"})
+    assert reference(stated, "custom") == 0.8
+    with pytest.raises(ValueError, match="mine.reference='best'"):
+        parse_task("mine", {"reference": "best"}, {"type": "image", "train": "/"})
 
 
 def test_custom_tasks_from_a_spec_run_in_a_trial(syn_dir, cache_dir, tmp_path):

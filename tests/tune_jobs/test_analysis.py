@@ -59,3 +59,68 @@ def test_param_importance_finds_the_parameter_that_matters():
     assert set(imp) == {"lr_scale", "dropout"} and imp["lr_scale"] > imp["dropout"]
     assert sum(imp.values()) == pytest.approx(1.0)
     assert analysis.param_importance(rows[:3]) == {}
+
+
+def curve_row(tid, accs_by_unit, f1=None, stopped="completed"):
+    """A row whose history has each task's accuracy at each unit; ``accs_by_unit[u-1]`` is a
+    dict task -> acc at unit u."""
+    units = len(accs_by_unit)
+    hist = [{"units": u + 1, "meta_score": sum(a.values()) / len(a),
+             **{f"{t}/val_acc": v for t, v in a.items()}} for u, a in enumerate(accs_by_unit)]
+    last = accs_by_unit[-1]
+    metrics = {"meta_score": hist[-1]["meta_score"], **{f"{t}/val_acc": v for t, v in last.items()},
+               **{f"{t}/score": v for t, v in last.items()}}
+    for t, v in (f1 or {}).items():
+        metrics[f"{t}/val_macro_f1"] = v
+    return {"trial_id": tid, "config": {"lr_scale": 1.0}, "units": units, "stopped": stopped,
+            "trial_dir": f"/x/{tid}", "metrics": metrics, "history": hist, "checkpoints": []}
+
+
+def test_pareto_front_at_one_budget_on_hand_made_rows():
+    two = [{"a": 0.5, "b": 0.5}]
+    rows = [curve_row("t1", two * 3 + [{"a": 0.9, "b": 0.1}]),
+            curve_row("t2", two * 3 + [{"a": 0.6, "b": 0.6}]),
+            curve_row("t3", two * 3 + [{"a": 0.25, "b": 0.8}]),
+            curve_row("t6", two * 3 + [{"a": 0.5, "b": 0.5}]),   # dominated by t2
+            curve_row("t7", two * 3 + [{"a": 0.6, "b": 0.6}]),   # ties t2: both on the front
+            curve_row("t4", [{"a": 0.55, "b": 0.2}], stopped="stopped by ASHA at unit 1"),
+            curve_row("t5", [{"a": 0.4, "b": 0.4}], stopped="stopped by ASHA at unit 1")]
+    points = analysis.pareto(rows, ["a", "b"], 4)
+    front = {p["trial_id"] for p in points if p["on_front"]}
+    assert front == {"t1", "t2", "t3", "t7"}
+    assert {p["trial_id"] for p in points} == {"t1", "t2", "t3", "t6", "t7"}  # t4, t5: 1 unit
+    at_one = analysis.pareto(rows, ["a", "b"], 1)  # at unit 1 every trial is compared
+    assert len(at_one) == 7
+    assert {p["trial_id"] for p in at_one if not p["on_front"]} == {"t5"}
+    t = analysis.tradeoff(rows, ["a", "b"])
+    assert t["units"] == 4 and t["meta_config"] in ("t2", "t7") and t["meta_config_on_front"]
+
+
+def test_the_meta_configuration_can_sit_off_the_front_and_three_tasks():
+    # t9 was better on every task at unit 2, then fell back: the winner (t8, 2 units) is dominated
+    rows = [curve_row("t8", [{"a": 0.3, "b": 0.3, "c": 0.3}, {"a": 0.5, "b": 0.5, "c": 0.5}]),
+            curve_row("t9", [{"a": 0.3, "b": 0.3, "c": 0.3}, {"a": 0.6, "b": 0.6, "c": 0.6},
+                             {"a": 0.1, "b": 0.1, "c": 0.1}]),
+            curve_row("t10", [{"a": 0.1, "b": 0.1, "c": 0.1}, {"a": 0.9, "b": 0.0, "c": 0.0}])]
+    t = analysis.tradeoff(rows, ["a", "b", "c"])
+    assert t["meta_config"] == "t8" and t["units"] == 2
+    assert not t["meta_config_on_front"]
+    assert {p["trial_id"] for p in t["front"]} == {"t9", "t10"}
+
+
+def test_collapsed_predictions_are_flagged_on_validation_and_test():
+    rows = [curve_row("t1", [{"a": 0.21, "b": 0.8}], f1={"a": 0.04, "b": 0.79})]
+    final = {"metrics": {"a/test_acc": {"mean": 0.22, "std": 0.0, "values": [0.22]},
+                         "a/test_macro_f1": {"mean": 0.05, "std": 0.0, "values": [0.05]},
+                         "b/test_acc": {"mean": 0.8, "std": 0.0, "values": [0.8]},
+                         "b/test_macro_f1": {"mean": 0.78, "std": 0.0, "values": [0.78]}}}
+    found = analysis.collapsed(rows, final, ["a", "b"])
+    assert [(c["task"], c["split"]) for c in found] == [("a", "validation"), ("a", "test")]
+    assert analysis.collapsed(rows, None, ["b"]) == []
+
+
+def test_importance_caveat_below_twenty_trials():
+    few = [curve_row(f"t{i}", [{"a": 0.1 * i, "b": 0.1}]) for i in range(6)]
+    assert "6 trials" in analysis.importance_caveat(few)
+    many = [curve_row(f"t{i}", [{"a": 0.01 * i, "b": 0.1}]) for i in range(20)]
+    assert analysis.importance_caveat(many) is None

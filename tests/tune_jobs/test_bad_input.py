@@ -76,6 +76,12 @@ def files(syn_dir, tmp_path_factory):
     post = sorted((root / "binary_news").glob("**/20news-bydate-train/sci.space/*"))[0]
     post.write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
     f["binary_post"] = post
+    import datasets  # a Hugging Face data set saved locally, as a user would bring one
+
+    hf = datasets.Dataset.from_dict({"sentence": [f"t {i}" for i in range(1200)],
+                                     "y": list(range(1200))})
+    datasets.DatasetDict({"train": hf, "test": hf}).save_to_disk(str(root / "hf"))
+    f["hf"] = root / "hf"
     f["config_yaml"] = root / "broken.yaml"
     f["config_yaml"].write_text("num_samples: 3\nasha: [\n")
     f["config_json"] = root / "broken.json"
@@ -101,8 +107,9 @@ def files(syn_dir, tmp_path_factory):
     return f
 
 
-def custom(name: str, kind: str, path: Path, **extra: str) -> list[str]:
-    decl = ", ".join([f"type: {kind}", f"train: {path}", *(f"{k}: {v}" for k, v in extra.items())])
+def custom(name: str, kind: str, path: Path | None, **extra: str) -> list[str]:
+    decl = ", ".join([f"type: {kind}", *([f"train: {path}"] if path else []),
+                      *(f"{k}: {v}" for k, v in extra.items())])
     return ["--set", f"tasks=[{name}]", "--set", f"custom_tasks.{name}={{{decl}}}"]
 
 
@@ -126,6 +133,18 @@ CASES = [
      lambda f: ["custom_tasks.t.train='/nope.csv'", "no such file"]),
     ("custom type", lambda f, d: ["run", "--data", d, *custom("t", "audio", f["no_label"])],
      lambda f: ["custom_tasks.t.type='audio'"]),
+    ("hf missing column", lambda f, d: ["run", "--data", d, *custom("h", "text", None, hf=f["hf"])],
+     lambda f: [f"hf='{f['hf']}'", "no column 'text' (text_column)"]),
+    ("hf label not categorical", lambda f, d: ["run", "--data", d, *custom(
+        "h", "text", None, hf=f["hf"], text_column="sentence", label_column="y")],
+     lambda f: [f"hf='{f['hf']}'", "1200 distinct values"]),
+    ("hf missing split", lambda f, d: ["run", "--data", d, *custom(
+        "h", "text", None, hf=f["hf"], text_column="sentence", label_column="y",
+        test_split="validation")],
+     lambda f: [f"hf='{f['hf']}'", "no split 'validation'"]),
+    ("hf unknown name offline", lambda f, d: ["run", "--data", d, *custom(
+        "h", "text", None, hf="someone/no-such-set")],
+     lambda f: ["hf='someone/no-such-set'", "offline"]),
     ("truncated cifar archive", lambda f, d: ["run", "--data", str(f["truncated_cifar"])],
      lambda f: ["cifar-10-python.tar.gz", "re-download"]),
     ("malicious cifar pickle", lambda f, d: ["run", "--data", str(f["evil_cifar"])],
@@ -189,6 +208,16 @@ CASES = [
      lambda f: ["no experiment 'nope'"]),
     ("export missing", lambda f, d: ["export", "nope", "--storage", str(f["storage"]), "--out",
                                      "/tmp/x"], lambda f: ["no experiment 'nope'"]),
+    ("warm start missing", lambda f, d: ["run", "--data", d, "--storage", str(f["storage"]),
+                                         "--warm-start", "nope"],
+     lambda f: ["--warm-start nope", "no experiment 'nope'"]),
+    ("warm start no trials", lambda f, d: ["run", "--data", d, "--storage", str(f["storage"]),
+                                           "--name", "other", "--warm-start", "taken"],
+     lambda f: ["--warm-start taken", "no finished trial"]),
+    ("set warm_start.space", lambda f, d: ["run", "--set", "warm_start.space=sphere"],
+     lambda f: ["warm_start.space='sphere'"]),
+    ("set reference", lambda f, d: ["run", "--set", "task_options.newsgroups.reference=best"],
+     lambda f: ["newsgroups.reference='best'"]),
     ("preset unknown", lambda f, d: ["run", "--preset", "huge"], lambda f: ["--preset 'huge'"]),
 ]
 
