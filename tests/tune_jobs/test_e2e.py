@@ -78,6 +78,12 @@ def test_outputs_and_asha(finished):
     assert "Ray: started a local instance (pass --address" in out  # says where it runs
     assert "newsgroups: synthetic data, 20 classes" in out  # every task's data, before Ray
     assert "prepared newsgroups in" in out and "prepared cifar_transfer in" in out
+    # the classical baselines, fitted in the preparation phase, next to the tuned model
+    assert "classical baseline: val_acc" in out
+    assert set(summary["baselines"]) == {"newsgroups", "cifar_transfer"}
+    assert all(isinstance(b["beat_baseline"], bool) for b in summary["baselines"].values())
+    assert "the classical baseline (" in out
+    assert summary["task_data"]["cifar_transfer"]["source"] == "cifar10 (synthetic)"
     # a successful run shows no worker's exit traceback, and no snapshot-rate warning
     assert "SystemExit" not in out and "Traceback" not in out, out[-3000:]
     assert "snapshotting has been triggered" not in out
