@@ -57,6 +57,13 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, str]]:
                     f"{len(w['per_seed'])} seeds)",
                     f"{w['mean_speedup']}× fewer units warm" if w["mean_speedup"] else "not reached",
                     "≥ 2× (literature 1.2–2.6×)", w["when"]))
+    if g := r.get("aggregate"):
+        out.append(("Slow task at ASHA's first rung: where the promoted trials rank on it "
+                    "(mean vs geomean meta-score, 8 trials)",
+                    f"mean {g['mean']['promoted_slow_task_ranks']}, geomean "
+                    f"{g['geomean']['promoted_slow_task_ranks']}; winner's slow-task val acc "
+                    f"{g['mean']['winner_slow_val_acc']} vs {g['geomean']['winner_slow_val_acc']}",
+                    "lower ranks with geomean", g["when"]))
     if s := r.get("shared_work"):
         out.append(("Shared work, warm vs cold (tokenise; source pretraining)",
                     f"{s['tokenise_speedup']}× ; {s['source_speedup']}× faster warm", "—",

@@ -214,8 +214,19 @@ class VisionOptions:
     source_seed: int = 0  # seed of the source pretraining (part of the cache key)
     train_limit: int = 0  # target training examples used (0 = all)
     augment: bool = True  # pad-4 random crop + horizontal flip on training batches
+    # What the backbone transfers from: cifar10 (in the data folder), a path to a source data
+    # set (.npz with x[, y], or an image folder, any classes), or none (trained from scratch).
+    source: str = "cifar10"
+    # How the source is pretrained: supervised (its labels), autoencoder (a convolutional
+    # decoder, reconstruction loss) or contrastive (SimCLR: two views, NT-Xent). The two
+    # self-supervised methods never read the source's labels, so a source may have none.
+    source_method: str = "supervised"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.source, str) or not self.source:
+            _fail("source", self.source, "cifar10, none, or a path to a source data set")
+        if self.source_method not in SOURCE_METHODS:
+            _fail("source_method", self.source_method, f"choose one of {list(SOURCE_METHODS)}")
         for key in ("width", "source_lr"):
             _check_number(key, getattr(self, key))
             if getattr(self, key) <= 0:
@@ -230,6 +241,7 @@ class VisionOptions:
 
 
 KINDS = ("text", "image")
+SOURCE_METHODS = ("supervised", "autoencoder", "contrastive")
 
 
 @dataclass(frozen=True)

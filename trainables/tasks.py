@@ -39,6 +39,7 @@ DEFAULT_BUDGETS = {
     "image": TaskBudget(base_lr=1e-3, base_lr_sgd=2e-2, steps_per_unit=20),
 }
 MODEL_OPTIONS = {"text": TextOptions, "image": VisionOptions}
+BUILTIN_SOURCES = ("cifar10", "none")
 # a custom task's Hugging Face keys: the data set, then HFSource's fields
 HF_KEYS = ("hf", "train_split", "test_split", "text_column", "image_column", "label_column")
 
@@ -123,7 +124,17 @@ def parse_task(name: str, options: dict[str, Any] | None = None,
         if unknown:
             raise ValueError(f"unknown key(s) {unknown} in {section}; valid: {sorted(allowed)}")
     budget = replace(DEFAULT_BUDGETS[kind], **{k: opts[k] for k in _fields(TaskBudget) if k in opts})
-    model = model_cls(**{k: opts[k] for k in _fields(model_cls) if k in opts})
+    try:
+        model = model_cls(**{k: opts[k] for k in _fields(model_cls) if k in opts})
+    except ValueError as exc:
+        raise ValueError(f"{where}.{exc}") from None
+    if isinstance(model, VisionOptions) and model.source not in BUILTIN_SOURCES:
+        path = Path(model.source).expanduser()
+        if not path.exists():
+            raise ValueError(f"{where}.source={model.source!r}: no such file or folder (a source "
+                             f"is {' or '.join(BUILTIN_SOURCES)}, or a path to an .npz / image "
+                             "folder)")
+        model = replace(model, source=str(path.resolve()))
     paths = {}
     for key in ("train", "test"):
         if opts.get(key) is not None:
@@ -219,10 +230,28 @@ def _target(name: str, kind: str, data_dir: str, train: str | None, test: str | 
     return load(name, train, test, seed=seed)
 
 
+@functools.lru_cache(maxsize=8)
+def _source(path: str, labelled: bool, seed: int) -> Dataset:
+    from trainables.data.custom import load_image_task, load_unlabelled
+
+    return load_image_task("source", path, seed=seed) if labelled else load_unlabelled(path)
+
+
+def load_source(opts: VisionOptions, data_dir: str, split_seed: int = 0) -> Dataset | None:
+    """An image task's source data: CIFAR-10, the declared data set, or None (from scratch).
+    The self-supervised methods accept a source without labels."""
+    if opts.source == "none":
+        return None
+    if opts.source == "cifar10":
+        return _cifar(data_dir, "cifar10", split_seed)
+    return _source(opts.source, opts.source_method == "supervised", split_seed)
+
+
 def load_data(spec: TaskSpec, data_dir: str, split_seed: int = 0,
               cache_dir: str | None = None) -> tuple[Dataset, Dataset | None]:
-    """``(target data, source data or None)`` of a task: image tasks transfer from CIFAR-10."""
-    source = _cifar(data_dir, "cifar10", split_seed) if spec.kind == "image" else None
+    """``(target data, source data or None)`` of a task; image tasks transfer from their source."""
+    source = (load_source(spec.model, data_dir, split_seed)
+              if isinstance(spec.model, VisionOptions) else None)
     target = _target(spec.name, spec.kind, data_dir, spec.train, spec.test, spec.remove,
                      split_seed, spec.hf, cache_dir)
     return target, source
@@ -240,7 +269,7 @@ def build_task(spec: TaskSpec, meta: MetaConfig, settings: TrialSettings,
     if spec.kind == "text":
         assert isinstance(spec.model, TextOptions)
         return TextTask(target, spec.model, cfg, spec.budget.val_limit, settings.cache_dir), cfg
-    assert source is not None and isinstance(spec.model, VisionOptions)
+    assert isinstance(spec.model, VisionOptions)
     return VisionTask(source, target, spec.model, cfg, spec.budget.val_limit,
                       settings.cache_dir), cfg
 

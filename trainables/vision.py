@@ -78,9 +78,108 @@ class ImageBatches:
 
 
 def source_key(source: Dataset, opts: VisionOptions) -> dict[str, Any]:
-    return {"data": source.fingerprint(), "width": opts.width, "steps": opts.source_steps,
-            "lr": opts.source_lr, "batch": opts.source_batch, "seed": opts.source_seed,
-            "arch": "SmallCNN/1"}
+    key = {"data": source.fingerprint(), "width": opts.width, "steps": opts.source_steps,
+           "lr": opts.source_lr, "batch": opts.source_batch, "seed": opts.source_seed,
+           "arch": "SmallCNN/1"}
+    if opts.source_method != "supervised":  # (keys of supervised sources stay as they were)
+        key["method"] = opts.source_method
+    return key
+
+
+class ConvDecoder(nn.Module):
+    """The autoencoder's decoder: the backbone's last conv map (c × 4 × 4) back to a 32×32
+    image. It decodes the conv blocks, not the dense layer: a bottleneck of 64 ReLU units
+    trained to reconstruct learns to switch most of them off, and a dense layer of dead units
+    then transfers nothing (measured: chance accuracy on the target, below from scratch)."""
+
+    def __init__(self, width: float = 1.0) -> None:
+        super().__init__()
+        c1, c2 = (max(4, int(round(c * width))) for c in (32, 64))
+        c0 = max(4, c1 // 2)
+        self.up = nn.Sequential(
+            nn.Upsample(size=8), nn.Conv2d(c2, c1, 3, padding=1), nn.ReLU(),
+            nn.Upsample(size=16), nn.Conv2d(c1, c0, 3, padding=1), nn.ReLU(),
+            nn.Upsample(size=32), nn.Conv2d(c0, 3, 3, padding=1))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.up(h)
+
+
+def conv_features(model: SmallCNN, x: torch.Tensor) -> torch.Tensor:
+    """The conv blocks' output map (what the autoencoder's decoder reads)."""
+    for block in model.blocks()[:-1]:
+        x = block(x)
+    return x
+
+
+def features(model: SmallCNN, x: torch.Tensor) -> torch.Tensor:
+    """The backbone's output: what a new head (or a linear probe) sees."""
+    for block in model.blocks():
+        x = block(x)
+    return x
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+    """SimCLR's loss: each view must pick its partner out of the 2N−1 others."""
+    z = nn.functional.normalize(torch.cat([z1, z2]), dim=1)
+    sim = z @ z.t() / temperature
+    sim.fill_diagonal_(float("-inf"))
+    n = len(z1)
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return nn.functional.cross_entropy(sim, target)
+
+
+def _views(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One SimCLR view: random crop and flip (the task's own augmentation), then a random
+    brightness/contrast change and, for one image in five, grey."""
+    v = augment(x, generator)
+    n = len(v)
+    scale = 1 + 0.4 * (torch.rand(n, 1, 1, 1, generator=generator) - 0.5)
+    shift = 0.4 * (torch.rand(n, 1, 1, 1, generator=generator) - 0.5)
+    v = v * scale + shift
+    grey = torch.rand(n, generator=generator) < 0.2
+    v[grey] = v[grey].mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
+    return v
+
+
+def pretrain_self_supervised(x: np.ndarray, opts: VisionOptions, device: str = "cpu"
+                             ) -> tuple[SmallCNN, dict[str, Any]]:
+    """Pretrain the backbone on images alone (``opts.source_method``): no label is read."""
+    seed_everything(opts.source_seed)
+    mean, std = channel_stats(x)
+    model = SmallCNN(1, opts.width).to(device)  # the head is never used; the backbone is
+    extra: nn.Module
+    if opts.source_method == "autoencoder":
+        extra = ConvDecoder(opts.width)
+    else:
+        d = max(4, int(round(64 * opts.width)))
+        extra = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, 32))  # projection head
+    extra = extra.to(device)
+    params = [p for m in (model, extra) for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=opts.source_lr, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=opts.source_steps)
+    generator = torch.Generator().manual_seed(opts.source_seed)
+    data = torch.from_numpy(np.ascontiguousarray(x))
+    batch = min(opts.source_batch, len(data))
+    total = torch.zeros((), device=device)
+    for step in range(opts.source_steps):
+        idx = torch.randint(0, len(data), (batch,), generator=generator)
+        xb = to_tensor(data[idx], mean, std)
+        if opts.source_method == "autoencoder":
+            inp = augment(xb, generator).to(device)
+            loss = nn.functional.mse_loss(extra(conv_features(model, inp)), inp)
+        else:
+            v1, v2 = _views(xb, generator).to(device), _views(xb, generator).to(device)
+            loss = nt_xent(extra(features(model, v1)), extra(features(model, v2)))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step >= opts.source_steps - 20:
+            total += loss.detach()
+    return model.cpu(), {"mean": mean, "std": std, "num_classes": 1, "val_acc": None,
+                         "method": opts.source_method,
+                         "final_loss": float(total) / min(20, opts.source_steps)}
 
 
 def pretrain_source(
@@ -109,7 +208,11 @@ def source_model(source: Dataset, opts: VisionOptions, cache_dir: str | None = N
     """The cached source weights and info; pretrained here only if nobody has done it yet."""
     def build(folder: Path) -> None:
         started = time.time()
-        model, info = pretrain_source(source, opts, device)
+        if opts.source_method == "supervised":
+            model, info = pretrain_source(source, opts, device)
+            info["method"] = "supervised"
+        else:  # the images only: the labels are not handed over
+            model, info = pretrain_self_supervised(source.splits["train"].x, opts, device)
         info.update(inputs=source_key(source, opts), seconds=round(time.time() - started, 2),
                     pid=os.getpid(), device=device)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()},
@@ -144,19 +247,29 @@ def apply_unfreeze(model: SmallCNN, unfreeze_frac: float) -> int:
 class VisionTask:
     """Everything one trial needs for the transfer task: cached source, new head, learner."""
 
-    def __init__(self, source: Dataset, target: Dataset, opts: VisionOptions, cfg: TrainConfig,
-                 val_limit: int = 0, cache_dir: str | None = None) -> None:
+    def __init__(self, source: Dataset | None, target: Dataset, opts: VisionOptions,
+                 cfg: TrainConfig, val_limit: int = 0, cache_dir: str | None = None) -> None:
         self.opts, self.cfg = opts, cfg
-        # on the trial's device (a GPU where there is one): the source is trained once per key
-        weights, self.source_info = source_model(source, opts, cache_dir,
-                                                 str(pick_device(cfg.device)))
         train = subsample(target.splits["train"], opts.train_limit, seed=0)
+        if source is None:  # source: none — the same CNN from scratch, the no-transfer baseline
+            mean, std = channel_stats(train.x)
+            weights: dict[str, torch.Tensor] | None = None
+            self.source_info = {"mean": mean, "std": std, "method": "none"}
+        else:  # on the trial's device (a GPU where there is one): trained once per key
+            weights, self.source_info = source_model(source, opts, cache_dir,
+                                                     str(pick_device(cfg.device)))
         val = subsample(target.splits["val"], val_limit, seed=0)
         self.dataset = Dataset(target.name, {"train": train, "val": val,
                                              "test": target.splits["test"]},
                                target.label_names, target.source, target.path, target.meta)
-        model = transfer_model(weights, target.num_classes, opts.width, cfg.dropout, cfg.seed)
-        apply_unfreeze(model, cfg.unfreeze_frac)
+        if weights is None:
+            torch.manual_seed(cfg.seed)
+            model = SmallCNN(target.num_classes, opts.width, cfg.dropout)
+        else:
+            model = transfer_model(weights, target.num_classes, opts.width, cfg.dropout,
+                                   cfg.seed)
+        if weights is not None:  # from scratch, every layer trains: nothing to keep frozen
+            apply_unfreeze(model, cfg.unfreeze_frac)
         batches = ImageBatches(self.dataset, self.source_info["mean"], self.source_info["std"],
                                cfg.eval_batch_size, opts.augment)
         self.learner = Learner(model, cfg, len(train), batches.train, batches.evaluate, _forward)

@@ -171,6 +171,12 @@ def finish(exp: Experiment) -> int:
         print(f"re-training the winner with {spec.final_eval.seeds} seed(s) for the test "
               "evaluation ...", flush=True)
         final = evaluate_on_test(spec, best["config"])
+        if final is not None and spec.final_eval.transfer_baseline:
+            from tune_jobs.evaluate import transfer_gain
+
+            print("training the winner from scratch too (final_eval.transfer_baseline) ...",
+                  flush=True)
+            final["transfer_gain"] = transfer_gain(spec, best["config"], final)
     summary = _write_report(exp, final)
     _warn_damaged(summary)
     print()

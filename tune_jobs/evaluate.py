@@ -47,6 +47,35 @@ def evaluate_on_test(spec: SearchSpec, config: dict[str, Any]) -> dict[str, Any]
     return {"config": config, "seeds": seeds, "metrics": metrics}
 
 
+def transfer_gain(spec: SearchSpec, config: dict[str, Any],
+                  final: dict[str, Any]) -> dict[str, Any] | None:
+    """What transfer bought: the winner also trained from scratch (``source: none``) on the
+    same seeds; per image task with a source, test accuracy with minus without, paired by seed."""
+    tasks = [t for t in spec.trial_settings().tasks
+             if t.kind == "image" and getattr(t.model, "source", "none") != "none"]
+    if not spec.final_eval.transfer_baseline or not tasks or not final:
+        return None
+    from tune_jobs.spec import SearchSpec as Spec
+
+    data = spec.to_dict()
+    options = {k: dict(v) for k, v in data["task_options"].items()}
+    for t in tasks:
+        options[t.name] = {**options.get(t.name, {}), "source": "none"}
+    scratch = evaluate_on_test(Spec.from_dict({**data, "task_options": options}), config)
+    assert scratch is not None
+    out = {}
+    for t in tasks:
+        key = objective.metric(t.name, "test_acc")
+        with_, without = final["metrics"][key]["values"], scratch["metrics"][key]["values"]
+        gains = [a - b for a, b in zip(with_, without, strict=True)]
+        out[t.name] = {"source": f"{t.model.source} ({t.model.source_method})",
+                       "with_source": statistics.fmean(with_),
+                       "from_scratch": statistics.fmean(without), "values": gains,
+                       "mean": statistics.fmean(gains),
+                       "std": statistics.stdev(gains) if len(gains) > 1 else 0.0}
+    return out
+
+
 def export_best(spec: SearchSpec, rows: list[dict[str, Any]], out: str | Path) -> dict[str, Any]:
     """Write the winning trial's best checkpoint, per task, as standard model folders."""
     out = Path(out)

@@ -190,6 +190,7 @@ def render_html(summary: dict[str, Any], images: dict[str, Path]) -> str:
 <h3>Held-out test evaluation (re-trained with {len(final.get('seeds', []))} seeds)</h3>
 {_table(final_rows)}
 {_baselines(summary)}
+{_gain(summary)}
 <h3>Regret against each task's own best configuration</h3>
 {_table(regrets)}
 <h3>Leave-one-task-out</h3>
@@ -264,6 +265,19 @@ def _baselines(summary: dict[str, Any]) -> str:
     sentences = "".join(('<li class="warn">' if "NOT" in line else "<li>")
                         + html.escape(line) + "</li>" for line in baseline_lines(summary))
     return ("<h3>Against the classical baselines</h3><ul>" + sentences + "</ul>" + _table(rows))
+
+
+def _gain(summary: dict[str, Any]) -> str:
+    gains = ((summary.get("final_eval") or {}).get("transfer_gain")) or {}
+    if not gains:
+        return ""
+    rows = [{"task": t, "source": g["source"], "test acc with the source": g["with_source"],
+             "from scratch": g["from_scratch"],
+             "transfer bought": (f"{g['mean']:+.4f} ± {g['std']:.4f} over {len(g['values'])} seeds"
+                                 if len(g["values"]) > 1 else f"{g['mean']:+.4f} (1 seed)")}
+            for t, g in gains.items()]
+    return ("<h3>What transfer bought</h3><p>The winner trained again from scratch "
+            "(<code>source: none</code>) on the same seeds.</p>" + _table(rows))
 
 
 def _transfers(summary: dict[str, Any]) -> str:

@@ -109,9 +109,14 @@ class Resources:
 @dataclass(frozen=True)
 class FinalEval:
     seeds: int = 3  # re-train the winner with this many seeds and score it on the test splits
+    # also train the winner from scratch (source: none) on the same seeds, to show what the
+    # image tasks' transfer bought
+    transfer_baseline: bool = False
 
     def __post_init__(self) -> None:
         _int("final_eval.seeds", self.seeds, 0)
+        if not isinstance(self.transfer_baseline, bool):
+            _fail("final_eval.transfer_baseline", self.transfer_baseline, "true or false")
 
 
 @dataclass(frozen=True)

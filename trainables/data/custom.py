@@ -114,6 +114,11 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
             x, y = z["x"], z["y"]
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable .npz ({exc})") from None
+    return _read_npz_arrays(path, x, y)
+
+
+def _read_npz_arrays(path: Path, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Images as uint8 NCHW with 3 channels, whatever layout and range the .npz used."""
     if x.ndim != 4 or len(x) != len(y):
         raise DataError(f"{path}: x must be (N, H, W, C) or (N, C, H, W) with N = len(y)")
     if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
@@ -151,3 +156,39 @@ def load_image_task(name: str, train: str | Path, test: str | Path | None = None
         x, y = rest.x, rest.y
     tr, val = carve_validation(x, y, val_frac, seed)
     return Dataset(name, {"train": tr, "val": val, "test": test_data}, names, "custom", str(train))
+
+
+def load_unlabelled(path: str | Path) -> Dataset:
+    """Source images without labels, for self-supervised pretraining: an ``.npz`` with ``x``
+    (a ``y`` is ignored), or a folder of images at any depth (class sub-folders or none)."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if "x" not in z.files:
+                    raise DataError(f"{path}: needs an array 'x' of images, has {z.files}")
+                x = z["x"]
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: not a readable .npz ({exc})") from None
+        x, _ = _read_npz_arrays(path, x, np.zeros(len(x), np.int64))
+    else:
+        from PIL import Image
+
+        if not path.is_dir():
+            raise DataError(f"{path}: not an .npz or a folder of images")
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in it")
+        images = []
+        for f in files:
+            try:
+                with Image.open(f) as im:
+                    images.append(np.asarray(im.convert("RGB").resize((32, 32)),
+                                             dtype=np.uint8).transpose(2, 0, 1))
+            except OSError as exc:
+                raise DataError(f"{f}: unreadable image ({exc})") from None
+        x = np.stack(images)
+    if len(x) < 2:
+        raise DataError(f"{path}: a source needs at least 2 images, found {len(x)}")
+    unlabelled = np.zeros(len(x), dtype=np.int64)  # never read by self-supervised pretraining
+    return Dataset("source", {"train": Split(x, unlabelled)}, ["unlabelled"], "custom", str(path))
