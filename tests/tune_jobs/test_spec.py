@@ -106,7 +106,7 @@ def test_cli_flags_override_and_tasks_may_be_a_comma_list():
     (["tasks=[mnist]"], r"^unknown task 'mnist'"),
     (["task_options.newsgroups.max_lenght=3"],
      r"^unknown key\(s\) \['max_lenght'\] in task_options.newsgroups"),
-    (["task_options.cifar_transfer.width=0"], r"^width=0 is invalid"),
+    (["task_options.cifar_transfer.width=0"], r"^task_options.cifar_transfer.width=0 is invalid"),
     (["task_options.newsgroups.remove=[signatures]"], r"^task_options.newsgroups.remove="),
     (["task_resources={mnist: {cpu: 1}}"], r"^task_resources.mnist names no task"),
     (["task_resources={newsgroups: {gpu: -1}}"], r"^task_resources.newsgroups.gpu=-1 is invalid"),
