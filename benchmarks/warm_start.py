@@ -23,7 +23,7 @@ def _search(name: str, data: Path, storage: Path, cache: Path, seed: int,
 
     import pyarrow.fs as pafs
 
-    from tune_jobs import presets, search, signing, warm_start
+    from tune_jobs import experiment, presets, search, signing, warm_start
 
     sets = [f"num_samples={TRIALS}", f"asha.max_t={MAX_T}", "asha.grace_period=1",
             "asha.reduction_factor=2", f"search_seed={seed}", "resources.cpu=1",
@@ -35,6 +35,7 @@ def _search(name: str, data: Path, storage: Path, cache: Path, seed: int,
         sets=sets)
     spec = dataclasses.replace(spec, data_dir=str(data))
     spec, points, _ = warm_start.resolve(spec)
+    experiment.save_spec(spec)  # what `metatune run` saves: a later warm start finds it by it
     search.prepare(spec)
     search.build_tuner(spec, storage_filesystem=signing.signing(pafs.LocalFileSystem()),
                        storage_path=str(storage), points=points).fit()

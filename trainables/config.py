@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from trainables.objective import AGGREGATES
+
 SCHEDULES = ("linear", "cosine", "constant")
 OPTIMIZERS = ("adamw", "sgd")
 
@@ -321,8 +323,8 @@ class TrialSettings:
         _check_number("checkpoint_every", self.checkpoint_every, integer=True)
         if self.checkpoint_every < 1:
             _fail("checkpoint_every", self.checkpoint_every, "must be >= 1")
-        if self.aggregate not in ("mean", "min"):
-            _fail("aggregate", self.aggregate, "must be 'mean' or 'min'")
+        if self.aggregate not in AGGREGATES:
+            _fail("aggregate", self.aggregate, f"choose one of {list(AGGREGATES)}")
         if self.device not in ("auto", "cpu", "cuda"):
             _fail("device", self.device, "must be auto, cpu or cuda")
 

@@ -156,3 +156,9 @@ def test_task_resources_select_the_scale_out_form():
     spec = presets.build("smoke", sets=["task_resources={newsgroups: {cpu: 2, gpu: 0.5}}"])
     # one bundle per task, in task order; a task not named gets one CPU
     assert spec.task_bundles() == [{"CPU": 2, "GPU": 0.5}, {"CPU": 1, "GPU": 0}]
+
+
+@pytest.mark.parametrize("how", ["mean", "min", "geomean"])
+def test_every_aggregate_the_spec_accepts_reaches_the_trials(how):
+    spec = presets.build("smoke", sets=[f"metric_aggregate={how}"])
+    assert spec.trial_settings().aggregate == how
