@@ -157,10 +157,13 @@ def write() -> Path:
             lines.append(f"| {n} | {x['aggregate_mib_s']} | {st['bert_base_s']} s | "
                          f"{st.get('minilm_s', '—')} s |")
         lines += ["", "Every checkpoint byte passes through one actor on the head node, so a rung "
-                  "round costs N × checkpoint size ÷ that rate. Up to a few tens of small-model "
-                  "trials this is seconds. With bert-base checkpoints (1.3 GB with AdamW state), "
-                  "a round of 32 trials stalls for minutes: beyond about 8 bert-base trials per "
-                  "round, use shared storage (`--storage s3://…`, or an NFS path with "
+                  "round costs N × checkpoint size ÷ that rate (measured with 8 MiB files; "
+                  "larger files stream somewhat faster, so these stalls are an upper bound). "
+                  "For small checkpoints (the CNN, minilm with frozen layers: a few MiB) a round "
+                  "of tens of trials costs seconds. bert-base checkpoints (1.3 GB with AdamW "
+                  "state) stall a round for minutes already at 8 trials: for them, and for any "
+                  "search of more than a handful of trials with full-size checkpoints, use "
+                  "shared storage (`--storage s3://…`, or an NFS path with "
                   "`--set head_store=false`), which every node writes to directly."]
     plots = _plots(r)
     if plots:
