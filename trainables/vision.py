@@ -23,7 +23,7 @@ from torch import nn
 from trainables.config import TrainConfig, VisionOptions
 from trainables.data import cache
 from trainables.data.cifar import augment, channel_stats, to_tensor
-from trainables.data.splits import Dataset, subsample
+from trainables.data.splits import Dataset, trial_view
 from trainables.loop import Batch, Learner, freeze_lowest, pick_device, seed_everything
 
 
@@ -250,7 +250,8 @@ class VisionTask:
     def __init__(self, source: Dataset | None, target: Dataset, opts: VisionOptions,
                  cfg: TrainConfig, val_limit: int = 0, cache_dir: str | None = None) -> None:
         self.opts, self.cfg = opts, cfg
-        train = subsample(target.splits["train"], opts.train_limit, seed=0)
+        self.dataset = trial_view(target, opts.train_limit, val_limit)
+        train = self.dataset.splits["train"]
         if source is None:  # source: none — the same CNN from scratch, the no-transfer baseline
             mean, std = channel_stats(train.x)
             weights: dict[str, torch.Tensor] | None = None
@@ -258,10 +259,6 @@ class VisionTask:
         else:  # on the trial's device (a GPU where there is one): trained once per key
             weights, self.source_info = source_model(source, opts, cache_dir,
                                                      str(pick_device(cfg.device)))
-        val = subsample(target.splits["val"], val_limit, seed=0)
-        self.dataset = Dataset(target.name, {"train": train, "val": val,
-                                             "test": target.splits["test"]},
-                               target.label_names, target.source, target.path, target.meta)
         if weights is None:
             torch.manual_seed(cfg.seed)
             model = SmallCNN(target.num_classes, opts.width, cfg.dropout)

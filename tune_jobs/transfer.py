@@ -103,8 +103,7 @@ def short_search_winner(spec: SearchSpec, trials: int, connected: bool) -> dict[
 
     from tune_jobs import search
 
-    short = dataclasses.replace(spec, num_samples=trials, name=f"{spec.experiment}-search",
-                                final_eval=spec.final_eval)
+    short = dataclasses.replace(spec, num_samples=trials, name=f"{spec.experiment}-search")
     storage = search.storage_filesystem(short, connected)
     search.run_search(short, storage)
     rows = experiment.Experiment(short, experiment.path_of(short)).rows

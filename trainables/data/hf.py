@@ -11,7 +11,6 @@ are cached by the data set's own fingerprint.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,10 @@ import numpy as np
 
 from trainables.config import HFSource
 from trainables.data import cache
+from trainables.data.archive import offline
 from trainables.data.splits import DataError, Dataset, Split, carve_validation, check_labels
 
 MAX_CLASSES = 1000  # a label column with more distinct values is not a classification target
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
 
 
 def open_dataset(src: HFSource, cache_dir: str | None = None) -> Any:
@@ -44,7 +40,7 @@ def open_dataset(src: HFSource, cache_dir: str | None = None) -> Any:
                 ds = datasets.load_dataset(str(path), cache_dir=hf_cache)
         elif path.exists():
             raise DataError(f"{where}: a file; pass the folder holding the data set's files")
-        elif _offline():
+        elif offline():
             raise DataError(
                 f"{where}: no such local folder, and the machine is offline "
                 "(HF_DATASETS_OFFLINE=1), so the Hub cannot be asked. Where there is a network: "

@@ -92,6 +92,17 @@ def subsample(split: Split, limit: int, seed: int) -> Split:
     return _take(split.x, split.y, keep)
 
 
+def trial_view(dataset: Dataset, train_limit: int, val_limit: int) -> Dataset:
+    """The examples a trial sees: at most ``train_limit`` training and ``val_limit`` validation
+    examples (stratified, fixed seed; 0 keeps all), the whole test split. The classical
+    baselines use the same view, so both are measured on the same examples."""
+    splits = {"train": subsample(dataset.splits["train"], train_limit, seed=0),
+              "val": subsample(dataset.splits["val"], val_limit, seed=0),
+              "test": dataset.splits["test"]}
+    return Dataset(dataset.name, splits, dataset.label_names, dataset.source, dataset.path,
+                   dataset.meta)
+
+
 def check_labels(
     y: Sequence[int], num_classes: int, where: str, require_all: bool = True
 ) -> np.ndarray:
