@@ -22,11 +22,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": "synthetic", "num_samples": 8,
         "asha": {"max_t": 8, "grace_period": 2, "reduction_factor": 2},
         "final_eval": {"seeds": 2},
-        # Units of a few seconds: with 2 kept checkpoints, Tune forces an experiment snapshot
-        # every 2 checkpoints of any trial (so that its state never names a deleted one), which
-        # here is more than once per 5 s (15 "snapshotting" warnings in the demo). Keeping 4
-        # (tiny files) halves that rate: no warning, measured.
-        "keep_checkpoints": 4,
+        # Units of a few seconds. Tune forces an experiment snapshot whenever a trial has saved
+        # `keep_checkpoints` checkpoints since the last one (so that its state never names a
+        # deleted checkpoint), and warns when that happens twice within 5 s: with 2 kept, 15
+        # warnings in the demo; with 4, one now and then. Keeping more than max_t (tiny files)
+        # means no trial ever deletes a checkpoint or forces a snapshot.
+        "keep_checkpoints": 9,
         # A randomly initialised tiny BERT cannot learn with frozen random layers, so the smoke
         # search trains whole models; the real presets search unfreeze_frac over [0, 1].
         "space": {"lr_scale": {"loguniform": [0.3, 3.0]}, "batch_size": [16, 32],

@@ -54,6 +54,7 @@ def build_tuner(spec: SearchSpec, callbacks: list[Any] | None = None,
     from ray import tune
 
     from tune_jobs.data_guard import DataErrorStop
+    from tune_jobs.trial_history import KeepHistory
 
     guard = DataErrorStop()
 
@@ -71,7 +72,7 @@ def build_tuner(spec: SearchSpec, callbacks: list[Any] | None = None,
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=spec.keep_checkpoints, checkpoint_score_attribute=objective.META_SCORE,
             checkpoint_score_order="max"),
-        stop=guard, callbacks=[*(callbacks or []), guard], verbose=1)
+        stop=guard, callbacks=[*(callbacks or []), guard, KeepHistory()], verbose=1)
     return tune.Tuner(build_trainable(spec), param_space=param_space(spec.space),
                       tune_config=tune_config, run_config=run_config)
 

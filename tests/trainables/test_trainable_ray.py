@@ -17,7 +17,9 @@ real_trainable = adapter.meta_trainable
 
 
 def flaky_trainable(config, settings, task_resources=None):
-    """The real trainable, crashing once right after its second report on a first attempt."""
+    """The real trainable, crashing once right after its second report on a first attempt. Just
+    before the crash, the trial's results files in storage are made stale (empty, as they are
+    when no experiment snapshot ran since the trial started)."""
     from pathlib import Path
 
     import ray
@@ -36,7 +38,14 @@ def flaky_trainable(config, settings, task_resources=None):
             units = trial_units(folder)
         (markers / f"lr{config['lr_scale']}-from-unit{units}").touch()
         return real_trainable(config, settings, task_resources)
-    _crash_after_report(2, lambda: None, config, settings, task_resources)
+
+    def stale_storage() -> None:
+        storage = Path(markers / "storage").read_text()
+        (trial_dir,) = Path(storage).glob(f"*{tune.get_context().get_trial_id()}*")
+        for name in ("result.json", "progress.csv"):
+            (trial_dir / name).write_text("")
+
+    _crash_after_report(2, stale_storage, config, settings, task_resources)
 
 
 def _crash_after_report(n, before_crash, config, settings, task_resources):
@@ -71,6 +80,8 @@ def test_tune_asha_two_tasks_reports_and_restores(form, ray_local, syn_dir, cach
 
     markers = Path(cache_dir) / "restore-markers"
     shutil.rmtree(markers, ignore_errors=True)
+    markers.mkdir()
+    (markers / "storage").write_text(str(tmp_path / "ray_meta"))
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     sets = ["space.lr_scale=[0.5, 2.0]", "asha.max_t=4", "asha.grace_period=1",
             "max_failures=1", "num_samples=2", "resources.cpu=1"]
@@ -81,6 +92,9 @@ def test_tune_asha_two_tasks_reports_and_restores(form, ray_local, syn_dir, cach
         "cache_dir": cache_dir, "storage": str(tmp_path), "name": "ray_meta"}, sets=sets)
     spec = dataclasses.replace(spec, data_dir=str(syn_dir))
     monkeypatch.setattr(adapter, "meta_trainable", flaky_trainable)  # trainable_for wraps it
+    # no periodic experiment snapshot that would bring storage up to date between the crash and
+    # the restart by chance
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "3600")
     tuner = search.build_tuner(spec)
     results = tuner.fit()
     assert not results.errors, results.errors
@@ -91,7 +105,8 @@ def test_tune_asha_two_tasks_reports_and_restores(form, ray_local, syn_dir, cach
             assert key in history.columns, key
             assert history[key].notna().all(), key
         units = history["units"].tolist()
-        # restored from the unit-2 checkpoint: the curve goes on, it never restarts at unit 1
+        # restored from the unit-2 checkpoint: the curve goes on, it never restarts at unit 1, and
+        # the results reported before the crash are all kept (tune_jobs.trial_history)
         assert units == sorted(units) and units[0] == 1 and len(set(units)) == len(units)
         assert result.checkpoint is not None
         with result.checkpoint.as_directory() as folder:
