@@ -61,6 +61,14 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, str]]:
                     f"warm reached the target on {len(reached)} of {len(w['per_seed'])} seeds; "
                     f"cold ÷ warm units per seed: {ratios}",
                     "≥ 2× (literature 1.2–2.6×)", w["when"]))
+    if s := r.get("sources"):
+        m = s["methods"]
+        out.append((f"Source pretraining, CIFAR-100 stand-in val acc after {s['units']}×"
+                    f"{s['steps_per_unit']} steps ({len(s['seeds'])} seeds; {s['source_steps']}"
+                    " source steps)", ", ".join(f"{k} {v['val_acc']:.3f}" for k, v in m.items())
+                    + "; linear probe on the frozen backbone: "
+                    + ", ".join(f"{k} {v['probe_val_acc']:.3f}" for k, v in m.items()),
+                    "each pretraining above none", s["when"]))
     if g := r.get("aggregate"):
         out.append(("Slow task at ASHA's first rung: where the promoted trials rank on it "
                     "(mean vs geomean meta-score, 8 trials)",

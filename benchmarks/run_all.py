@@ -21,7 +21,7 @@ from pathlib import Path
 from benchmarks import common  # noqa: F401  (the offline environment, before anything imports)
 
 ALL = ["throughput", "shared_work", "overhead", "search_efficiency", "head_store_scale",
-       "asha_vs_full", "warm_start", "aggregate"]
+       "asha_vs_full", "warm_start", "aggregate", "sources"]
 QUICK = ["throughput", "overhead", "search_efficiency"]
 
 
