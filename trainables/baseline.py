@@ -98,7 +98,7 @@ def baseline(spec: TaskSpec, target: Dataset, source: Dataset | None,
     and the seconds its fit took."""
     key: dict[str, Any] = {"data": target.fingerprint(), "split_seed": settings.split_seed,
                            "train_limit": spec.model.train_limit,
-                           "val_limit": spec.budget.val_limit, "version": 1}
+                           "val_limit": spec.budget.val_limit, "version": 2}
     source_weights = None
     if spec.kind == "image":
         assert isinstance(spec.model, VisionOptions)
@@ -121,6 +121,7 @@ def baseline(spec: TaskSpec, target: Dataset, source: Dataset | None,
             result = fit_image(splits, source_weights, spec.model.width)
         result["seconds"] = round(time.perf_counter() - started, 2)
         result["train_examples"] = len(splits["train"].y)
+        result["val_examples"] = len(splits["val"].y)  # the trials' validation set too
         (folder / RESULT).write_text(json.dumps(result, indent=1))
 
     folder = cache.build_once("baseline", key, build, settings.cache_dir)

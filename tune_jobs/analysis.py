@@ -233,6 +233,28 @@ def collapsed(rows: list[dict[str, Any]], final: dict[str, Any] | None,
     return out
 
 
+def first_rung_signal(rows: list[dict[str, Any]], tasks: list[str], rung: int,
+                      task_data: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Tasks that gave ASHA's first cut nothing to go on: at the first rung (``rung`` units),
+    their validation accuracy varied across trials no more than one standard error of a
+    validation accuracy measured on that many examples (binomial, at the trials' mean). The
+    cut was then made by the other tasks alone: a slow-starting task was ignored. Needs three
+    or more trials at the rung and the validation size (recorded with the task's baseline)."""
+    out = []
+    for t in tasks:
+        accs = [a for r in scored(rows) if (a := _acc_at(r, t, rung)) is not None]
+        n = (((task_data or {}).get(t) or {}).get("baseline") or {}).get("val_examples")
+        if len(accs) < 3 or not n:
+            continue
+        mean = float(np.mean(accs))
+        noise = math.sqrt(max(mean * (1 - mean), 1e-12) / n)
+        spread = float(np.std(accs, ddof=1))
+        if spread <= noise:
+            out.append({"task": t, "rung": rung, "trials": len(accs), "val_examples": n,
+                        "min": min(accs), "max": max(accs), "spread": spread, "noise": noise})
+    return out
+
+
 def summarise(spec: SearchSpec, rows: list[dict[str, Any]], final: dict[str, Any] | None,
               task_data: dict[str, Any] | None = None,
               warm: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -254,6 +276,8 @@ def summarise(spec: SearchSpec, rows: list[dict[str, Any]], final: dict[str, Any
         "importance_caveat": importance_caveat(rows),
         "pareto": tradeoff(rows, tasks),
         "collapsed": collapsed(rows, final, tasks),
+        "first_rung_ignored": first_rung_signal(rows, tasks, milestones[0], task_data)
+        if len(tasks) > 1 else [],
         "baselines": against_baselines(rows, final, task_data, tasks),
         "warm_start": matched(rows, warm or []),
         "final_eval": final,

@@ -19,7 +19,7 @@ from tune_jobs import experiment, presets, search, warm_start
 from tune_jobs import storage as store
 from tune_jobs.analysis import best_row, summarise
 from tune_jobs.experiment import Experiment
-from tune_jobs.report import baseline_lines, spread, text_leaderboard, write_report
+from tune_jobs.report import baseline_lines, first_rung_lines, spread, text_leaderboard, write_report
 from tune_jobs.results import best_checkpoint, checkpoint_fallback
 from tune_jobs.spec import SearchSpec
 
@@ -226,6 +226,8 @@ def print_best(summary: dict[str, Any]) -> None:
         print(f"  per-task trade-off at {tradeoff['units']} units: {len(tradeoff['front'])} of "
               f"{tradeoff['compared']} configurations on the Pareto front; the meta-configuration "
               f"is {'on' if tradeoff['meta_config_on_front'] else 'NOT on'} it")
+    for line in first_rung_lines(summary):
+        print(f"  warning: {line}")
     for c in summary.get("collapsed") or []:
         print(f"  warning: {c['task']} predictions have collapsed ({c['split']}: macro-F1 "
               f"{c['macro_f1']:.3f} against accuracy {c['acc']:.3f}); see the report")

@@ -184,6 +184,7 @@ def render_html(summary: dict[str, Any], images: dict[str, Path]) -> str:
 {_data_line(summary)}
 <p>Trials: {summary['num_trials']} ({outcomes}).</p>
 {_collapsed(summary)}
+{_first_rung(summary)}
 <h2>Best meta-configuration</h2>
 <p>Trial {_fmt(best.get('trial_id'))}, validation meta-score {_fmt(best.get('meta_score'))}.</p>
 {_table([{'parameter': k, 'value': v} for k, v in best.get('config', {}).items()])}
@@ -235,6 +236,24 @@ def _collapsed(summary: dict[str, Any]) -> str:
     return (f'<p class="warn">Collapsed predictions</p><ul>{lines}</ul><p>The winner has learnt '
             "little beyond the commonest classes there: give that task more budget per unit "
             "(steps_per_unit), a higher base_lr, or a stated reference, and check its labels.</p>")
+
+
+def first_rung_lines(summary: dict[str, Any]) -> list[str]:
+    """One sentence per task that ASHA's first cut ignored, with what to change."""
+    return [f"ASHA's first cut (unit {c['rung']}) ignored {c['task']}: its validation accuracy "
+            f"varied across the {c['trials']} trials ({c['min']:.3f}–{c['max']:.3f}, std "
+            f"{c['spread']:.3f}) no more than the noise of {c['val_examples']} validation "
+            f"examples (±{c['noise']:.3f}), so the other tasks decided which trials went on. "
+            f"Give it more task_options.{c['task']}.steps_per_unit, or raise asha.grace_period"
+            for c in summary.get("first_rung_ignored") or []]
+
+
+def _first_rung(summary: dict[str, Any]) -> str:
+    lines = first_rung_lines(summary)
+    if not lines:
+        return ""
+    return ('<p class="warn">A task had no say at the first rung</p><ul>'
+            + "".join(f"<li>{html.escape(line)}.</li>" for line in lines) + "</ul>")
 
 
 def baseline_lines(summary: dict[str, Any]) -> list[str]:

@@ -124,3 +124,28 @@ def test_importance_caveat_below_twenty_trials():
     assert "6 trials" in analysis.importance_caveat(few)
     many = [curve_row(f"t{i}", [{"a": 0.01 * i, "b": 0.1}]) for i in range(20)]
     assert analysis.importance_caveat(many) is None
+
+
+def test_a_task_with_no_signal_at_the_first_rung_is_named():
+    """The aggregate benchmark's first rung: the slow text task at 0.033-0.058 across 8 trials
+    (120 validation examples, chance 0.05), the CNN at 0.03-0.23 (600)."""
+    slow = [0.05, 0.0583, 0.0333, 0.0583, 0.0333, 0.05, 0.0417, 0.05]
+    fast = [0.0333, 0.225, 0.0933, 0.0933, 0.1683, 0.215, 0.12, 0.06]
+    rows = [curve_row(f"t{i}", [{"text": s, "cnn": f}]) for i, (s, f) in
+            enumerate(zip(slow, fast, strict=True))]
+    data = {"text": {"baseline": {"val_examples": 120}}, "cnn": {"baseline": {"val_examples": 600}}}
+    (ignored,) = analysis.first_rung_signal(rows, ["text", "cnn"], 1, data)
+    assert ignored["task"] == "text" and ignored["trials"] == 8
+    p = sum(slow) / len(slow)
+    assert ignored["spread"] < ignored["noise"] == pytest.approx((p * (1 - p) / 120) ** 0.5)
+    # with real differences between trials it is not named; nor without the validation size,
+    # nor with fewer than 3 trials at the rung
+    spread_out = [curve_row(f"t{i}", [{"text": s * 4, "cnn": f}]) for i, (s, f) in
+                  enumerate(zip(slow, fast, strict=True))]
+    assert analysis.first_rung_signal(spread_out, ["text", "cnn"], 1, data) == []
+    assert analysis.first_rung_signal(rows, ["text", "cnn"], 1, {}) == []
+    assert analysis.first_rung_signal(rows[:2], ["text", "cnn"], 1, data) == []
+    from tune_jobs.report import first_rung_lines
+
+    (line,) = first_rung_lines({"first_rung_ignored": [ignored]})
+    assert "ignored text" in line and "task_options.text.steps_per_unit" in line
