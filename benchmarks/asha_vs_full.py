@@ -1,7 +1,7 @@
 """Goal 4: ASHA against a full-budget search on the same samples (Li et al., MLSys 2020).
 
 For each search seed, the same 27 configurations (the random searcher is seeded) run twice on
-the synthetic stand-ins: with ASHA (grace 1, reduction factor 3, max_t 9) and with every trial
+the synthetic stand-ins: with ASHA (reduction factor 3; grace 1 and max_t 9 unless given) and with every trial
 trained to max_t. Compared: the best validation meta-score each finds, and the budget units
 each trains.
 """
@@ -24,14 +24,14 @@ TASKS = ["cifar_transfer"]
 
 
 def _search(name: str, data: Path, storage: Path, cache: Path, seed: int, samples: int,
-            max_t: int, full: bool) -> dict:
+            max_t: int, full: bool, grace_period: int = 1) -> dict:
     import dataclasses
 
     import pyarrow.fs as pafs
 
     from tune_jobs import presets, search, signing
 
-    grace = max_t if full else 1  # grace = max_t: no rung stops anything, a full search
+    grace = max_t if full else grace_period  # grace = max_t: no rung stops anything
     spec = presets.build("smoke", overrides={
         "storage": str(storage), "name": name, "cache_dir": str(cache), "task_options": SMALL,
         "tasks": TASKS},
@@ -51,9 +51,10 @@ def _search(name: str, data: Path, storage: Path, cache: Path, seed: int, sample
     return {"best": best, "units": units, "configs": sorted(configs)}
 
 
-def run(tmp: Path, quick: bool = False, max_t: int = 9) -> dict:
-    """``max_t`` 9 (rungs 1, 3, 9) is the suite's; 27 (rungs 1, 3, 9, 27) is the paper's deeper
-    setting, saved as ``asha_vs_full_t27`` (python -m benchmarks.asha_vs_full 27)."""
+def run(tmp: Path, quick: bool = False, max_t: int = 9, grace_period: int = 1) -> dict:
+    """``max_t`` 9 with grace 1 (rungs 1, 3, 9) is the suite's; other settings are saved as
+    ``asha_vs_full_t<max_t>[_g<grace>]``, e.g. ``python -m benchmarks.asha_vs_full 27 3`` (rungs
+    3, 9, 27)."""
     import ray
 
     data = synthetic_data(tmp / "data")
@@ -64,7 +65,7 @@ def run(tmp: Path, quick: bool = False, max_t: int = 9) -> dict:
     try:
         for seed in seeds:
             asha = _search(f"asha-{seed}", data, tmp / "st", tmp / "cache", seed, samples, max_t,
-                           full=False)
+                           full=False, grace_period=grace_period)
             full = _search(f"full-{seed}", data, tmp / "st", tmp / "cache", seed, samples, max_t,
                            full=True)
             assert asha["configs"] == full["configs"], "the two searches sampled differently"
@@ -75,9 +76,11 @@ def run(tmp: Path, quick: bool = False, max_t: int = 9) -> dict:
                              "compute_ratio": round(asha["units"] / full["units"], 3)})
     finally:
         ray.shutdown()
-    return save("asha_vs_full" if max_t == 9 else f"asha_vs_full_t{max_t}", {
+    name = "asha_vs_full" if (max_t, grace_period) == (9, 1) else (
+        f"asha_vs_full_t{max_t}" + (f"_g{grace_period}" if grace_period != 1 else ""))
+    return save(name, {
         "tasks": TASKS, "steps_per_unit": SMALL["cifar_transfer"]["steps_per_unit"],
-        "trials": samples, "max_t": max_t, "reduction_factor": 3, "grace_period": 1,
+        "trials": samples, "max_t": max_t, "reduction_factor": 3, "grace_period": grace_period,
         "per_seed": per_seed,
         "mean_best_ratio": round(statistics.mean(s["best_ratio"] for s in per_seed), 3),
         "mean_compute_ratio": round(statistics.mean(s["compute_ratio"] for s in per_seed), 3),
@@ -89,4 +92,5 @@ if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
-        run(Path(d), max_t=int(sys.argv[1]) if len(sys.argv) > 1 else 9)
+        run(Path(d), max_t=int(sys.argv[1]) if len(sys.argv) > 1 else 9,
+            grace_period=int(sys.argv[2]) if len(sys.argv) > 2 else 1)
