@@ -194,6 +194,9 @@ class _Writer(io.RawIOBase):
         self.actor = actor
         self.handle = ray.get(actor.open_write.remote(path, ray.get_runtime_context().get_node_id()))
         self.buffer = bytearray()
+        # The exception being handled where the stream was opened, if any (a write made inside
+        # an ``except`` block, as Tune's failure callbacks are): not a reason to throw it away.
+        self.handling = sys.exc_info()[1]
 
     def writable(self) -> bool:
         return True
@@ -211,7 +214,7 @@ class _Writer(io.RawIOBase):
     def close(self) -> None:
         if self.closed:
             return
-        if sys.exc_info()[0] is not None:
+        if sys.exc_info()[1] not in (None, self.handling):
             # Closed while an exception unwinds (pyarrow's ``with`` closes on error): the data
             # is incomplete, so it is thrown away instead of being committed under its name.
             self.actor.abort_write.remote(self.handle)

@@ -10,7 +10,10 @@ restored at unit 3 then has a history that starts at unit 3. The report's curves
 :mod:`tune_jobs.results` read ``result.json``.
 
 :class:`KeepHistory` uploads the local files to storage as soon as a trial fails, before Tune
-restarts it, so that what is copied back is whole.
+restarts it, so that what is copied back is whole. It first waits for an experiment snapshot
+still being copied in the background: that copy may have read the files before the failure and
+would otherwise land on top of the upload. (Tune calls this callback inside an ``except`` block;
+the head store's writer commits such writes: see ``head_store._Writer``.)
 """
 
 from __future__ import annotations
@@ -53,6 +56,11 @@ class KeepHistory(Callback):
         storage = getattr(trial, "storage", None)
         if storage is None or not trial.local_path:
             return
+        try:
+            storage.syncer.wait()  # the experiment's syncer (trials share it)
+        except Exception as exc:  # a failed snapshot: Tune reports it; the upload still helps
+            log.warning("an experiment snapshot failed before trial %s's restart: %s",
+                        trial.trial_id, exc)
         try:
             upload_history(trial.local_path, storage.storage_filesystem, storage.trial_fs_path)
         except OSError as exc:  # storage unreachable: Tune's own snapshot will report it

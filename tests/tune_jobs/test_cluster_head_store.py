@@ -67,9 +67,10 @@ def test_trials_on_workers_store_on_head_and_restore_elsewhere(cluster, syn_dir,
     victim = next(r for r in results if r.metrics["trial_id"] == killed["trial"])
     history = victim.metrics_dataframe
     assert set(history["node_id"]) <= worker_ids  # trials ran on workers only
-    assert history["node_id"].nunique() == 2  # ... and the victim moved to the other worker
+    shown = history[["units", "node_id"]].to_string()
+    assert history["node_id"].nunique() == 2, shown  # ... and the victim moved to the other worker
     units = history["units"].tolist()
-    assert units[-1] == 4 and units.count(1) == 1  # restored from its checkpoint, not restarted
+    assert units[-1] == 4 and units.count(1) == 1, shown  # restored, not restarted
 
     stats = head_store.stats(storage)
     survivor = (worker_ids - {killed["node"]}).pop()

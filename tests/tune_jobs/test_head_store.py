@@ -74,6 +74,24 @@ def test_broken_transfer_leaves_no_file_that_looks_whole(store):
     assert listed == []  # and nobody is ever shown it
 
 
+def test_a_write_made_while_handling_an_exception_is_kept(store):
+    """Tune calls its failure callbacks inside an ``except`` block: a file written there (the
+    results kept by tune_jobs.trial_history) is whole and must be committed, while an error
+    raised inside the write still throws the write away."""
+    fs, root = store
+    try:
+        raise ConnectionError("the trial's node died")
+    except ConnectionError:
+        with fs.open_output_stream(f"{root}/exp/trial/result.json") as f:
+            f.write(b'{"units": 1}\n')
+        with pytest.raises(RuntimeError, match="link down"):
+            with fs.open_output_stream(f"{root}/exp/trial/progress.csv") as f:
+                f.write(b"units\n1\n")
+                raise RuntimeError("link down") from None
+    assert (root / "exp/trial/result.json").read_bytes() == b'{"units": 1}\n'
+    assert not (root / "exp/trial/progress.csv").exists()
+
+
 def test_signing_layer_signs_tune_state_and_verify_catches_changes(tmp_path, monkeypatch):
     """The signing filesystem on a plain local folder: Tune's state files get sidecars as they
     are written (and moved), others do not, and verify refuses a changed or unsigned one."""
