@@ -14,10 +14,27 @@ trap 'rm -rf "$PLAN"' EXIT
 ID="$(cat "$PLAN/id")"
 NAME="$(cat "$PLAN/name")"
 STORAGE="$(cat "$PLAN/storage")"
-"$RAY_BIN" job submit --address "$ADDRESS" --submission-id "$ID" --no-wait \
-  --working-dir "$REPO" --runtime-env-json "$(cat "$PLAN/runtime_env.json")" \
-  --metadata-json "$(cat "$PLAN/metadata.json")" \
-  -- python -m tune_jobs.cli run "$@" --name "$NAME"
+# A head that has just started (or a busy one) may not have its job agent registered yet: Ray
+# answers "No available agent to submit job, please try again later". That is retried for up
+# to a minute; any other failure is final. (No job exists after that answer, so the same
+# submission id is reused.)
+ATTEMPTS=12 PAUSE="${METATUNE_SUBMIT_RETRY_S:-5}"
+for attempt in $(seq 1 "$ATTEMPTS"); do
+  if OUT="$("$RAY_BIN" job submit --address "$ADDRESS" --submission-id "$ID" --no-wait \
+      --working-dir "$REPO" --runtime-env-json "$(cat "$PLAN/runtime_env.json")" \
+      --metadata-json "$(cat "$PLAN/metadata.json")" \
+      -- python -m tune_jobs.cli run "$@" --name "$NAME" 2>&1)"; then
+    echo "$OUT"
+    break
+  fi
+  if [[ "$OUT" == *"No available agent"* ]] && [ "$attempt" -lt "$ATTEMPTS" ]; then
+    echo "the cluster's job agent is not ready yet; retrying in $PAUSE s ($attempt/$ATTEMPTS)" >&2
+    sleep "$PAUSE"
+    continue
+  fi
+  echo "$OUT" >&2
+  exit 1
+done
 echo
 echo "job id:     $ID"
 echo "experiment: $NAME (results on the head under $STORAGE/$NAME)"

@@ -163,6 +163,48 @@ def test_submit_without_a_cluster_is_one_clear_line(tmp_path):
     assert bad.returncode == 2 and "num_samples=0 is invalid" in bad.stderr
 
 
+def test_submit_retries_while_the_job_agent_is_not_ready(tmp_path):
+    """Ray refuses a submission with "No available agent" while a new (or busy) head's job agent
+    registers; submit.sh retries that, and only that. A stand-in `ray` refuses twice, then
+    accepts; a stand-in dashboard answers the reachability check."""
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    bin_dir, count = tmp_path / "bin", tmp_path / "attempts"
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text(f'#!/usr/bin/env bash\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    fake = bin_dir / "ray"
+    fake.write_text(f"""#!/usr/bin/env bash
+echo x >> {count}
+if [ "$(wc -l < {count})" -le "${{FAILS:-2}}" ]; then
+  echo "RuntimeError: Request failed with status code 500: ${{WHY:-$AGENT}}" >&2
+  exit 1
+fi
+echo "Job 'x' submitted successfully"
+""")
+    fake.chmod(0o755)
+    env = _script_env(tmp_path, RAY_BIN=str(fake), METATUNE_SUBMIT_RETRY_S="0",
+                      AGENT="No available agent to submit job, please try again later..",
+                      RAY_API_SERVER_ADDRESS=f"http://127.0.0.1:{server.server_port}")
+    try:
+        ok = subprocess.run(["scripts/submit.sh", "--preset", "smoke"], env=env, cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+        assert ok.returncode == 0, ok.stderr
+        assert count.read_text().count("x") == 3 and "submitted successfully" in ok.stdout
+        assert ok.stderr.count("job agent is not ready yet") == 2
+        count.unlink()  # another failure is final at once
+        other = subprocess.run(["scripts/submit.sh", "--preset", "smoke"], cwd=REPO,
+                               env={**env, "WHY": "runtime env failed"},
+                               capture_output=True, text=True, timeout=120)
+        assert other.returncode == 1 and "runtime env failed" in other.stderr
+        assert count.read_text().count("x") == 1
+    finally:
+        server.shutdown()
+
+
 def _script_env(tmp_path, **extra):
     return {**os.environ, "METATUNE_CLUSTER_DIR": str(tmp_path / "state"),
             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **extra}
