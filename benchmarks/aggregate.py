@@ -46,10 +46,10 @@ def _search(name: str, how: str, slow_steps: int, data: Path, storage: Path,
     ignored = analysis.first_rung_signal(rows, [SLOW, FAST], 1,
                                          {t: {"baseline": b} for t, b in baselines.items()})
     trials = []
-    for result in sorted((storage / name).glob("*/result.json")):
-        history = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+    for row in rows:  # the search's own rows: each trial's config and per-unit history
+        history = row["history"]
         first = history[0]
-        trials.append({"config": json.dumps(history[0]["config"], sort_keys=True),
+        trials.append({"config": json.dumps(row["config"], sort_keys=True),
                        "slow_at_rung1": first[f"{SLOW}/val_acc"],
                        "fast_at_rung1": first[f"{FAST}/val_acc"],
                        "promoted": len(history) > 1, "units": len(history),

@@ -1,9 +1,9 @@
 """Goal 4: ASHA against a full-budget search on the same samples (Li et al., MLSys 2020).
 
 For each search seed, the same 27 configurations (the random searcher is seeded) run twice on
-the synthetic stand-ins: with ASHA (reduction factor 3; grace 1 and max_t 9 unless given) and with every trial
-trained to max_t. Compared: the best validation meta-score each finds, and the budget units
-each trains.
+the synthetic stand-ins: with ASHA (reduction factor 3; grace 1 and max_t 9 unless given) and
+with every trial trained to max_t. Compared: the best validation meta-score each finds, and the
+budget units each trains.
 """
 
 from __future__ import annotations

@@ -72,23 +72,13 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, str]]:
                     + ", ".join(f"{k} {v['probe_val_acc']:.3f}" for k, v in m.items()),
                     "each pretraining above none", s["when"]))
     if g := r.get("aggregate"):
-        if "arms" in g:
-            arms = g["arms"]
-            result = "; ".join(
-                f"{arm}: {'named' if a['first_rung_check_names_slow_task'] else 'not named'}, "
-                f"kept ranks {a['promoted_slow_task_ranks']}, winner's slow acc "
-                f"{a['winner_slow_val_acc']}" for arm, a in arms.items())
-            out.append(("Slow task at ASHA's first rung (12 trials; is it named by the report's "
-                        "first-rung check; where the kept trials rank on it; the winner's val acc "
-                        "on it)", result, "the slow task has a say", g["when"]))
-        else:
-            out.append(("Slow task at ASHA's first rung: where the promoted trials rank on it "
-                        "(mean vs geomean meta-score, 8 trials)",
-                        f"mean {g['mean']['promoted_slow_task_ranks']}, geomean "
-                        f"{g['geomean']['promoted_slow_task_ranks']}; winner's slow-task val acc "
-                        f"{g['mean']['winner_slow_val_acc']} vs "
-                        f"{g['geomean']['winner_slow_val_acc']}",
-                        "the slow task's best trials kept", g["when"]))
+        result = "; ".join(
+            f"{arm}: {'named' if a['first_rung_check_names_slow_task'] else 'not named'}, "
+            f"kept ranks {a['promoted_slow_task_ranks']}, winner's slow acc "
+            f"{a['winner_slow_val_acc']}" for arm, a in g["arms"].items())
+        out.append(("Slow task at ASHA's first rung (12 trials; is it named by the report's "
+                    "first-rung check; where the kept trials rank on it; the winner's val acc "
+                    "on it)", result, "the slow task has a say", g["when"]))
     if s := r.get("shared_work"):
         out.append(("Shared work, warm vs cold (tokenise; source pretraining)",
                     f"{s['tokenise_speedup']}× ; {s['source_speedup']}× faster warm", "—",

@@ -15,7 +15,7 @@ from benchmarks.common import save, synthetic_data
 METHODS = ("none", "supervised", "autoencoder", "contrastive")
 
 
-def _probe(method: str, settings) -> float | None:
+def _probe(settings) -> float:
     """Validation accuracy of a logistic regression on the frozen source backbone's features."""
     import numpy as np
     import torch
@@ -62,7 +62,7 @@ def run(tmp: Path, quick: bool = False) -> dict:
                                   {"cifar_transfer": {"base_lr": 2e-3, **opts}},
                                   max_units=units, cache_dir=str(tmp / "cache"))
         started = time.perf_counter()
-        probe = _probe(method, settings)  # builds (and times) the source once
+        probe = _probe(settings)  # builds (and times) the source once
         pretrain_s = time.perf_counter() - started
         curves = []
         for seed in seeds:
