@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import sys
 import threading
@@ -30,6 +31,8 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 CHUNK = 4 << 20  # bytes per transfer; bounds the memory a transfer holds on either side
+# The exact temporary name open_write gives a file in transfer: nothing else is hidden.
+_PART = re.compile(r"\..+\.part-[0-9a-f]{32}")
 NAMESPACE = "metatune"
 
 
@@ -92,7 +95,7 @@ class HeadStore:
         for dirpath, dirnames, filenames in os.walk(full):
             rel = os.path.relpath(dirpath, full)
             for name in dirnames + filenames:
-                if ".part-" in name:
+                if _PART.fullmatch(name):
                     continue  # an unfinished transfer is never listed
                 found.append(os.path.normpath(os.path.join(base, rel, name)))
             if not recursive:

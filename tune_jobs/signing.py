@@ -16,6 +16,8 @@ import fnmatch
 import hashlib
 import hmac
 import os
+import posixpath
+import re
 import secrets
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -55,6 +57,35 @@ def load_key() -> bytes:
 def is_state_file(path: str) -> bool:
     name = PurePosixPath(path).name
     return not name.endswith(SUFFIX) and any(fnmatch.fnmatch(name, p) for p in PATTERNS)
+
+
+# Tune names a trial's checkpoint folders checkpoint_000000, checkpoint_000001, ...
+_CHECKPOINT_DIR = re.compile(r"checkpoint_\d+")
+
+
+def in_checkpoint(path: str, exp_path: str) -> bool:
+    """Whether ``path`` lies inside a trial's checkpoint folder of the experiment at ``exp_path``.
+
+    Decided by the path's place relative to the experiment root, ``<trial>/checkpoint_N/...``,
+    never by what the absolute path contains: an experiment stored under a folder that happens to
+    be named ``checkpoint_…`` is an experiment like any other. Our checkpoints are safetensors and
+    checksummed JSON that nothing unpickles, and they are written on the trial's node, which may
+    not hold the driver's key; Tune's own pickles never live there.
+    """
+    root = posixpath.normpath(exp_path)
+    full = posixpath.normpath(path)
+    if not full.startswith(root.rstrip("/") + "/"):
+        return False
+    parts = full[len(root.rstrip("/")) + 1:].split("/")
+    return len(parts) >= 3 and _CHECKPOINT_DIR.fullmatch(parts[1]) is not None
+
+
+def _state_files(fs: pafs.FileSystem, exp_path: str) -> list[str]:
+    """Every Tune state file under ``exp_path`` that must carry a signature."""
+    selector = pafs.FileSelector(exp_path, recursive=True, allow_not_found=True)
+    return [info.path for info in fs.get_file_info(selector)
+            if info.type == pafs.FileType.File and is_state_file(info.path)
+            and not in_checkpoint(info.path, exp_path)]
 
 
 def _digest(key: bytes, data: bytes) -> str:
@@ -185,24 +216,19 @@ def verify(fs: pafs.FileSystem, exp_path: str) -> int:
     Raises :class:`UnsignedState` naming the first file that is unsigned or does not match.
     """
     key = load_key()
-    selector = pafs.FileSelector(exp_path, recursive=True, allow_not_found=True)
     checked = 0
-    for info in fs.get_file_info(selector):
-        if info.type != pafs.FileType.File or not is_state_file(info.path):
-            continue
-        if "/checkpoint_" in info.path:  # our checkpoints: safetensors + checksummed JSON
-            continue
-        with fs.open_input_stream(info.path) as f:
+    for path in _state_files(fs, exp_path):
+        with fs.open_input_stream(path) as f:
             data = f.read()
         try:
-            with fs.open_input_stream(info.path + SUFFIX) as f:
+            with fs.open_input_stream(path + SUFFIX) as f:
                 signature = f.read().decode().strip()
         except (FileNotFoundError, OSError):
             signature = ""
         if not signature:
-            raise UnsignedState(f"{info.path} has no Metatune signature")
+            raise UnsignedState(f"{path} has no Metatune signature")
         if not hmac.compare_digest(signature, _digest(key, data)):
-            raise UnsignedState(f"{info.path} does not match its signature (changed after "
+            raise UnsignedState(f"{path} does not match its signature (changed after "
                                 "Metatune wrote it, or signed with another key)")
         checked += 1
     return checked
@@ -218,11 +244,7 @@ def _sign_file(fs: pafs.FileSystem, path: str, key: bytes) -> None:
 def sign_existing(fs: pafs.FileSystem, exp_path: str) -> int:
     """Sign the Tune state files under ``exp_path`` as they are (the user vouched for them)."""
     key = load_key()
-    selector = pafs.FileSelector(exp_path, recursive=True, allow_not_found=True)
-    signed = 0
-    for info in fs.get_file_info(selector):
-        if info.type == pafs.FileType.File and is_state_file(info.path) \
-                and "/checkpoint_" not in info.path:
-            _sign_file(fs, info.path, key)
-            signed += 1
-    return signed
+    paths = _state_files(fs, exp_path)
+    for path in paths:
+        _sign_file(fs, path, key)
+    return len(paths)

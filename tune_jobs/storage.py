@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,12 @@ import pyarrow.fs as pafs
 
 from trainables.data.cache import cache_root
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
 
 def is_uri(path: str) -> bool:
-    return "://" in path
+    """A URI starts with its scheme; a local path that merely contains ``://`` is a path."""
+    return _SCHEME.match(path) is not None
 
 
 def _fs(path: str) -> tuple[pafs.FileSystem, str]:

@@ -270,3 +270,26 @@ def test_a_replaced_tuner_pickle_is_refused_without_being_loaded(finished, tmp_p
     assert cli.main(["resume", "e2e", "--storage", str(copy)]) == 2
     assert "tuner.pkl has no Metatune signature" in capsys.readouterr().err
     assert not os.path.exists(PLANTED_MARKER)  # the planted pickle never ran
+
+
+@pytest.mark.parametrize("folder", ["checkpoint_store", "checkpoint_000001"])
+def test_a_tampered_tuner_pickle_under_a_checkpoint_named_folder_is_refused(
+        finished, tmp_path, capsys, monkeypatch, folder):
+    """The same tamper under --storage /…/checkpoint_store: the signature check once skipped every
+    file whose absolute path held "/checkpoint_", and the planted pickle ran on resume."""
+    import pickle
+    import shutil
+
+    from tune_jobs import cli, commands
+
+    storage, exp, _ = finished
+    copy = tmp_path / folder
+    shutil.copytree(exp, copy / "e2e")
+    (copy / "e2e" / "tuner.pkl").write_bytes(pickle.dumps(_Planted()))
+    if os.path.exists(PLANTED_MARKER):
+        os.remove(PLANTED_MARKER)
+    monkeypatch.setattr(commands, "init_ray", lambda *a, **k: False)
+    assert cli.main(["resume", "e2e", "--storage", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to resume e2e" in err and "tuner.pkl does not match its signature" in err
+    assert not os.path.exists(PLANTED_MARKER)

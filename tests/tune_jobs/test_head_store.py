@@ -74,6 +74,17 @@ def test_broken_transfer_leaves_no_file_that_looks_whole(store):
     assert listed == []  # and nobody is ever shown it
 
 
+def test_only_the_exact_transfer_name_is_hidden(store):
+    """A state file whose name merely contains ".part-" is listed, so the signature check sees
+    it; only open_write's own temporary name (.NAME.part-<32 hex>) is hidden."""
+    fs, root = store
+    for name in ("evil.part-1.pkl", ".x.part-zz.pkl", f".x.part-{'a' * 32}"):
+        (root / "exp").mkdir(parents=True, exist_ok=True)
+        (root / "exp" / name).write_bytes(b"x")
+    listed = {os.path.basename(i.path) for i in fs.get_file_info(pafs.FileSelector(f"{root}/exp"))}
+    assert listed == {"evil.part-1.pkl", ".x.part-zz.pkl"}
+
+
 def test_a_write_made_while_handling_an_exception_is_kept(store):
     """Tune calls its failure callbacks inside an ``except`` block: a file written there (the
     results kept by tune_jobs.trial_history) is whole and must be committed, while an error
