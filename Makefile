@@ -28,10 +28,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check trainables tune_jobs tests benchmarks
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check trainables tune_jobs tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all

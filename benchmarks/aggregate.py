@@ -3,7 +3,7 @@ seed) on the smoke tasks — the tiny BERT on 20 Newsgroups starts slowly, the C
 three ways: the meta-score as the mean of the task scores; as their geometric mean; and the mean
 with the remedy the report now names when it finds a task with no signal at the first rung
 (more steps per unit for the slow task). Reported per arm: whether the report's first-rung check
-(:func:`tune_jobs.analysis.first_rung_signal`) names the slow task; how the trials ASHA kept at
+(:func:`tune_jobs.report.analysis.first_rung_signal`) names the slow task; how the trials ASHA kept at
 the first rung rank on the slow task; the winner's accuracy on it; and the training steps spent.
 """
 
@@ -25,24 +25,19 @@ ARMS = {"mean": ("mean", 15), "geomean": ("geomean", 15), "mean_slow_60": ("mean
 
 def _search(name: str, how: str, slow_steps: int, data: Path, storage: Path,
             cache: Path) -> dict:
-    import dataclasses
 
-    import pyarrow.fs as pafs
-
-    from tune_jobs import analysis, presets, search, signing
-    from tune_jobs.results import load_rows
+    from tune_jobs.report import analysis
+    from tune_jobs.run import pipeline
+    from tune_jobs.spec import presets
 
     options = {SLOW: {**OPTIONS[SLOW], "steps_per_unit": slow_steps}, FAST: OPTIONS[FAST]}
-    spec = presets.build("smoke", overrides={"storage": str(storage), "name": name,
+    spec = presets.build("smoke", overrides={"data": str(data), "storage": str(storage), "name": name,
                                              "cache_dir": str(cache), "task_options": options},
                          sets=["num_samples=12", "asha.max_t=3", "asha.grace_period=1",
                                "asha.reduction_factor=3", f"metric_aggregate={how}",
                                "resources.cpu=1", "checkpoint_every=100"])
-    spec = dataclasses.replace(spec, data_dir=str(data))
-    baselines = search.prepare(spec)
-    search.build_tuner(spec, storage_filesystem=signing.signing(pafs.LocalFileSystem()),
-                       storage_path=str(storage)).fit()
-    rows = load_rows(storage / name, [SLOW, FAST], spec.asha.max_t)
+    result = pipeline.run(pipeline.checked(spec)[0], connected=False, final=False)
+    rows, baselines = result.rows, result.baselines
     ignored = analysis.first_rung_signal(rows, [SLOW, FAST], 1,
                                          {t: {"baseline": b} for t, b in baselines.items()})
     trials = []

@@ -25,23 +25,19 @@ TASKS = ["cifar_transfer"]
 
 def _search(name: str, data: Path, storage: Path, cache: Path, seed: int, samples: int,
             max_t: int, full: bool, grace_period: int = 1) -> dict:
-    import dataclasses
 
-    import pyarrow.fs as pafs
-
-    from tune_jobs import presets, search, signing
+    from tune_jobs.run import pipeline
+    from tune_jobs.spec import presets
 
     grace = max_t if full else grace_period  # grace = max_t: no rung stops anything
     spec = presets.build("smoke", overrides={
-        "storage": str(storage), "name": name, "cache_dir": str(cache), "task_options": SMALL,
+        "data": str(data), "storage": str(storage), "name": name, "cache_dir": str(cache),
+        "task_options": SMALL,
         "tasks": TASKS},
         sets=[f"num_samples={samples}", f"asha.max_t={max_t}", f"asha.grace_period={grace}",
               "asha.reduction_factor=3", f"search_seed={seed}", "resources.cpu=1",
               "checkpoint_every=100"])
-    spec = dataclasses.replace(spec, data_dir=str(data))
-    search.prepare(spec)
-    search.build_tuner(spec, storage_filesystem=signing.signing(pafs.LocalFileSystem()),
-                       storage_path=str(storage)).fit()
+    pipeline.run(pipeline.checked(spec)[0], connected=False, final=False)
     best, units, configs = -1e9, 0, []
     for result in (storage / name).glob("*/result.json"):
         rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]

@@ -23,7 +23,7 @@ BERT_BASE_CKPT_MIB = 110e6 * 4 * 3 / 2**20
 def _single_stream(tmp: Path, size_mib: int) -> dict:
     import pyarrow.fs as pafs
 
-    from tune_jobs import head_store
+    from tune_jobs.store import head_store
 
     src = tmp / "big.bin"
     src.write_bytes(os.urandom(size_mib << 20))
@@ -51,7 +51,7 @@ def _rung_round(tmp: Path, n: int, size_mib: int) -> float:
     """Seconds for n concurrent writers of size_mib each to land in the store."""
     import ray
 
-    from tune_jobs import head_store
+    from tune_jobs.store import head_store
 
     store = head_store.start(tmp / "store")
 

@@ -45,7 +45,9 @@ def metatune(n: int, storage: Path) -> float:
     import cloudpickle
 
     from trainables import trainable as adapter
-    from tune_jobs import presets, search, signing
+    from tune_jobs.run import search
+    from tune_jobs.spec import presets
+    from tune_jobs.store import signing
 
     spec = presets.build("smoke", overrides={"storage": str(storage), "name": "metatune"},
                          sets=[f"num_samples={n}", f"asha.max_t={REPORTS}",

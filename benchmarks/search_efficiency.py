@@ -42,33 +42,22 @@ def _phases(exp: Path, tasks: list[str]) -> dict[str, float]:
 def one_search(name: str, data: Path, storage: Path, cache: Path, samples: int) -> dict:
     import ray
 
-    from tune_jobs import cli, commands, search
+    from tune_jobs.report.analysis import best_row
+    from tune_jobs.run import pipeline
+    from tune_jobs.run.progress import LeaderboardCallback
+    from tune_jobs.spec import presets
 
-    clock: dict[str, float] = {}
-
-    def timed(key, fn):
-        def wrapper(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                clock[key] = clock.get(key, 0.0) + time.perf_counter() - t
-        return wrapper
-
-    originals = (commands.init_ray, search.prepare, search.run_search, commands.finish)
-    commands.init_ray = timed("ray_start", commands.init_ray)
-    search.prepare = timed("prepare", search.prepare)
-    search.run_search = timed("search", search.run_search)
-    commands.finish = timed("finish", commands.finish)
+    spec = presets.build("smoke", overrides={"data": str(data), "name": name,
+                                             "storage": str(storage), "num_samples": samples},
+                         sets=["final_eval.seeds=0", f"cache_dir={cache}"])
     before = _cache_entries(cache)
     started = time.perf_counter()
-    try:
-        code = cli.main(["run", "--preset", "smoke", "--data", str(data), "--name", name,
-                         "--storage", str(storage), "--num-samples", str(samples),
-                         "--set", "final_eval.seeds=0", "--set", f"cache_dir={cache}"])
-    finally:
-        commands.init_ray, search.prepare, search.run_search, commands.finish = originals
+    spec, points, origins = pipeline.checked(spec)
+    result = pipeline.run(spec, points=points, origins=origins,
+                          callbacks=[LeaderboardCallback(list(spec.tasks), spec.experiment)])
+    code = 0 if best_row(result.rows) is not None and not result.bad_data else 1
     wall = time.perf_counter() - started
+    clock = result.timings
     slots = int(ray.cluster_resources().get("CPU", 1))
     ray.shutdown()
     assert code == 0, f"the {name} search failed (exit {code})"

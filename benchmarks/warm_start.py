@@ -22,11 +22,9 @@ OPTIONS = {"cifar_transfer": {"source_steps": 300, "steps_per_unit": 30, "base_l
 
 def _search(name: str, data: Path, storage: Path, cache: Path, seed: int,
             warm_from: Path | None = None) -> dict:
-    import dataclasses
 
-    import pyarrow.fs as pafs
-
-    from tune_jobs import experiment, presets, search, signing, warm_start
+    from tune_jobs.run import pipeline
+    from tune_jobs.spec import presets
 
     sets = [f"num_samples={TRIALS}", f"asha.max_t={MAX_T}", "asha.grace_period=1",
             "asha.reduction_factor=2", f"search_seed={seed}", "resources.cpu=1",
@@ -34,15 +32,12 @@ def _search(name: str, data: Path, storage: Path, cache: Path, seed: int,
     if warm_from is not None:
         sets += [f"warm_start.experiments=[{warm_from}]", "warm_start.top_k=3"]
     spec = presets.build("smoke", overrides={
-        "storage": str(storage), "name": name, "cache_dir": str(cache), "task_options": OPTIONS,
+        "data": str(data), "storage": str(storage), "name": name, "cache_dir": str(cache),
+        "task_options": OPTIONS,
         "tasks": TASKS},  # as for ASHA: a task whose curves move within a few units
         sets=sets)
-    spec = dataclasses.replace(spec, data_dir=str(data))
-    spec, points, _ = warm_start.resolve(spec)
-    experiment.save_spec(spec)  # what `metatune run` saves: a later warm start finds it by it
-    search.prepare(spec)
-    search.build_tuner(spec, storage_filesystem=signing.signing(pafs.LocalFileSystem()),
-                       storage_path=str(storage), points=points).fit()
+    spec, points, origins = pipeline.checked(spec)
+    pipeline.run(spec, points=points, origins=origins, connected=False, final=False)
     reports = []
     for result in (storage / name).glob("*/result.json"):
         reports += [json.loads(line) for line in result.read_text().splitlines() if line.strip()]

@@ -9,7 +9,7 @@ ADDRESS="${RAY_API_SERVER_ADDRESS:-http://127.0.0.1:8265}"
 PLAN="$(mktemp -d)"
 trap 'rm -rf "$PLAN"' EXIT
 # The name, storage, runtime env and metadata come from the spec code that the job itself runs.
-"$(dirname "$RAY_BIN")/python" -m tune_jobs.job_plan --address "$ADDRESS" --out "$PLAN" -- "$@" \
+"$(dirname "$RAY_BIN")/python" -m tune_jobs.cli.job_plan --address "$ADDRESS" --out "$PLAN" -- "$@" \
   || exit 2
 ID="$(cat "$PLAN/id")"
 NAME="$(cat "$PLAN/name")"

@@ -15,6 +15,8 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
+
 torch.set_num_threads(2)
 
 # Small task options the tests share: a tiny BERT and a short source pretraining.
@@ -81,3 +83,15 @@ def ray_local():
     join it). Multi-node tests shut it down to connect to their own cluster; the next user
     starts it again."""
     return start_local_ray()
+
+
+@pytest.fixture(scope="module")
+def env(cache_dir):
+    return {**os.environ, "METATUNE_DASHBOARD": "0", "METATUNE_CACHE": cache_dir,
+            "PYTHONPATH": str(REPO)}
+
+
+@pytest.fixture(scope="module")
+def joined(env):
+    """The env of a command that joins the test session's Ray (started here if it is not up)."""
+    return {**env, "RAY_ADDRESS": start_local_ray().get_runtime_context().gcs_address}

@@ -304,7 +304,7 @@ class TrialSettings:
     tasks: tuple[TaskSpec, ...]  # the tasks run in lockstep, parsed
     data_dir: str  # folder holding the built-in data sets (real or synthetic)
     max_units: int = 8  # budget units a full-length trial runs (ASHA's max_t)
-    aggregate: str = "mean"  # meta-score aggregate over tasks: mean | min
+    aggregate: str = "mean"  # meta-score aggregate over tasks: mean | min | geomean
     cache_dir: str | None = None  # shared cache (tokens, source models); None = default
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool = False  # bf16 autocast on CUDA

@@ -87,8 +87,10 @@ class BatchOrder:
 class Learner:
     """Model, optimiser, schedule and data order of one task: trains units and evaluates.
 
-    ``make_batch(indices, train)`` turns training-set indices into a batch dict with ``labels``;
-    ``eval_batches(split)`` yields evaluation batches. Both come from the task module.
+    ``make_batch(indices, generator)`` turns training-set indices into a batch dict with
+    ``labels`` (``generator`` drives any augmentation, so it is part of the resumable state);
+    ``eval_batches(split)`` yields evaluation batches; ``forward(model, batch)`` returns logits.
+    All three come from the task module.
     """
 
     def __init__(self, model: torch.nn.Module, cfg: TrainConfig, train_size: int,

@@ -66,7 +66,7 @@ def test_single_task_trial_is_the_same_trainable_with_one_task(syn_dir, cache_di
 def test_initial_lr_is_base_lr_times_lr_scale_per_task(optimizer, syn_dir, cache_dir):
     """The whole path of lr_scale and base_lr: --set → SearchSpec → TaskSpec → TrainConfig →
     the optimizer of each task in a trial."""
-    from tune_jobs import presets
+    from tune_jobs.spec import presets
 
     spec = presets.build("smoke", overrides={"cache_dir": cache_dir}, sets=[
         "task_options.newsgroups.base_lr=1e-3", "task_options.newsgroups.base_lr_sgd=4e-2",

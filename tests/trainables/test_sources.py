@@ -142,8 +142,9 @@ def test_pretrained_backbones_transfer_better_than_none(seed, syn_dir, tmp_path_
 def test_transfer_baseline_says_what_transfer_bought(ray_local, syn_dir, tmp_path):
     import dataclasses
 
-    from tune_jobs import presets, report
-    from tune_jobs.evaluate import evaluate_on_test, transfer_gain
+    from tune_jobs.report import html
+    from tune_jobs.run.final_eval import evaluate_on_test, transfer_gain
+    from tune_jobs.spec import presets
 
     spec = presets.build("smoke", overrides={
         "tasks": ["cifar_transfer"], "cache_dir": str(tmp_path / "cache"),
@@ -157,9 +158,8 @@ def test_transfer_baseline_says_what_transfer_bought(ray_local, syn_dir, tmp_pat
     assert gain["mean"] == pytest.approx(gain["with_source"] - gain["from_scratch"])
     assert gain["mean"] > 0  # the supervised CIFAR-10 source helps the stand-in CIFAR-100
     final["transfer_gain"] = {"cifar_transfer": gain}
-    from tests.tune_jobs.test_analysis import curve_row
-    from tests.tune_jobs.test_report import _spec
+    from tests.factories import curve_row, report_spec
 
-    paths = report.write_report(tmp_path, _spec(tmp_path), [curve_row("t1", [{"a": 0.5,
+    paths = html.write_report(tmp_path, report_spec(tmp_path), [curve_row("t1", [{"a": 0.5,
                                                                            "b": 0.5}])], final)
     assert "What transfer bought" in paths["report"].read_text()

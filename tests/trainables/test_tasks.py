@@ -65,7 +65,7 @@ def test_custom_tasks_from_a_spec_run_in_a_trial(syn_dir, cache_dir, tmp_path):
     """A user's own text (CSV) and image (.npz) tasks, declared in the spec, without code."""
     from trainables.data.newsgroups import load_newsgroups
     from trainables.meta import MetaTrial
-    from tune_jobs import presets
+    from tune_jobs.spec import presets
 
     news = load_newsgroups(syn_dir).splits["train"]
     with open(tmp_path / "reviews.csv", "w", newline="") as f:

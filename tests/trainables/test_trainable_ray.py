@@ -76,7 +76,8 @@ def test_tune_asha_two_tasks_reports_and_restores(form, ray_local, syn_dir, cach
     import shutil
     from pathlib import Path
 
-    from tune_jobs import presets, search
+    from tune_jobs.run import search
+    from tune_jobs.spec import presets
 
     markers = Path(cache_dir) / "restore-markers"
     shutil.rmtree(markers, ignore_errors=True)
@@ -106,7 +107,7 @@ def test_tune_asha_two_tasks_reports_and_restores(form, ray_local, syn_dir, cach
             assert history[key].notna().all(), key
         units = history["units"].tolist()
         # restored from the unit-2 checkpoint: the curve goes on, it never restarts at unit 1, and
-        # the results reported before the crash are all kept (tune_jobs.trial_history)
+        # the results reported before the crash are all kept (tune_jobs.run.trial_history)
         assert units == sorted(units) and units[0] == 1 and len(set(units)) == len(units)
         assert result.checkpoint is not None
         with result.checkpoint.as_directory() as folder:
@@ -145,7 +146,8 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(ray_local, s
                                                                     tmp_path, monkeypatch):
     import dataclasses
 
-    from tune_jobs import presets, search
+    from tune_jobs.run import search
+    from tune_jobs.spec import presets
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     from pathlib import Path
@@ -194,7 +196,9 @@ def test_a_data_error_in_a_trial_is_not_retried_and_ends_the_run_with_exit_2(
     import dataclasses
     from pathlib import Path
 
-    from tune_jobs import commands, data_guard, presets, search
+    from tune_jobs.cli import commands
+    from tune_jobs.run import data_guard, search
+    from tune_jobs.spec import presets
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     spec = presets.build("smoke", overrides={
@@ -211,7 +215,7 @@ def test_a_data_error_in_a_trial_is_not_retried_and_ends_the_run_with_exit_2(
     assert attempts and all(name.endswith("-0") for name in attempts), attempts
     assert set(data_guard.SEEN) <= {name.rsplit("-", 1)[0] for name in attempts}
     capsys.readouterr()
-    code = commands._stopped_by_bad_data(str(tmp_path / "bad_data"))
+    code = commands._stopped_by_bad_data(dict(data_guard.SEEN), str(tmp_path / "bad_data"))
     err = capsys.readouterr().err
     assert code == 2
     assert "bad data in trial" in err and "missing column(s) ['label']" in err, err
@@ -220,7 +224,7 @@ def test_a_data_error_in_a_trial_is_not_retried_and_ends_the_run_with_exit_2(
 
 
 def test_data_error_reads_the_loader_message_from_tunes_error_text():
-    from tune_jobs.data_guard import data_error
+    from tune_jobs.run.data_guard import data_error
 
     text = ("Failure # 1 (occurred at 2026-11-28_12:00:00)\nray::ImplicitFunc.train() "
             "(pid=1, ip=127.0.0.1)\n  File \"x.py\", line 3, in load\n    raise DataError(m)\n"

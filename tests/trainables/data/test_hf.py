@@ -124,13 +124,13 @@ def test_a_trial_runs_on_a_hub_style_task(saved, syn_dir, tmp_path):
 
 
 def test_data_check_reports_a_declared_hub_task(saved, syn_dir, tmp_path, capsys):
-    from tune_jobs import cli
+    from tune_jobs.cli.main import main
 
     config = tmp_path / "spec.yaml"
     config.write_text(f"custom_tasks:\n  reviews: {{type: text, hf: {saved / 'saved'}, "
                       "text_column: sentence, label_column: y}\n"
                       f"  broken: {{type: text, hf: {saved / 'saved'}}}\n")
-    code = cli.main(["data", "check", "--dir", str(syn_dir), "--config", str(config)])
+    code = main(["data", "check", "--dir", str(syn_dir), "--config", str(config)])
     out = capsys.readouterr().out
     assert "reviews" in out and "present  hf" in out and "2 classes" in out
     assert f"Hugging Face {saved / 'saved'}" in out

@@ -10,7 +10,7 @@ from trainables.data.splits import DataError
 def test_download_default_and_data_real_agree(tmp_path, monkeypatch):
     monkeypatch.setenv("METATUNE_DATA", str(tmp_path))
     assert default_dir("real") == tmp_path / "real"
-    from tune_jobs.cli import build_parser
+    from tune_jobs.cli.main import build_parser
 
     args = build_parser().parse_args(["data", "download"])
     assert args.dir is None  # … so data_cli falls back to default_dir("real") as well

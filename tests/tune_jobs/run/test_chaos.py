@@ -1,0 +1,122 @@
+"""Chaos: a trial's worker process is killed with SIGKILL in the middle of a unit. The search still
+finishes every trial, the killed one restarts from its last checkpoint, and the leaderboard is
+the one an undisturbed search of the same seed gives (beside the driver-kill test in test_e2e and
+the node-kill test in test_cluster_head_store)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEXT_OPTS, VISION_OPTS
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+
+class Recoveries:
+    """A Tune callback (in the driver) that records each trial Tune recovers after a failure."""
+
+    def __new__(cls):
+        from ray.tune import Callback
+
+        class _Recorder(Callback):
+            def __init__(self):
+                self.recovered: list[str] = []
+
+            def on_trial_recover(self, iteration, trials, trial, **info):
+                self.recovered.append(trial.trial_id)
+
+        return _Recorder()
+
+
+def _spec(name, storage, syn_dir, cache_dir):
+    import dataclasses
+
+    from tune_jobs.spec import presets
+
+    # One trial at a time: ASHA's decisions then depend on the results alone, not on timing.
+    spec = presets.build("smoke", overrides={
+        "task_options": {"newsgroups": {**TEXT_OPTS, "steps_per_unit": 10},
+                         "cifar_transfer": {**VISION_OPTS, "steps_per_unit": 10}},
+        "cache_dir": cache_dir, "storage": str(storage), "name": name}, sets=[
+        "num_samples=3", "max_concurrent=1", "asha.max_t=3", "asha.grace_period=1",
+        "asha.reduction_factor=3", "max_failures=2", "search_seed=7"])
+    return dataclasses.replace(spec, data_dir=str(syn_dir), data_kind="synthetic")
+
+
+def _our_trial_workers() -> list[int]:
+    """The trial actor's process (one trial at a time, so the only one) of this test's own Ray,
+    whose raylet is a child of this process: never another Ray's workers on the machine."""
+    def descends_from_us(pid: int) -> bool:
+        while pid > 1:
+            try:  # /proc/PID/stat: "pid (comm) state ppid …"; comm may hold spaces
+                pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                return False
+            if pid == os.getpid():
+                return True
+        return False
+
+    names = subprocess.run(["pgrep", "^ray::ImplicitFu"], capture_output=True, text=True)
+    return [int(pid) for pid in names.stdout.split() if descends_from_us(int(pid))]
+
+
+def _kill_mid_unit(exp: Path, killed: dict, stop: threading.Event) -> None:
+    """Once the first trial (ASHA always lets the first arrival at a rung go on) has written its
+    unit-1 checkpoint, SIGKILL its worker while it trains unit 2 (a unit here takes seconds; the
+    kill lands a fraction of a second after the checkpoint)."""
+    while not stop.is_set():
+        done = list(exp.glob("*_00000_*/checkpoint_000000/trial.json"))
+        if done:
+            time.sleep(0.4)  # past the report: inside the next unit
+            pids = _our_trial_workers()
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+            killed.update(trial=done[0].parts[-3].split("_")[2:4], pids=pids)
+            return
+        time.sleep(0.05)
+
+
+def _board(exp: Path) -> list[tuple[str, int]]:
+    from tune_jobs.store.rows import load_rows
+
+    rows = load_rows(exp, ["newsgroups", "cifar_transfer"], 3)
+    assert all(r["stopped"] != "error" for r in rows), [r["error"] for r in rows]
+    return sorted((json.dumps(r["config"], sort_keys=True), r["units"]) for r in rows)
+
+
+def test_a_trial_killed_mid_unit_resumes_and_changes_nothing(ray_local, syn_dir, cache_dir,
+                                                            tmp_path):
+    from tune_jobs.run import search
+    from tune_jobs.store import tune_storage
+
+    calm = _spec("calm", tmp_path, syn_dir, cache_dir)
+    search.run_search(calm, tune_storage.storage_filesystem(calm, connected=False))
+    chaos = _spec("chaos", tmp_path, syn_dir, cache_dir)
+    killed: dict = {}
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_mid_unit, args=(tmp_path / "chaos", killed, stop))
+    killer.start()
+    recorder = Recoveries()
+    try:
+        results = search.run_search(chaos, tune_storage.storage_filesystem(chaos, connected=False),
+                                    callbacks=[recorder])
+    finally:
+        stop.set()
+        killer.join()
+    assert killed.get("pids"), "no trial worker was found to kill"
+    assert not results.errors, results.errors
+    trial_id = "_".join(killed["trial"])  # e.g. 01cf9_00000
+    assert recorder.recovered == [trial_id]  # Tune restarted it after the kill …
+    history = next(r for r in results if r.metrics["trial_id"] == trial_id) \
+        .metrics_dataframe["units"].tolist()
+    # … from its unit-1 checkpoint: the units go on where they were, none is reported twice
+    assert history == [1, 2, 3], history
+    assert _board(tmp_path / "chaos") == _board(tmp_path / "calm")

@@ -1,0 +1,63 @@
+"""The preparation phase: every shared item is built once, as Ray tasks, before any trial; the
+trials only read the cache; bad data found there is the loader's own message."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEXT_OPTS, VISION_OPTS
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def _spec(syn_dir, cache, **extra):
+    import dataclasses
+
+    from tune_jobs.spec import presets
+
+    spec = presets.build("smoke", overrides={
+        "task_options": {"newsgroups": TEXT_OPTS, "cifar_transfer": VISION_OPTS},
+        "cache_dir": str(cache), **extra}, sets=["resources.cpu=1"])
+    return dataclasses.replace(spec, data_dir=str(syn_dir))
+
+
+def test_prepare_builds_every_shared_item_once_before_the_trials(ray_local, syn_dir, tmp_path,
+                                                                 capsys):
+    from trainables.config import MetaConfig
+    from trainables.tasks import build_task
+    from tune_jobs.run import prepare
+
+    spec = _spec(syn_dir, tmp_path / "cache")
+    prepare.prepare(spec)
+    out = capsys.readouterr().out
+    assert "prepared newsgroups in" in out and "prepared cifar_transfer in" in out
+    built = {p.parent.parent.name: json.loads(p.read_text())
+             for p in (tmp_path / "cache").glob("*/*/info.json")}
+    assert "source_cnn" in built
+    assert built["source_cnn"]["pid"] != os.getpid()  # in a Ray task, not in this process
+    entries = sorted(p.parent for p in (tmp_path / "cache").glob("*/*/info.json"))
+    stamps = {p: p.stat().st_mtime_ns for p in entries}
+    # a trial's build afterwards (here in this process) reads all of it and builds nothing
+    settings = spec.trial_settings()
+    for task in settings.tasks:
+        build_task(task, MetaConfig(), settings)
+    after = sorted(p.parent for p in (tmp_path / "cache").glob("*/*/info.json"))
+    assert after == entries and {p: p.stat().st_mtime_ns for p in after} == stamps
+    prepare.prepare(spec)  # a second search: nothing is built again
+    assert sorted(p.parent for p in (tmp_path / "cache").glob("*/*/info.json")) == entries
+
+
+def test_bad_data_in_preparation_is_the_loaders_message(ray_local, syn_dir, tmp_path):
+    from trainables.data.splits import DataError
+    from tune_jobs.run import prepare
+
+    bad = Path(tmp_path, "t.csv")
+    bad.write_text("text,category\n" + "\n".join(f"x {i},a" for i in range(20)))
+    spec = _spec(syn_dir, tmp_path / "cache", tasks=["t"],
+                 custom_tasks={"t": {"type": "text", "train": str(bad)}})
+    with pytest.raises(DataError, match=r"t\.csv.*missing column\(s\) \['label'\]"):
+        prepare.prepare(spec)

@@ -1,0 +1,19 @@
+"""The search's own metrics, computed from results (what the gauges publish)."""
+
+from tune_jobs.run.progress import GAUGES, SearchMetrics
+
+
+def test_search_metrics_values():
+    m = SearchMetrics(["a", "b"])
+    m.record("t1", {"units": 1, "meta_score": 0.2, "a/val_acc": 0.5, "b/val_acc": 0.1})
+    m.record("t2", {"units": 1, "meta_score": 0.4, "a/val_acc": 0.3, "b/val_acc": 0.6})
+    m.record("t2", {"units": 2, "meta_score": 0.3, "a/val_acc": 0.35, "b/val_acc": 0.5})
+    values = {(name, tuple(sorted(tags.items()))): v
+              for name, v, tags in m.values({"RUNNING": 1, "TERMINATED": 1})}
+    assert values[("metatune_best_meta_score", ())] == 0.4  # best so far, not latest
+    assert values[("metatune_trials", (("state", "RUNNING"),))] == 1
+    assert values[("metatune_trials_at_rung", (("rung", "1"),))] == 2
+    assert values[("metatune_trials_at_rung", (("rung", "2"),))] == 1
+    assert values[("metatune_task_best_val_acc", (("task", "a"),))] == 0.5
+    assert values[("metatune_task_best_val_acc", (("task", "b"),))] == 0.6
+    assert {name for name, _, _ in m.values({})} <= set(GAUGES)

@@ -1,0 +1,164 @@
+"""The typed search spec: presets, --config and --set give one checked SearchSpec."""
+
+import dataclasses
+
+import pytest
+
+from trainables.config import MetaConfig, TaskSpec, TextOptions, VisionOptions
+from tune_jobs.spec import presets
+from tune_jobs.spec.search_spec import DEFAULT_SPACE, Asha, Resources, SearchSpec, param_space
+
+
+def test_space_covers_every_metaconfig_field():
+    assert set(DEFAULT_SPACE) == {f.name for f in dataclasses.fields(MetaConfig)}
+
+
+@pytest.mark.parametrize("name", sorted(presets.PRESETS))
+def test_presets_sample_valid_configs_and_parse_their_tasks(name):
+    spec = presets.build(name)
+    assert isinstance(spec, SearchSpec) and isinstance(spec.asha, Asha)
+    assert isinstance(spec.resources, Resources)
+    space = param_space(spec.space)
+    for _ in range(20):
+        MetaConfig.from_dict({k: (v.sample() if hasattr(v, "sample") else v)
+                              for k, v in space.items()})
+    settings = spec.trial_settings(".")
+    assert settings.max_units == spec.asha.max_t
+    assert all(isinstance(t, TaskSpec) for t in settings.tasks)
+    assert isinstance(settings.task("newsgroups").model, TextOptions)
+    assert isinstance(settings.task("cifar_transfer").model, VisionOptions)
+
+
+def test_defaults_live_in_one_place():
+    spec = presets.build("smoke")
+    assert spec.experiment == "metatune-smoke" and spec.name is None
+    assert SearchSpec.from_dict({}).experiment == "metatune-custom"
+    # a preset's partial section keeps the defaults of the keys it does not name
+    assert spec.asha.brackets == Asha().brackets
+    assert spec.space["weight_decay"] == DEFAULT_SPACE["weight_decay"]
+
+
+def test_every_source_gives_the_same_type(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("num_samples: 5\nspace:\n  lr_scale: {loguniform: [0.5, 2.0]}\n"
+                 "asha: {max_t: 6}\n")
+    from_file = presets.build("smoke", config=f)
+    from_sets = presets.build("smoke", sets=["num_samples=5", "asha.max_t=6",
+                                             "space.lr_scale={loguniform: [0.5, 2.0]}"])
+    assert from_file == from_sets
+    assert from_file.num_samples == 5 and from_file.asha.max_t == 6
+    assert from_file.asha.grace_period == 2  # the rest of the preset's section stays
+    assert from_file.space["batch_size"] == [16, 32]  # ... and the rest of its space
+    assert SearchSpec.from_dict(from_file.to_dict()) == from_file  # the saved form reads back
+
+
+def test_sets_merge_into_task_options_and_add_sections():
+    spec = presets.build("smoke", sets=["task_options.newsgroups.max_length=32",
+                                        "space.dropout={uniform: [0.0, 0.5]}"])
+    assert spec.task_options["newsgroups"] == {**presets.PRESETS["smoke"]["task_options"][
+        "newsgroups"], "max_length": 32}  # merged, not replaced
+    assert spec.space["dropout"] == {"uniform": [0.0, 0.5]}
+    assert spec.trial_settings(".").task("newsgroups").model.max_length == 32
+
+
+def test_exponent_floats_are_numbers():
+    spec = presets.build("smoke", sets=["task_options.newsgroups.base_lr=1e-3",
+                                        "space.weight_decay={loguniform: [1e-5, 1e-1]}"])
+    assert spec.trial_settings(".").task("newsgroups").budget.base_lr == 1e-3
+    assert spec.space["weight_decay"] == {"loguniform": [1e-5, 0.1]}
+    assert presets.parse_value("abc") == "abc" and presets.parse_value("1") == 1
+
+
+def test_cli_flags_override_and_tasks_may_be_a_comma_list():
+    spec = presets.build("smoke", overrides={"tasks": "newsgroups", "num_samples": 3,
+                                             "name": None})
+    assert spec.tasks == ("newsgroups",) and spec.num_samples == 3
+
+
+@pytest.mark.parametrize("sets,match", [
+    (["space.lr_scale={loguniform: [0.0, 1.0]}"],
+     r"^space.lr_scale.loguniform=\[0.0, 1.0\] is invalid: log scale needs low > 0$"),
+    (["space.lr_scale={uniform: [-1.0, 1.0]}"], r"^lr_scale=-1.0 is invalid"),
+    (["space.optimizer=[adam]"], r"^optimizer='adam' is invalid"),
+    (["space.unfreeze_frac=1.5"], r"^unfreeze_frac=1.5 is invalid"),
+    (["space.learning_rate=0.1"], r"^unknown key\(s\) \['learning_rate'\] in space"),
+    (["asha.grace_period=9"], r"^asha.grace_period=9 is invalid: must be <= asha.max_t=8$"),
+    (["asha.reduction_factor=1"], r"^asha.reduction_factor=1 is invalid"),
+    (["asha=5"], r"^asha=5 is invalid: must be a mapping"),
+    (["asha.max_t=0"], r"^asha.max_t=0 is invalid: must be an integer >= 1$"),
+    (["num_samples=0"], r"^num_samples=0 is invalid"),
+    (["searcher=grid"], r"^searcher='grid' is invalid"),
+    (["search_seed=abc"], r"^search_seed='abc' is invalid: must be an integer >= 0$"),
+    (["search_seed=-1"], r"^search_seed=-1 is invalid"),
+    (["keep_checkpoints=0"], r"^keep_checkpoints=0 is invalid: must be an integer >= 1$"),
+    (["max_failures=-5"], r"^max_failures=-5 is invalid: must be an integer >= 0$"),
+    (["max_concurrent=-1"], r"^max_concurrent=-1 is invalid"),
+    (["checkpoint_every=0"], r"^checkpoint_every=0 is invalid"),
+    (["final_eval.seeds=-1"], r"^final_eval.seeds=-1 is invalid"),
+    (["metric_aggregate=median"], r"^metric_aggregate='median' is invalid"),
+    (["device=tpu"], r"^device='tpu' is invalid"),
+    (["device=cuda"], r"^device='cuda' is invalid: a trial gets a GPU only if it asks for one"),
+    (["head_store=maybe"], r"^head_store='maybe' is invalid"),
+    (["name=a/b"], r"^name='a/b' is invalid"),
+    (["resources.gpu=1.5"], r"^resources.gpu=1.5 is invalid"),
+    (["resources.cpu=0"], r"^resources.cpu=0 is invalid"),
+    (["resources.tpu=1"], r"^unknown key\(s\) \['tpu'\] in resources"),
+    (["tasks=[mnist]"], r"^unknown task 'mnist'"),
+    (["task_options.newsgroups.max_lenght=3"],
+     r"^unknown key\(s\) \['max_lenght'\] in task_options.newsgroups"),
+    (["task_options.cifar_transfer.width=0"], r"^task_options.cifar_transfer.width=0 is invalid"),
+    (["task_options.newsgroups.remove=[signatures]"], r"^task_options.newsgroups.remove="),
+    (["task_resources={mnist: {cpu: 1}}"], r"^task_resources.mnist names no task"),
+    (["task_resources={newsgroups: {gpu: -1}}"], r"^task_resources.newsgroups.gpu=-1 is invalid"),
+    (["bogus=1"], r"^--set bogus: unknown key|^unknown key\(s\) \['bogus'\] in the search spec"),
+    (["asha.max_t"], r"^--set 'asha.max_t' is invalid: use key=value"),
+])
+def test_bad_values_are_refused_naming_key_and_value(sets, match):
+    with pytest.raises(ValueError, match=match):
+        presets.build("smoke", sets=sets)
+
+
+def test_config_file_errors_name_the_file_line_and_column(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("num_samples: 3\nasha: [\n")
+    with pytest.raises(ValueError, match=rf"^--config {bad}: invalid YAML at line 3, column 1"):
+        presets.build("smoke", config=bad)
+    js = tmp_path / "bad.json"
+    js.write_text('{"num_samples": 3,\n "asha": }')
+    with pytest.raises(ValueError, match=rf"^--config {js}: invalid JSON at line 2, column 10"):
+        presets.build("smoke", config=js)
+    section = tmp_path / "section.yaml"
+    section.write_text("asha: 5\n")
+    with pytest.raises(ValueError, match=rf"^--config {section}: asha=5 is invalid"):
+        presets.build("smoke", config=section)
+    code = tmp_path / "code.yaml"
+    code.write_text("num_samples: !!python/object/apply:os.system ['touch pwned']\n")
+    with pytest.raises(ValueError, match=rf"^--config {code}: invalid YAML"):
+        presets.build("smoke", config=code)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_optuna_searcher_takes_the_space():
+    from ray.tune.search.optuna import OptunaSearch
+
+    from tune_jobs.run import search
+
+    spec = presets.build("smoke", sets=["searcher=optuna"])
+    limiter = search.build_searcher(spec)
+    assert isinstance(limiter.searcher, OptunaSearch)
+    dists = OptunaSearch.convert_search_space(param_space(spec.space))
+    assert dists["lr_scale"].log and dists["lr_scale"].low == 0.3
+    assert set(dists) == {k for k, v in spec.space.items() if isinstance(v, (dict, list))}
+
+
+def test_task_resources_select_the_scale_out_form():
+    assert presets.build("smoke").task_bundles() is None
+    spec = presets.build("smoke", sets=["task_resources={newsgroups: {cpu: 2, gpu: 0.5}}"])
+    # one bundle per task, in task order; a task not named gets one CPU
+    assert spec.task_bundles() == [{"CPU": 2, "GPU": 0.5}, {"CPU": 1, "GPU": 0}]
+
+
+@pytest.mark.parametrize("how", ["mean", "min", "geomean"])
+def test_every_aggregate_the_spec_accepts_reaches_the_trials(how):
+    spec = presets.build("smoke", sets=[f"metric_aggregate={how}"])
+    assert spec.trial_settings().aggregate == how

@@ -1,0 +1,103 @@
+"""The head store: a pyarrow filesystem whose every operation runs in an actor on the head node."""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow.fs as pafs
+import pytest
+
+from tune_jobs.store import head_store
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture
+def store(ray_local, tmp_path):
+    return head_store.start(tmp_path / "store"), tmp_path / "store"
+
+
+def test_large_file_streams_in_chunks_and_round_trips(store, monkeypatch):
+    fs, root = store
+    payload = os.urandom(2 * head_store.CHUNK + 12345)
+    biggest = []
+    original = head_store._Writer._ship
+
+    def spy(self, data):
+        biggest.append(len(data))
+        assert len(self.buffer) <= 2 * head_store.CHUNK  # never a whole-file copy in RAM
+        return original(self, data)
+
+    monkeypatch.setattr(head_store._Writer, "_ship", spy)
+    with fs.open_output_stream(f"{root}/exp/trial/checkpoint_000000/tensors.bin") as f:
+        for i in range(0, len(payload), 1 << 20):
+            f.write(payload[i:i + (1 << 20)])
+    assert max(biggest) == head_store.CHUNK and len(biggest) == 3
+    assert (root / "exp/trial/checkpoint_000000/tensors.bin").read_bytes() == payload
+    with fs.open_input_file(f"{root}/exp/trial/checkpoint_000000/tensors.bin") as f:
+        assert f.read() == payload
+    infos = fs.get_file_info(pafs.FileSelector(f"{root}/exp", recursive=True))
+    kinds = {os.path.basename(i.path): i.type for i in infos}
+    assert kinds["tensors.bin"] == pafs.FileType.File
+    assert kinds["checkpoint_000000"] == pafs.FileType.Directory
+
+
+def test_operations_tune_uses(store, tmp_path):
+    fs, root = store
+    fs.create_dir(f"{root}/a/b", recursive=True)
+    with fs.open_output_stream(f"{root}/a/b/x.json") as f:
+        f.write(b"{}")
+    fs.copy_file(f"{root}/a/b/x.json", f"{root}/a/y.json")
+    fs.move(f"{root}/a/y.json", f"{root}/a/z.json")
+    assert fs.get_file_info([f"{root}/a/z.json"])[0].size == 2
+    assert fs.get_file_info([f"{root}/nope"])[0].type == pafs.FileType.NotFound
+    local = tmp_path / "local"
+    pafs.copy_files(f"{root}/a", str(local), source_filesystem=fs,
+                    destination_filesystem=pafs.LocalFileSystem())
+    assert (local / "b" / "x.json").read_bytes() == b"{}"
+    fs.delete_dir_contents(f"{root}/a")
+    assert os.listdir(root / "a") == []
+    with pytest.raises(PermissionError, match="outside the head store"):
+        fs.create_dir("/etc/metatune-escape", recursive=True)
+
+
+def test_broken_transfer_leaves_no_file_that_looks_whole(store):
+    fs, root = store
+    with pytest.raises(RuntimeError, match="link down"):
+        with fs.open_output_stream(f"{root}/exp/ck/model.safetensors") as f:
+            f.write(os.urandom(head_store.CHUNK + 10))  # one chunk already shipped
+            raise RuntimeError("link down")
+    assert not (root / "exp/ck/model.safetensors").exists()
+    names = os.listdir(root / "exp/ck")
+    assert all(".part-" in n for n in names)  # at most an unfinished temp file
+    listed = fs.get_file_info(pafs.FileSelector(f"{root}/exp/ck"))
+    assert listed == []  # and nobody is ever shown it
+
+
+def test_only_the_exact_transfer_name_is_hidden(store):
+    """A state file whose name merely contains ".part-" is listed, so the signature check sees
+    it; only open_write's own temporary name (.NAME.part-<32 hex>) is hidden."""
+    fs, root = store
+    for name in ("evil.part-1.pkl", ".x.part-zz.pkl", f".x.part-{'a' * 32}"):
+        (root / "exp").mkdir(parents=True, exist_ok=True)
+        (root / "exp" / name).write_bytes(b"x")
+    listed = {os.path.basename(i.path) for i in fs.get_file_info(pafs.FileSelector(f"{root}/exp"))}
+    assert listed == {"evil.part-1.pkl", ".x.part-zz.pkl"}
+
+
+def test_a_write_made_while_handling_an_exception_is_kept(store):
+    """Tune calls its failure callbacks inside an ``except`` block: a file written there (the
+    results kept by tune_jobs.run.trial_history) is whole and must be committed, while an error
+    raised inside the write still throws the write away."""
+    fs, root = store
+    try:
+        raise ConnectionError("the trial's node died")
+    except ConnectionError:
+        with fs.open_output_stream(f"{root}/exp/trial/result.json") as f:
+            f.write(b'{"units": 1}\n')
+        with pytest.raises(RuntimeError, match="link down"):
+            with fs.open_output_stream(f"{root}/exp/trial/progress.csv") as f:
+                f.write(b"units\n1\n")
+                raise RuntimeError("link down") from None
+    assert (root / "exp/trial/result.json").read_bytes() == b'{"units": 1}\n'
+    assert not (root / "exp/trial/progress.csv").exists()

@@ -1,0 +1,106 @@
+"""A multi-node cluster on one machine (Ray's cluster_utils): trials run on worker nodes, every
+result and checkpoint goes through the head store, and a trial whose node dies restores from the
+head store on another node."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from ray import tune
+
+from tests.conftest import TEXT_OPTS, VISION_OPTS
+from tune_jobs.run import search
+from tune_jobs.spec import presets
+from tune_jobs.store import head_store, tune_storage
+
+pytestmark = [pytest.mark.cluster, pytest.mark.ray, pytest.mark.slow]
+# Tune pickles its callbacks; the cluster handle (locks, processes) is reached through here.
+_LIVE: dict = {}
+
+
+class KillNodeAfterCheckpoint(tune.Callback):
+    """Kills the node of the first trial that reports unit 2 (its checkpoint is stored)."""
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        killed, c, workers = _LIVE["killed"], _LIVE["cluster"], _LIVE["workers"]
+        if not killed and result["units"] == 2:
+            node = next(w for w in workers if w.node_id == result["node_id"])
+            killed.update(trial=trial.trial_id, node=node.node_id)
+            c.remove_node(node, allow_graceful=False)
+
+
+@pytest.fixture
+def cluster():
+    import ray
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()  # leave the shared local instance; the next test that needs it restarts it
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # trials can't run there
+    workers = [c.add_node(num_cpus=1) for _ in range(2)]
+    c.wait_for_nodes()
+    ray.init(address=c.address)
+    yield c, workers
+    ray.shutdown()
+    c.shutdown()
+
+
+def test_trials_on_workers_store_on_head_and_restore_elsewhere(cluster, syn_dir, cache_dir,
+                                                                tmp_path):
+    import ray
+
+    c, workers = cluster
+    storage = tmp_path / "head_disk"
+    spec = presets.build("smoke", overrides={
+        "task_options": {"newsgroups": TEXT_OPTS, "cifar_transfer": VISION_OPTS},
+        "name": "cluster", "storage": str(storage), "data_dir": str(syn_dir),
+        "data_kind": "synthetic", "cache_dir": cache_dir}, sets=[
+        "num_samples=2", "asha.max_t=4", "asha.grace_period=1", "asha.reduction_factor=8",
+        "max_failures=2", "space.lr_scale=[0.5, 2.0]"])
+    storage_fs = tune_storage.storage_filesystem(spec, connected=True)
+    assert storage_fs.head_store and head_store.on_head_node()
+    worker_ids = {w.node_id for w in workers}
+    killed: dict[str, str] = {}
+    _LIVE.update(killed=killed, cluster=c, workers=workers)
+    results = search.run_search(spec, storage_fs, callbacks=[KillNodeAfterCheckpoint()])
+    assert killed, "no trial reached unit 2"
+    assert not results.errors, results.errors
+    victim = next(r for r in results if r.metrics["trial_id"] == killed["trial"])
+    history = victim.metrics_dataframe
+    assert set(history["node_id"]) <= worker_ids  # trials ran on workers only
+    shown = history[["units", "node_id"]].to_string()
+    assert history["node_id"].nunique() == 2, shown  # ... and the victim moved to the other worker
+    units = history["units"].tolist()
+    assert units[-1] == 4 and units.count(1) == 1, shown  # restored, not restarted
+
+    stats = head_store.stats(storage)
+    survivor = (worker_ids - {killed["node"]}).pop()
+    assert stats["reads_by_node"].get(survivor, 0) > 0  # the restore read the head store
+    assert set(stats["writes_by_node"]) - {head_store.head_node_id()} <= worker_ids
+    written = set(stats["written"])
+    exp = storage / "cluster"
+    ours = {"metatune_spec.json"}
+    partial = []
+    for dirpath, _, files in os.walk(exp):
+        for name in files:
+            path = os.path.realpath(os.path.join(dirpath, name))
+            if ".part-" in name:  # a transfer the node's death cut short
+                partial.append(path)
+                continue
+            assert path in written or name in ours, f"{path} did not come through the head store"
+    for path in partial:  # ... never appears under its real name unless written whole later
+        final = os.path.join(os.path.dirname(path), os.path.basename(path)[1:].split(".part-")[0])
+        assert not os.path.exists(final) or final in written, final
+    actor = ray.get_actor(head_store.actor_name(str(storage)), namespace=head_store.NAMESPACE)
+    deadline = time.time() + 90  # Ray declares a killed node dead after its health checks fail
+    while time.time() < deadline and any(n["NodeID"] == killed["node"] and n["Alive"]
+                                         for n in ray.nodes()):
+        time.sleep(1)
+    before = ray.get(actor.open_transfers.remote())
+    reaped = ray.get(actor.reap.remote())  # the dead node's unfinished transfers are dropped
+    left = [p for p in partial if os.path.exists(p)]
+    alive = {n["NodeID"]: n["Alive"] for n in ray.nodes()}
+    assert not left, (left, before, reaped, killed, alive)
+    assert sorted(os.listdir(storage)) == ["cluster"]
+    assert len(list(exp.glob("*/checkpoint_*/cifar_transfer/manifest.json"))) >= 2

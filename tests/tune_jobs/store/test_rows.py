@@ -1,0 +1,41 @@
+"""Reading trials back from an experiment folder: why each stopped, its checkpoints."""
+
+import json
+
+import pytest
+
+from tune_jobs.store.rows import best_checkpoint, load_rows, stop_reason
+
+
+@pytest.mark.parametrize("status,units,errored,expected", [
+    ("ERROR", 2, True, "error"),
+    ("ERROR", 8, False, "error"),  # the state says error even without error.txt
+    ("RUNNING", 8, True, "error"),  # error.txt of an attempt that Tune has not retried yet
+    ("TERMINATED", 3, True, "stopped by ASHA at unit 3"),  # an earlier attempt failed, retried
+    ("RUNNING", 3, False, "unfinished"),
+    ("PENDING", 0, False, "unfinished"),
+    ("PAUSED", 2, False, "unfinished"),
+    ("TERMINATED", 8, False, "completed"),
+    ("UNKNOWN", 8, False, "completed"),  # no experiment state, but it ran the full budget
+    ("TERMINATED", 2, False, "stopped by ASHA at unit 2"),
+    ("UNKNOWN", 2, False, "unknown"),
+])
+def test_stop_reason_branches(status, units, errored, expected):
+    assert stop_reason(status, units, 8, errored) == expected
+
+
+def test_rows_from_a_folder_skip_torn_lines_and_incomplete_checkpoints(tmp_path):
+    trial = tmp_path / "trial_a"
+    trial.mkdir()
+    (trial / "params.json").write_text(json.dumps({"lr_scale": 0.5}))
+    lines = [{"trial_id": "a", "units": u, "meta_score": 0.1 * u, "a/val_acc": 0.2 * u,
+              "checkpoint_dir_name": f"checkpoint_00000{u}"} for u in (1, 2)]
+    (trial / "result.json").write_text("\n".join(json.dumps(r) for r in lines) + '\n{"trial_')
+    (trial / "checkpoint_000001").mkdir()  # a checkpoint without its files is not complete
+    (tmp_path / "experiment_state-x.json").write_text(json.dumps(
+        {"trial_data": [[json.dumps({"trial_id": "a", "status": "TERMINATED"}), "{}"]]}))
+    (row,) = load_rows(tmp_path, ["a"], max_t=4)
+    assert row["trial_id"] == "a" and row["units"] == 2 and row["status"] == "TERMINATED"
+    assert row["stopped"] == "stopped by ASHA at unit 2"
+    assert row["metrics"]["meta_score"] == pytest.approx(0.2) and len(row["history"]) == 2
+    assert row["checkpoints"] == [] and best_checkpoint(row) is None

@@ -1,0 +1,325 @@
+"""What a search found, as plain data: leaderboard, per-task best and regret, leave-one-task-
+out, ASHA rungs and parameter importance. Pure functions over result rows (see
+:mod:`tune_jobs.store.rows`), tested with hand-made rows; :mod:`tune_jobs.report.html` renders them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from trainables import objective
+from tune_jobs.spec.domain import parse_space
+from tune_jobs.spec.search_spec import SearchSpec
+from tune_jobs.store.rows import checkpoint_fallback
+
+ACC = "val_acc"
+
+
+def _acc(row: dict[str, Any], task: str) -> float | None:
+    return row["metrics"].get(objective.metric(task, ACC))
+
+
+def scored(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows that can be compared: they reported a meta-score and did not end in an error."""
+    return [r for r in rows if r["metrics"].get(objective.META_SCORE) is not None
+            and r.get("stopped") != "error"]
+
+
+def leaderboard(rows: list[dict[str, Any]], tasks: list[str]) -> list[dict[str, Any]]:
+    """All trials, best meta-score first, with config, per-task accuracy, rung and why it stopped."""
+    ranked = sorted(rows, key=lambda r: -(r["metrics"].get(objective.META_SCORE)
+                                          if r["metrics"].get(objective.META_SCORE) is not None
+                                          else -math.inf))
+    board = []
+    for rank, r in enumerate(ranked, start=1):
+        entry = {"rank": rank, "trial_id": r["trial_id"],
+                 "meta_score": r["metrics"].get(objective.META_SCORE),
+                 **{objective.metric(t, ACC): _acc(r, t) for t in tasks},
+                 "units": r["units"], "stopped": r.get("stopped", "")}
+        entry.update({f"config/{k}": v for k, v in sorted(r["config"].items())})
+        board.append(entry)
+    return board
+
+
+def per_task_best(rows: list[dict[str, Any]], tasks: list[str]) -> dict[str, dict[str, Any]]:
+    """For each task, the trial with the highest validation accuracy on it."""
+    out = {}
+    for t in tasks:
+        cands = [r for r in scored(rows) if _acc(r, t) is not None]
+        if cands:
+            best = max(cands, key=lambda r: _acc(r, t))
+            out[t] = {"trial_id": best["trial_id"], ACC: _acc(best, t), "config": best["config"]}
+    return out
+
+
+def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    cands = scored(rows)
+    return max(cands, key=lambda r: r["metrics"][objective.META_SCORE]) if cands else None
+
+
+def regret(rows: list[dict[str, Any]], tasks: list[str], chosen_id: str) -> dict[str, float]:
+    """Per task: best accuracy any trial reached minus the chosen meta-configuration's."""
+    chosen = next(r for r in rows if r["trial_id"] == chosen_id)
+    best = per_task_best(rows, tasks)
+    return {t: best[t][ACC] - (_acc(chosen, t) or 0.0) for t in tasks if t in best}
+
+
+def leave_one_task_out(rows: list[dict[str, Any]], tasks: list[str],
+                       how: str = "mean") -> list[dict[str, Any]]:
+    """For each task: choose a config on the other tasks only, then score it on the held-out one.
+
+    This estimates how well a meta-level choice carries over to a task it was not chosen on.
+    """
+    if len(tasks) < 2:
+        return []
+    out = []
+    pool = scored(rows)
+    for held in tasks:
+        others = [t for t in tasks if t != held]
+        cands = [r for r in pool if all(r["metrics"].get(objective.metric(t, "score")) is not None
+                                        for t in tasks)]
+        if not cands:
+            continue
+        chosen = max(cands, key=lambda r: objective.aggregate(
+            [r["metrics"][objective.metric(t, "score")] for t in others], how))
+        best = max(cands, key=lambda r: _acc(r, held))
+        out.append({"held_out": held, "chosen_on": others, "trial_id": chosen["trial_id"],
+                    "held_out_acc": _acc(chosen, held), "best_acc": _acc(best, held),
+                    "regret": _acc(best, held) - _acc(chosen, held),
+                    "held_out_score": chosen["metrics"][objective.metric(held, "score")]})
+    return out
+
+
+def _acc_at(row: dict[str, Any], task: str, units: int) -> float | None:
+    for h in row.get("history", []):
+        if h.get("units") == units:
+            return h.get(objective.metric(task, ACC))
+    return None
+
+
+def pareto(rows: list[dict[str, Any]], tasks: list[str], units: int) -> list[dict[str, Any]]:
+    """The trials that had trained ``units`` budget units, with their per-task validation
+    accuracy at that budget and whether they are on the Pareto front: no other of them is at
+    least as good on every task and better on one."""
+    points = []
+    for r in scored(rows):
+        accs = {t: _acc_at(r, t, units) for t in tasks}
+        if all(a is not None for a in accs.values()):
+            points.append({"trial_id": r["trial_id"], "units": units, "val_acc": accs,
+                           "meta_score": next((h.get(objective.META_SCORE) for h in r["history"]
+                                               if h.get("units") == units), None),
+                           "config": r["config"]})
+
+    def dominates(a: dict[str, float], b: dict[str, float]) -> bool:
+        return all(a[t] >= b[t] for t in tasks) and any(a[t] > b[t] for t in tasks)
+
+    for p in points:
+        p["on_front"] = not any(dominates(q["val_acc"], p["val_acc"]) for q in points if q is not p)
+    return sorted(points, key=lambda p: (not p["on_front"], -(p["meta_score"] or -math.inf)))
+
+
+def tradeoff(rows: list[dict[str, Any]], tasks: list[str]) -> dict[str, Any] | None:
+    """The per-task trade-off at the meta-configuration's own budget: the Pareto set of the
+    trials that reached it, and where the meta-configuration sits."""
+    best = best_row(rows)
+    if best is None or len(tasks) < 2:
+        return None
+    points = pareto(rows, tasks, best["units"])
+    if len(points) < 2:
+        return None
+    chosen = next((p for p in points if p["trial_id"] == best["trial_id"]), None)
+    return {"units": best["units"], "compared": len(points),
+            "front": [p for p in points if p["on_front"]],
+            "others": [p for p in points if not p["on_front"]],
+            "meta_config": best["trial_id"],
+            "meta_config_on_front": bool(chosen and chosen["on_front"])}
+
+
+def asha_rungs(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
+    """The milestones (in budget units) at which ASHA's first bracket compares trials."""
+    n = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)
+    return sorted({int(grace_period * reduction_factor ** k) for k in range(n)} | {max_t})
+
+
+def rung_counts(rows: list[dict[str, Any]], milestones: list[int]) -> dict[int, int]:
+    """How many trials reached each milestone."""
+    return {m: sum(1 for r in rows if r["units"] >= m) for m in milestones}
+
+
+def param_importance(rows: list[dict[str, Any]],
+                     space: dict[str, Any] | None = None) -> dict[str, float]:
+    """Random-forest importance of each varied hyperparameter for the meta-score (sums to 1).
+
+    Keys whose ``space`` domain is log-scaled enter the forest as logarithms."""
+    pool = scored(rows)
+    if len(pool) < 4:
+        return {}
+    keys = sorted({k for r in pool for k in r["config"]})
+    varied = [k for k in keys if len({json.dumps(r["config"].get(k)) for r in pool}) > 1]
+    if not varied:
+        return {}
+    from sklearn.ensemble import RandomForestRegressor
+
+    logs = {k for k, d in parse_space(space or {}).items() if d.log}
+
+    def encode(value: Any, key: str) -> float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return math.log(value) if key in logs and value > 0 else float(value)
+        cats = sorted({json.dumps(r["config"].get(key)) for r in pool})
+        return float(cats.index(json.dumps(value)))
+
+    x = np.array([[encode(r["config"].get(k), k) for k in varied] for r in pool])
+    y = np.array([r["metrics"][objective.META_SCORE] for r in pool])
+    forest = RandomForestRegressor(n_estimators=200, random_state=0).fit(x, y)
+    return dict(sorted(zip(varied, forest.feature_importances_.tolist(), strict=True),
+                       key=lambda kv: -kv[1]))
+
+
+def against_baselines(rows: list[dict[str, Any]], final: dict[str, Any] | None,
+                      task_data: dict[str, Any] | None, tasks: list[str]) -> dict[str, Any]:
+    """Per task, the classical baseline next to the tuned meta-configuration: validation
+    accuracy (the winner's), test accuracy (its final evaluation's mean), and whether the tuned
+    model beat the baseline — on test when there is a final evaluation, else on validation."""
+    best = best_row(rows)
+    metrics = (final or {}).get("metrics", {})
+    out = {}
+    for t in tasks:
+        b = ((task_data or {}).get(t) or {}).get("baseline")
+        if not b:
+            continue
+        tuned_val = _acc(best, t) if best is not None else None
+        tuned_test = (metrics.get(objective.metric(t, "test_acc")) or {}).get("mean")
+        split, tuned, base = (("test", tuned_test, b.get("test_acc")) if tuned_test is not None
+                              else ("validation", tuned_val, b.get("val_acc")))
+        out[t] = {"method": b["method"], "baseline_val_acc": b.get("val_acc"),
+                  "baseline_test_acc": b.get("test_acc"), "tuned_val_acc": tuned_val,
+                  "tuned_test_acc": tuned_test, "judged_on": split,
+                  "beat_baseline": None if tuned is None or base is None else tuned > base}
+    return out
+
+
+IMPORTANCE_MIN_TRIALS = 20
+
+
+def importance_caveat(rows: list[dict[str, Any]]) -> str | None:
+    """Said next to the importance plot when too few trials support it (None when enough)."""
+    n = len(scored(rows))
+    if n >= IMPORTANCE_MIN_TRIALS:
+        return None
+    return (f"indicative only: a random forest fitted to {n} trials cannot separate the effect "
+            f"of one parameter from the others' (trust it from about {IMPORTANCE_MIN_TRIALS})")
+
+
+def collapsed(rows: list[dict[str, Any]], final: dict[str, Any] | None,
+              tasks: list[str]) -> list[dict[str, Any]]:
+    """Tasks whose predictions have (nearly) collapsed onto few classes: macro-F1 below half
+    the accuracy, for the winner on validation and, when it exists, on test. (One class for
+    every input of k balanced classes gives accuracy 1/k and macro-F1 about 2/k², so the
+    ratio is ≤ 0.4 from k = 4 classes on; a healthy classifier has the two close.)"""
+    out = []
+    best = best_row(rows)
+    sources = []
+    if best is not None:
+        sources.append(("validation", lambda t: (best["metrics"].get(objective.metric(t, ACC)),
+                        best["metrics"].get(objective.metric(t, "val_macro_f1")))))
+    metrics = (final or {}).get("metrics", {})
+    if metrics:
+        sources.append(("test", lambda t: (
+            (metrics.get(objective.metric(t, "test_acc")) or {}).get("mean"),
+            (metrics.get(objective.metric(t, "test_macro_f1")) or {}).get("mean"))))
+    for split, read in sources:
+        for t in tasks:
+            acc, f1 = read(t)
+            if acc is not None and f1 is not None and acc > 0 and f1 < 0.5 * acc:
+                out.append({"task": t, "split": split, "acc": acc, "macro_f1": f1})
+    return out
+
+
+def first_rung_signal(rows: list[dict[str, Any]], tasks: list[str], rung: int,
+                      task_data: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Tasks that gave ASHA's first cut nothing to go on: at the first rung (``rung`` units),
+    their validation accuracy varied across trials no more than one standard error of a
+    validation accuracy measured on that many examples (binomial, at the trials' mean). The
+    cut was then made by the other tasks alone: a slow-starting task was ignored. Needs three
+    or more trials at the rung and the validation size (recorded with the task's baseline)."""
+    out = []
+    for t in tasks:
+        accs = [a for r in scored(rows) if (a := _acc_at(r, t, rung)) is not None]
+        n = (((task_data or {}).get(t) or {}).get("baseline") or {}).get("val_examples")
+        if len(accs) < 3 or not n:
+            continue
+        mean = float(np.mean(accs))
+        noise = math.sqrt(max(mean * (1 - mean), 1e-12) / n)
+        spread = float(np.std(accs, ddof=1))
+        if spread <= noise:
+            out.append({"task": t, "rung": rung, "trials": len(accs), "val_examples": n,
+                        "min": min(accs), "max": max(accs), "spread": spread, "noise": noise})
+    return out
+
+
+def summarise(spec: SearchSpec, rows: list[dict[str, Any]], final: dict[str, Any] | None,
+              task_data: dict[str, Any] | None = None,
+              warm: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Everything the report shows, as one JSON-able dict."""
+    from tune_jobs.report.analysis import matched
+    tasks = list(spec.tasks)
+    asha = spec.asha
+    milestones = asha_rungs(asha.max_t, asha.grace_period, asha.reduction_factor)
+    best = best_row(rows)
+    summary: dict[str, Any] = {
+        "experiment": spec.experiment, "tasks": tasks, "data": spec.data_dir,
+        "data_kind": spec.data_kind, "task_data": task_data, "num_trials": len(rows),
+        "trials_by_outcome": _count(r.get("stopped", "") for r in rows),
+        "rungs": {str(m): c for m, c in rung_counts(rows, milestones).items()},
+        "leaderboard": leaderboard(rows, tasks),
+        "per_task_best": per_task_best(rows, tasks),
+        "leave_one_task_out": leave_one_task_out(rows, tasks, spec.metric_aggregate),
+        "param_importance": param_importance(rows, spec.space),
+        "importance_caveat": importance_caveat(rows),
+        "pareto": tradeoff(rows, tasks),
+        "collapsed": collapsed(rows, final, tasks),
+        "first_rung_ignored": first_rung_signal(rows, tasks, milestones[0], task_data)
+        if len(tasks) > 1 else [],
+        "baselines": against_baselines(rows, final, task_data, tasks),
+        "warm_start": matched(rows, warm or []),
+        "final_eval": final,
+        "damaged_checkpoints": [
+            {"trial_id": r["trial_id"], "path": c["path"], "meta_score": c["meta_score"],
+             "problem": c["problem"]}
+            for r in rows for c in r.get("damaged_checkpoints", [])],
+        "checkpoint_fallback": checkpoint_fallback(best) if best is not None else None,
+    }
+    if best is not None:
+        summary["best"] = {"trial_id": best["trial_id"], "config": best["config"],
+                           "meta_score": best["metrics"][objective.META_SCORE],
+                           "val_acc": {t: _acc(best, t) for t in tasks},
+                           "regret": regret(rows, tasks, best["trial_id"]),
+                           "units": best["units"], "trial_dir": best["trial_dir"]}
+    return summary
+
+
+def _count(values: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out
+
+
+def matched(rows: list[dict[str, Any]], origins: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Which trials of this search evaluated which earlier configuration."""
+    out = []
+    for origin in origins:
+        want = json.dumps(origin["config"], sort_keys=True)
+        for row in rows:
+            have = json.dumps({k: row["config"].get(k) for k in origin["config"]},
+                              sort_keys=True)
+            if have == want:
+                out.append({"trial_id": row["trial_id"], "from_experiment": origin["experiment"],
+                            "from_trial": origin["trial_id"],
+                            "ranked_on": origin["ranked_on"]})
+                break
+    return out

@@ -1,0 +1,249 @@
+"""Writing what a search found: a self-contained ``report.html``, ``summary.json`` and
+``leaderboard.csv`` (with the plots of :mod:`tune_jobs.report.plots`). The numbers come from
+:mod:`tune_jobs.report.analysis`.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from tune_jobs.report.analysis import ACC, summarise
+from tune_jobs.report.plots import plots
+from tune_jobs.report.text import baseline_lines, first_rung_lines, value_text
+from tune_jobs.spec.search_spec import SearchSpec
+
+
+def write_leaderboard_csv(board: list[dict[str, Any]], path: Path) -> None:
+    columns = sorted({k for row in board for k in row},
+                     key=lambda k: (not k.startswith(("rank", "trial")), k.startswith("config/"), k))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(board)
+
+
+
+
+
+
+
+
+
+
+def _fmt(v: Any) -> str:
+    return html.escape(value_text(v))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    if not rows:
+        return "<p>none</p>"
+    columns = columns or list(rows[0])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in columns) + "</tr>"
+                   for r in rows)
+    return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
+
+
+def render_html(summary: dict[str, Any], images: dict[str, Path]) -> str:
+    """A self-contained page (images inlined) that opens from disk."""
+    def img(key: str) -> str:
+        data = base64.b64encode(images[key].read_bytes()).decode()
+        return f'<img alt="{key}" src="data:image/png;base64,{data}">'
+
+    best = summary.get("best") or {}
+    final = summary.get("final_eval") or {}
+    final_rows = [{"metric": k, "mean": v["mean"],
+                   "std": v["std"] if len(v["values"]) > 1 else "– (1 seed)",
+                   "seeds": len(v["values"])} for k, v in final.get("metrics", {}).items()]
+    regrets = [{"task": t, "meta-config val acc": best.get("val_acc", {}).get(t),
+                "best on task": summary["per_task_best"].get(t, {}).get(ACC), "regret": r}
+               for t, r in best.get("regret", {}).items()]
+    outcomes = ", ".join(f"{k}: {v}" for k, v in summary["trials_by_outcome"].items())
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:"
+             "collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px}"
+             "th{background:#f0f0f0}img{max-width:49%;margin:4px}"
+             ".scroll{overflow-x:auto;max-width:100%}.warn{color:#b00;font-weight:bold}")
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>Metatune report: {html.escape(summary['experiment'])}</title><style>{style}</style></head><body>
+<h1>Metatune: {html.escape(summary['experiment'])}</h1>
+{_data_line(summary)}
+<p>Trials: {summary['num_trials']} ({outcomes}).</p>
+{_collapsed(summary)}
+{_first_rung(summary)}
+<h2>Best meta-configuration</h2>
+<p>Trial {_fmt(best.get('trial_id'))}, validation meta-score {_fmt(best.get('meta_score'))}.</p>
+{_table([{'parameter': k, 'value': v} for k, v in best.get('config', {}).items()])}
+<h3>Held-out test evaluation (re-trained with {len(final.get('seeds', []))} seeds)</h3>
+{_table(final_rows)}
+{_baselines(summary)}
+{_gain(summary)}
+<h3>Regret against each task's own best configuration</h3>
+{_table(regrets)}
+<h3>Leave-one-task-out</h3>
+<p>The configuration chosen on the other tasks, scored on the held-out one.</p>
+{_table(summary['leave_one_task_out'])}
+{_tradeoff(summary)}
+{_transfers(summary)}
+{_warm(summary)}
+{_damaged(summary)}
+<h2>Plots</h2>
+{f'<p>Parameter importance: {html.escape(summary["importance_caveat"])}.</p>'
+ if summary.get("importance_caveat") else ""}
+{''.join(img(k) for k in images)}
+<h2>Leaderboard</h2>
+{_table(summary['leaderboard'])}
+</body></html>
+"""
+
+
+def _data_line(summary: dict[str, Any]) -> str:
+    """Which data each task used, per task (one label for the whole search can mislead: real
+    tasks with a stand-in source are not "synthetic")."""
+    origins = summary.get("task_data")
+    if not origins:
+        return (f"<p>Tasks: {', '.join(summary['tasks'])}. Data: "
+                f"{_fmt(summary.get('data_kind'))} ({_fmt(summary.get('data'))}).</p>")
+    items = "".join(
+        f"<li><b>{html.escape(t)}</b>: {_fmt(o['data'])} data ({_fmt(o.get('path'))})"
+        + (f"; transfers from {_fmt(o['source'])}" if o.get("source") else "") + "</li>"
+        for t, o in origins.items())
+    return f"<p>Tasks and the data each used:</p><ul>{items}</ul>"
+
+
+def _collapsed(summary: dict[str, Any]) -> str:
+    items = summary.get("collapsed") or []
+    if not items:
+        return ""
+    lines = "".join(
+        f"<li>{html.escape(c['task'])} ({c['split']}): macro-F1 {c['macro_f1']:.3f} against "
+        f"accuracy {c['acc']:.3f} — nearly every prediction is one or a few classes</li>"
+        for c in items)
+    return (f'<p class="warn">Collapsed predictions</p><ul>{lines}</ul><p>The winner has learnt '
+            "little beyond the commonest classes there: give that task more budget per unit "
+            "(steps_per_unit), a higher base_lr, or a stated reference, and check its labels.</p>")
+
+
+
+
+def _first_rung(summary: dict[str, Any]) -> str:
+    lines = first_rung_lines(summary)
+    if not lines:
+        return ""
+    return ('<p class="warn">A task had no say at the first rung</p><ul>'
+            + "".join(f"<li>{html.escape(line)}.</li>" for line in lines) + "</ul>")
+
+
+
+
+def _baselines(summary: dict[str, Any]) -> str:
+    items = summary.get("baselines") or {}
+    if not items:
+        return ""
+    rows = [{"task": t, "baseline": b["method"], "baseline val acc": b["baseline_val_acc"],
+             "tuned val acc": b["tuned_val_acc"], "baseline test acc": b["baseline_test_acc"],
+             "tuned test acc": b["tuned_test_acc"],
+             "tuned beat it": {True: "yes", False: "NO", None: "–"}[b["beat_baseline"]]}
+            for t, b in items.items()]
+    sentences = "".join(('<li class="warn">' if "NOT" in line else "<li>")
+                        + html.escape(line) + "</li>" for line in baseline_lines(summary))
+    return ("<h3>Against the classical baselines</h3><ul>" + sentences + "</ul>" + _table(rows))
+
+
+def _gain(summary: dict[str, Any]) -> str:
+    gains = ((summary.get("final_eval") or {}).get("transfer_gain")) or {}
+    if not gains:
+        return ""
+    rows = [{"task": t, "source": g["source"], "test acc with the source": g["with_source"],
+             "from scratch": g["from_scratch"],
+             "transfer bought": (f"{g['mean']:+.4f} ± {g['std']:.4f} over {len(g['values'])} seeds"
+                                 if len(g["values"]) > 1 else f"{g['mean']:+.4f} (1 seed)")}
+            for t, g in gains.items()]
+    return ("<h3>What transfer bought</h3><p>The winner trained again from scratch "
+            "(<code>source: none</code>) on the same seeds.</p>" + _table(rows))
+
+
+def _transfers(summary: dict[str, Any]) -> str:
+    parts = []
+    for t in summary.get("transfers") or []:
+        base = t["baseline"]
+        rows = [{"configuration": r["label"], "test acc (mean)": r["test_acc"],
+                 "std": r["test_acc_std"] if len(r.get("values", [])) > 1 else "– (1 seed)",
+                 "test macro-F1": r.get("test_macro_f1")} for r in t["runs"]]
+        rows.append({"configuration": f"classical baseline ({base['method']})",
+                     "test acc (mean)": base.get("test_acc"), "std": "–",
+                     "test macro-F1": base.get("test_macro_f1")})
+        verdict = (f"The meta-configuration {'beat' if t['winner_beats_baseline'] else 'did NOT beat'}"
+                   f" the baseline and {'beat' if t['winner_beats_default'] else 'did NOT beat'} "
+                   "the default configuration.")
+        parts.append(f"<h3>Transfer to {html.escape(t['task'])} (not searched)</h3><p>Each "
+                     f"configuration trained for {t['budget_units']} units with {t['seeds']} "
+                     f"seed(s), scored on the test split. {verdict}</p>" + _table(rows))
+    return "".join(parts)
+
+
+def _warm(summary: dict[str, Any]) -> str:
+    items = summary.get("warm_start") or []
+    if not items:
+        return ""
+    rows = [{"trial": w["trial_id"], "from search": w["from_experiment"],
+             "its trial": w["from_trial"], "ranked there on": ", ".join(w["ranked_on"])}
+            for w in items]
+    return ("<h3>Warm start</h3><p>These trials evaluated the top configurations of earlier "
+            "searches first; the others were sampled.</p>" + _table(rows))
+
+
+def _tradeoff(summary: dict[str, Any]) -> str:
+    t = summary.get("pareto")
+    if not t:
+        return ""
+    tasks = summary["tasks"]
+    rows = [{"trial_id": p["trial_id"], **{f"{k} val acc": p["val_acc"][k] for k in tasks},
+             "meta_score": p["meta_score"],
+             "": "meta-configuration" if p["trial_id"] == t["meta_config"] else ""}
+            for p in t["front"]]
+    where = ("is on the front" if t["meta_config_on_front"] else
+             "is not on the front: another configuration was at least as good on every task "
+             "at this budget, and better on one")
+    return (f"<h3>Per-task trade-off (Pareto set at {t['units']} units, {t['compared']} trials)"
+            f"</h3><p>No other configuration beats these on every task. The meta-configuration "
+            f"{where}.</p>" + _table(rows))
+
+
+def _damaged(summary: dict[str, Any]) -> str:
+    """A visible warning for checkpoints that failed verification (empty if none)."""
+    items = summary.get("damaged_checkpoints") or []
+    if not items:
+        return ""
+    note = summary.get("checkpoint_fallback")
+    return ('<h3 style="color:#b00">Damaged checkpoints</h3><p>These failed their checksums and '
+            "are never restored or exported." + (f" {html.escape(note)}" if note else "") + "</p>"
+            + _table(items, ["trial_id", "path", "meta_score", "problem"]))
+
+
+def write_report(exp_dir: str | Path, spec: SearchSpec, rows: list[dict[str, Any]],
+                 final: dict[str, Any] | None = None,
+                 task_data: dict[str, Any] | None = None,
+                 warm: list[dict[str, Any]] | None = None,
+                 transfers: list[dict[str, Any]] | None = None) -> dict[str, Path]:
+    """Write summary.json, leaderboard.csv, plots/*.png and report.html under ``exp_dir``."""
+    exp = Path(exp_dir)
+    summary = summarise(spec, rows, final, task_data, warm)
+    summary["transfers"] = transfers or []
+    (exp / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    base = {f"baseline/{t}/{split}_acc": b[f"baseline_{split}_acc"]  # the same on every row
+            for t, b in summary["baselines"].items() for split in ("val", "test")}
+    write_leaderboard_csv([{**row, **base} for row in summary["leaderboard"]],
+                          exp / "leaderboard.csv")
+    images = plots(spec, rows, summary, exp / "plots")
+    (exp / "report.html").write_text(render_html(summary, images))
+    return {"summary": exp / "summary.json", "leaderboard": exp / "leaderboard.csv",
+            "report": exp / "report.html", **images}
+
+
+
+

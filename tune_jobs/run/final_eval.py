@@ -1,0 +1,74 @@
+"""After the search: re-train the winner with several seeds and score it on the test splits,
+and export the winning trial's models in the formats the field's own tools load.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from trainables import objective
+from trainables.config import MetaConfig, TrialSettings
+from trainables.meta import final_test
+from tune_jobs.spec.search_spec import SearchSpec
+
+FINAL_SEED_BASE = 1000  # seeds of the final runs differ from every seed the search used
+
+
+def _final_test_task(config: dict[str, Any], settings: TrialSettings) -> dict[str, float]:
+    from trainables.trainable import prepare_process
+
+    device = prepare_process(settings)
+    return final_test(MetaConfig.from_dict(config), settings, device)
+
+
+def evaluate_on_test(spec: SearchSpec, config: dict[str, Any]) -> dict[str, Any] | None:
+    """Mean ± std of test metrics of ``config`` over ``final_eval.seeds`` fresh runs (on Ray)."""
+    n = spec.final_eval.seeds
+    if n == 0:
+        return None
+    import ray
+
+    remote = ray.remote(_final_test_task).options(num_cpus=spec.resources.cpu,
+                                                  num_gpus=spec.resources.gpu)
+    seeds = [FINAL_SEED_BASE + i for i in range(n)]
+    settings = spec.trial_settings()
+    runs = ray.get([remote.remote({**config, "seed": s}, settings) for s in seeds])
+    metrics = {}
+    for key in runs[0]:
+        values = [r[key] for r in runs]
+        metrics[key] = {"mean": statistics.fmean(values),
+                        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                        "values": values}
+    return {"config": config, "seeds": seeds, "metrics": metrics}
+
+
+def transfer_gain(spec: SearchSpec, config: dict[str, Any],
+                  final: dict[str, Any]) -> dict[str, Any] | None:
+    """What transfer bought: the winner also trained from scratch (``source: none``) on the
+    same seeds; per image task with a source, test accuracy with minus without, paired by seed."""
+    tasks = [t for t in spec.trial_settings().tasks
+             if t.kind == "image" and getattr(t.model, "source", "none") != "none"]
+    if not spec.final_eval.transfer_baseline or not tasks or not final:
+        return None
+    from tune_jobs.spec.search_spec import SearchSpec as Spec
+
+    data = spec.to_dict()
+    options = {k: dict(v) for k, v in data["task_options"].items()}
+    for t in tasks:
+        options[t.name] = {**options.get(t.name, {}), "source": "none"}
+    scratch = evaluate_on_test(Spec.from_dict({**data, "task_options": options}), config)
+    assert scratch is not None
+    out = {}
+    for t in tasks:
+        key = objective.metric(t.name, "test_acc")
+        with_, without = final["metrics"][key]["values"], scratch["metrics"][key]["values"]
+        gains = [a - b for a, b in zip(with_, without, strict=True)]
+        out[t.name] = {"source": f"{t.model.source} ({t.model.source_method})",
+                       "with_source": statistics.fmean(with_),
+                       "from_scratch": statistics.fmean(without), "values": gains,
+                       "mean": statistics.fmean(gains),
+                       "std": statistics.stdev(gains) if len(gains) > 1 else 0.0}
+    return out
+
+

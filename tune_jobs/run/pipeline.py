@@ -1,0 +1,219 @@
+"""One search, from a checked spec to its report: the steps every entry point takes.
+
+``metatune run``, ``resume``, ``transfer``'s short search and the benchmarks all call
+:func:`run`; it returns a :class:`SearchResult` with the phase timings as data. The order is
+DESIGN.md's: the data checks (before Ray) → Ray → the storage and its signature check → the
+preparation phase → the Tuner → the final test evaluation → the report. Bad input raises
+:class:`BadInput` before anything is started; a failure after the start raises
+:class:`SearchFailed`. Printing here is progress only; the CLI prints the outcome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from trainables.tasks import check_data, data_origins
+from tune_jobs.report.analysis import best_row
+from tune_jobs.report.html import write_report
+from tune_jobs.run import prepare, search, warm_start
+from tune_jobs.spec.search_spec import SearchSpec
+from tune_jobs.store import experiment, tune_storage, uri
+from tune_jobs.store.experiment import Experiment
+
+PHASES = ("ray_start", "prepare", "search", "final_eval", "report")
+
+
+class BadInput(ValueError):
+    """Input that was refused before anything started (exit code 2)."""
+
+
+class SearchFailed(RuntimeError):
+    """The search, its evaluation or its report failed after it started (exit code 1)."""
+
+
+def validated(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a step whose ValueError/OSError means bad input (exit 2)."""
+    try:
+        return fn(*args)
+    except (ValueError, OSError) as exc:
+        raise BadInput(str(exc)) from exc
+
+
+def searching(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a step after the start: any failure but bad input or Ctrl-C is a failed search (1)."""
+    try:
+        return fn(*args, **kwargs)
+    except (BadInput, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise SearchFailed(f"{type(exc).__name__}: {exc}") from exc
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What one search left: its experiment (rows and files), summary and phase timings."""
+
+    experiment: Experiment
+    summary: dict[str, Any] | None  # None when the search was stopped by bad data, or unreported
+    final: dict[str, Any] | None  # the winner's test evaluation, when one ran
+    timings: dict[str, float]  # seconds per phase of PHASES that ran
+    baselines: dict[str, dict[str, Any]]  # task -> its classical baseline (from the preparation)
+    bad_data: dict[str, tuple[str, str]]  # trial id -> (message, error file): stopped there
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return self.experiment.rows
+
+
+@contextmanager
+def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - start
+
+
+def init_ray(address: str | None) -> bool:
+    """Join a cluster (``address`` or $RAY_ADDRESS) or start a local Ray instance, and say which.
+
+    Without an address a new local instance starts: a search never silently joins whatever Ray
+    happens to run on the machine. Returns True when it joined an existing cluster (where the
+    head store may be needed), False for its own local instance.
+    """
+    # Every cluster Metatune starts has token authentication on; clients present the token.
+    # (Ray reads the mode at import: cli.main sets it first; this covers library use.)
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    import ray
+
+    from tune_jobs.run.auth import secure_token_file
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    joined = bool(address) or ray.is_initialized()
+    if not ray.is_initialized():
+        if warning := secure_token_file():
+            print(f"warning: {warning}", file=sys.stderr)
+        if address:
+            ray.init(address=address)
+        else:
+            dashboard = os.environ.get("METATUNE_DASHBOARD", "1") != "0"
+            ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1")
+        if warning := secure_token_file():  # a token Ray has just generated
+            print(f"warning: {warning}", file=sys.stderr)
+    total = ray.cluster_resources()
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    where = (f"joined the cluster at {ray.get_runtime_context().gcs_address}" if joined else
+             "started a local instance (pass --address HOST:6379, or set RAY_ADDRESS, to join "
+             "a running cluster)")
+    print(f"Ray: {where}; {nodes} node(s), {total.get('CPU', 0):g} CPUs, "
+          f"{total.get('GPU', 0):g} GPUs")
+    return joined
+
+
+def checked(spec: SearchSpec) -> tuple[SearchSpec, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The spec as it will run (storage and name settled, warm start resolved), with the warm
+    start's configurations and where they came from. Touches no cluster; bad input: BadInput."""
+    spec = validated(experiment.finalise, spec)
+    return validated(warm_start.resolve, spec)
+
+
+def run(spec: SearchSpec, *, address: str | None = None, trust_unsigned: bool = False,
+        resume: bool = False, points: list[dict[str, Any]] | None = None,
+        origins: list[dict[str, Any]] | None = None, callbacks: list[Any] | None = None,
+        final: bool = True, connected: bool | None = None,
+        prepared: bool = False) -> SearchResult:
+    """Run (or, with ``resume``, continue) the search of a checked spec, to its report.
+
+    ``spec`` has been through :func:`checked`, which also gives ``points`` and ``origins``.
+    With ``final=False`` there is neither a test evaluation nor a report (``transfer``'s short
+    search, the benchmarks). A caller that has started Ray itself passes ``connected`` (whether
+    it joined a cluster), and ``prepared`` when it has run the preparation phase for these
+    tasks already.
+    """
+    timings: dict[str, float] = {}
+    path = experiment.path_of(spec)
+    data_used = None
+    if not resume:
+        validated(experiment.check_same, spec)
+        print(f"experiment {spec.experiment}: {spec.num_samples} trials on "
+              f"{', '.join(spec.tasks)} with {spec.data_kind} data from {spec.data_dir}")
+        for line in validated(check_data, spec.trial_settings(), spec.data == "real"):
+            print(f"  {line}")
+        data_used = data_origins(spec.trial_settings())  # read already: the loaders' caches
+        print(f"results and checkpoints: {path}")
+    if connected is None:
+        with _timed(timings, "ray_start"):
+            connected = init_ray(address)
+    storage = validated(tune_storage.storage_filesystem, spec, connected)
+    validated(tune_storage.check_signatures, spec, storage, trust_unsigned)
+    if storage.head_store and not resume:
+        print(f"head store: every checkpoint and result lands on the head node under {path}")
+    baselines = {}
+    if not prepared:
+        with _timed(timings, "prepare"):
+            baselines = searching(validated, prepare.prepare, spec)  # bad data: 2; a crash: 1
+    if data_used is not None and baselines:
+        experiment.save_task_data(spec, {t: {**data_used[t], "baseline": baselines[t]}
+                                         for t in spec.tasks})
+    if origins:
+        warm_start.save_origins(spec, origins)
+        print(f"warm start: {len(points or [])} configuration(s) from "
+              f"{', '.join(sorted({o['experiment'] for o in origins}))} are evaluated first"
+              + (" in the box they span" if spec.warm_start.space == "box" else ""))
+    with _timed(timings, "search"):
+        searching(search.run_search, spec, storage, callbacks=callbacks, resume=resume,
+                  points=points)
+    exp = Experiment(spec, path)
+    bad = _bad_data()
+    if bad or not final:
+        return SearchResult(exp, None, None, timings, baselines, bad)
+    with _timed(timings, "final_eval"):
+        evaluation = searching(final_evaluation, exp)
+    with _timed(timings, "report"):
+        summary = searching(report, exp, evaluation)
+    return SearchResult(exp, summary, evaluation, timings, baselines, bad)
+
+
+def _bad_data() -> dict[str, tuple[str, str]]:
+    from tune_jobs.run.data_guard import SEEN
+
+    return dict(SEEN)
+
+
+def final_evaluation(exp: Experiment) -> dict[str, Any] | None:
+    """The winner re-trained over ``final_eval.seeds`` seeds and scored on the test splits
+    (kept from an earlier run when that was the same winner with as many seeds)."""
+    spec, best = exp.spec, best_row(exp.rows)
+    saved = exp.final_eval()
+    if best is not None and saved and saved["config"] == best["config"] \
+            and len(saved["seeds"]) == spec.final_eval.seeds:
+        print("the winner is the one already evaluated: keeping its test evaluation")
+        return saved
+    if best is None or not spec.final_eval.seeds:
+        return None
+    from tune_jobs.run.final_eval import evaluate_on_test, transfer_gain
+
+    print(f"re-training the winner with {spec.final_eval.seeds} seed(s) for the test "
+          "evaluation ...", flush=True)
+    evaluation = evaluate_on_test(spec, best["config"])
+    if evaluation is not None and spec.final_eval.transfer_baseline:
+        print("training the winner from scratch too (final_eval.transfer_baseline) ...",
+              flush=True)
+        evaluation["transfer_gain"] = transfer_gain(spec, best["config"], evaluation)
+    return evaluation
+
+
+def report(exp: Experiment, evaluation: dict[str, Any] | None) -> dict[str, Any]:
+    """Write the report files (published to a URI storage too); returns the summary."""
+    import json
+
+    paths = write_report(exp.local, exp.spec, exp.rows, evaluation, exp.task_data(),
+                         exp.warm_origins(), exp.transfers())
+    uri.publish(exp.local, exp.path, experiment.REPORT_FILES)
+    return json.loads(paths["summary"].read_text())

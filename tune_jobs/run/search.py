@@ -1,0 +1,112 @@
+"""Builds and runs the Tuner: ASHA on the meta-score, the searcher, resources, failure and
+checkpoint policy, and the restore of an interrupted experiment. Nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainables import objective
+from tune_jobs.spec.search_spec import SearchSpec, param_space
+from tune_jobs.store import experiment
+from tune_jobs.store.tune_storage import Storage
+
+
+def build_scheduler(spec: SearchSpec) -> Any:
+    from ray.tune.schedulers import ASHAScheduler
+
+    asha = spec.asha
+    return ASHAScheduler(time_attr=objective.UNITS, max_t=asha.max_t,
+                         grace_period=asha.grace_period,
+                         reduction_factor=asha.reduction_factor, brackets=asha.brackets)
+
+
+def build_searcher(spec: SearchSpec, points: list[dict[str, Any]] | None = None) -> Any:
+    """The searcher; ``points`` (a warm start's configurations) are evaluated first."""
+    if points:
+        from tune_jobs.run.warm_start import complete
+
+        points = complete(points, spec.space, spec.search_seed)
+    if spec.searcher == "random":
+        from ray.tune.search import BasicVariantGenerator
+
+        # Random sampling of the param space, reproducible for a search_seed.
+        return BasicVariantGenerator(random_state=spec.search_seed,
+                                     max_concurrent=spec.max_concurrent,
+                                     points_to_evaluate=points or None)
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch(seed=spec.search_seed, points_to_evaluate=points or None)
+    return ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent or 4)
+
+
+def build_trainable(spec: SearchSpec) -> Any:
+    from trainables.trainable import trainable_for
+
+    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    return trainable_for(spec.trial_settings(), resources, spec.task_bundles())
+
+
+def build_tuner(spec: SearchSpec, callbacks: list[Any] | None = None,
+                storage_filesystem: Any = None, storage_path: str | None = None,
+                points: list[dict[str, Any]] | None = None) -> Any:
+    from ray import tune
+
+    from tune_jobs.run.data_guard import DataErrorStop
+    from tune_jobs.run.trial_history import KeepHistory
+
+    guard = DataErrorStop()
+
+    tune_config = tune.TuneConfig(
+        metric=objective.META_SCORE, mode="max", scheduler=build_scheduler(spec),
+        # max_concurrent is the searcher's to enforce (BasicVariantGenerator, or the
+        # ConcurrencyLimiter around Optuna); Tune ignores max_concurrent_trials for these.
+        search_alg=build_searcher(spec, points), num_samples=spec.num_samples,
+        # Reused actors skip a ~2 s actor start per trial; every trial builds its own state.
+        reuse_actors=True)
+    run_config = tune.RunConfig(
+        name=spec.experiment, storage_path=storage_path or spec.storage,
+        storage_filesystem=storage_filesystem,
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=spec.keep_checkpoints, checkpoint_score_attribute=objective.META_SCORE,
+            checkpoint_score_order="max"),
+        stop=guard, callbacks=[*(callbacks or []), guard, KeepHistory()], verbose=1)
+    return tune.Tuner(build_trainable(spec), param_space=param_space(spec.space),
+                      tune_config=tune_config, run_config=run_config)
+
+
+
+
+
+
+
+
+
+
+def run_search(spec: SearchSpec, storage: Storage, callbacks: list[Any] | None = None,
+               resume: bool = False, points: list[dict[str, Any]] | None = None) -> Any:
+    """Start the experiment, or restore it when it already exists. Returns Tune's ResultGrid.
+
+    ``storage`` comes from :func:`storage_filesystem`; call :func:`check_signatures` first.
+    """
+    from ray import tune
+
+    fs, exp = storage.fs, storage.experiment(spec.experiment)
+    if tune.Tuner.can_restore(exp, storage_filesystem=fs):
+        print(f"experiment {spec.experiment} exists at {experiment.path_of(spec)}: resuming it "
+              "(errored trials continue from their last checkpoint)")
+        tuner = tune.Tuner.restore(exp, trainable=build_trainable(spec), resume_unfinished=True,
+                                   resume_errored=True, storage_filesystem=fs,
+                                   param_space=param_space(spec.space))
+    else:
+        if resume:
+            raise ValueError(f"no restorable experiment at {experiment.path_of(spec)}; start it "
+                             "with `metatune run`")
+        tuner = build_tuner(spec, callbacks, fs, storage.path, points)
+    experiment.save_spec(spec)
+    from tune_jobs.run import data_guard
+
+    data_guard.SEEN.clear()
+    return tuner.fit()

@@ -1,0 +1,135 @@
+"""Warm start from earlier searches: learn across searches, not only within one.
+
+The earlier searches' top-k configurations are evaluated first (Tune's ``points_to_evaluate``,
+for the random and the Optuna searcher alike). With ``warm_start.space: box`` each numeric range
+also shrinks to the box those configurations span, and each choice to the values they used — the
+bounding-box transfer of Perrone et al. (NeurIPS 2019). Where the tasks overlap only partly, the
+per-task scores of the shared tasks rank the earlier trials.
+
+All of it is resolved before Ray starts; a missing experiment, one with no finished trial, or a
+warm start that leaves nothing inside the new space is bad input (exit 2). Single
+configurations outside the new space are dropped with a warning.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from trainables import objective
+from tune_jobs.report.analysis import scored
+from tune_jobs.spec.domain import parse_space
+from tune_jobs.spec.search_spec import SearchSpec
+from tune_jobs.store import experiment
+
+ORIGINS_FILE = "warm_start.json"
+
+
+def _find(ref: str, storage: str | None) -> experiment.Experiment:
+    path = Path(ref).expanduser()
+    if path.is_dir() and (path / experiment.SPEC_FILE).is_file():
+        spec = experiment.saved_spec(str(path.resolve()))
+        assert spec is not None
+        return experiment.Experiment(spec, str(path.resolve()))
+    try:
+        return experiment.load(ref, storage)
+    except ValueError as exc:
+        raise ValueError(f"--warm-start {ref}: {exc}") from None
+
+
+def ranked(exp: experiment.Experiment, tasks: list[str], how: str) -> tuple[list, list[str]]:
+    """The earlier search's finished trials, best first, by the shared tasks' scores (by its
+    meta-score when no task is shared); and the shared tasks."""
+    shared = [t for t in tasks if t in exp.spec.tasks]
+    rows = scored(exp.rows)
+
+    def score(row: dict[str, Any]) -> float:
+        if not shared:
+            return row["metrics"][objective.META_SCORE]
+        return objective.aggregate([row["metrics"][objective.metric(t, "score")]
+                                    for t in shared], how)
+
+    rows = [r for r in rows if not shared or all(
+        r["metrics"].get(objective.metric(t, "score")) is not None for t in shared)]
+    return sorted(rows, key=score, reverse=True), shared
+
+
+def box(space: dict[str, Any], points: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each searched range shrunk to the span of ``points``; each choice to the values used."""
+    out = dict(space)
+    for key, domain in parse_space(space).items():
+        used = [p[key] for p in points if key in p]
+        if used and domain.searched:
+            out[key] = domain.box(used).to_data()
+    return out
+
+
+def resolve(spec: SearchSpec) -> tuple[SearchSpec, list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(spec, points_to_evaluate, origins)``: the spec (its space boxed if asked), the
+    configurations to evaluate first, and where each came from."""
+    ws = spec.warm_start
+    if not ws.experiments:
+        return spec, [], []
+    searched = {k: d for k, d in parse_space(spec.space).items() if d.searched}
+    points: list[dict[str, Any]] = []
+    origins: list[dict[str, Any]] = []
+    for ref in ws.experiments:
+        exp = _find(ref, spec.storage)
+        if exp.spec.experiment == spec.experiment and exp.path == experiment.path_of(spec):
+            raise ValueError(f"--warm-start {ref}: that is this experiment itself")
+        rows, shared = ranked(exp, list(spec.tasks), spec.metric_aggregate)
+        if not rows:
+            raise ValueError(f"--warm-start {ref}: no finished trial to learn from at {exp.path}"
+                             " (it has no trial that reported a result)")
+        taken = 0
+        for row in rows:
+            if taken == ws.top_k:
+                break
+            point = {k: row["config"][k] for k in searched if k in row["config"]}
+            outside = sorted(k for k, v in point.items() if not searched[k].contains(v))
+            if outside:
+                print(f"warning: --warm-start {ref}: trial {row['trial_id']} dropped: "
+                      + ", ".join(f"{k}={point[k]!r} is outside "
+                                  f"space.{k}={searched[k].to_data()!r}" for k in outside),
+                      file=sys.stderr)
+                continue
+            if point in points:
+                continue
+            points.append(point)
+            origins.append({"experiment": exp.spec.experiment, "path": exp.path,
+                            "trial_id": row["trial_id"], "config": point,
+                            "ranked_on": shared or ["meta_score"]})
+            taken += 1
+    if not points:
+        raise ValueError(f"--warm-start {','.join(ws.experiments)}: every top configuration lies "
+                         "outside this search's space; widen the space or drop --warm-start")
+    if ws.space == "box":
+        spec = SearchSpec.from_dict({**spec.to_dict(), "space": box(spec.space, points)})
+    return spec, points, origins
+
+
+def complete(points: list[dict[str, Any]], space: dict[str, Any],
+             seed: int) -> list[dict[str, Any]]:
+    """Each point with every searched key: a key the earlier search did not vary is drawn from
+    this space (seeded), since Optuna takes whole configurations only."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    domains = parse_space(space)
+    out = []
+    for point in points:
+        full = dict(point)
+        for key, domain in domains.items():
+            if key not in full and domain.searched:
+                full[key] = domain.sample(rng)
+        out.append(full)
+    return out
+
+
+def save_origins(spec: SearchSpec, origins: list[dict[str, Any]]) -> None:
+    from tune_jobs.store import uri
+
+    uri.write_json(f"{experiment.path_of(spec)}/{ORIGINS_FILE}", origins)
+
+

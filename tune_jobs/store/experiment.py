@@ -1,0 +1,152 @@
+"""An experiment on disk: its path, its saved spec, the same-experiment check, and loading it.
+
+An experiment is ``<storage>/<name>/``, a local folder or a URI (``s3://…``). Metatune's own
+steps read it through a local view (:func:`tune_jobs.store.uri.local_view`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from trainables.data.locations import resolve_data
+from tune_jobs.spec.search_spec import SearchSpec
+from tune_jobs.store import uri
+from tune_jobs.store.rows import load_rows
+
+SPEC_FILE = "metatune_spec.json"
+DATA_FILE = "task_data.json"  # which data each task used, written when the search starts
+SUMMARY_FILE = "summary.json"
+REPORT_FILES = [SUMMARY_FILE, "leaderboard.csv", "report.html", "plots"]
+
+
+def storage_root(given: str | None) -> str:
+    """``--storage`` made absolute: a URI as is, else a folder ($METATUNE_RESULTS or ./results)."""
+    if given and uri.is_uri(given):
+        return given
+    return str(Path(given or os.environ.get("METATUNE_RESULTS", "results")).expanduser().resolve())
+
+
+def join(root: str, name: str) -> str:
+    """``<root>/<name>`` for a local folder or a URI."""
+    return f"{root.rstrip('/')}/{name}" if uri.is_uri(root) else str(Path(root) / name)
+
+
+def finalise(spec: SearchSpec) -> SearchSpec:
+    """Fill what depends on the environment: name, absolute storage, the data folder and kind."""
+    root = storage_root(spec.storage)
+    if not uri.is_uri(root) and Path(root).exists() and not Path(root).is_dir():
+        raise ValueError(f"--storage {root} is a file; pass a folder (it is created if missing) "
+                         "or a URI such as s3://bucket/path")
+    folder, kind = resolve_data(spec.data, spec.tasks)
+    return dataclasses.replace(spec, name=spec.experiment, storage=root, data_dir=folder,
+                               data_kind=kind)
+
+
+def path_of(spec: SearchSpec) -> str:
+    """The experiment folder of a finalised spec."""
+    assert spec.storage is not None, "finalise the spec first"
+    return join(spec.storage, spec.experiment)
+
+
+def saved_spec(path: str) -> SearchSpec | None:
+    data = uri.read_json(f"{path.rstrip('/')}/{SPEC_FILE}")
+    return None if data is None else SearchSpec.from_dict(data)
+
+
+def save_spec(spec: SearchSpec) -> None:
+    uri.write_json(f"{path_of(spec)}/{SPEC_FILE}", {**spec.to_dict(), "saved_at": time.time()})
+
+
+def save_task_data(spec: SearchSpec, origins: dict[str, Any]) -> None:
+    uri.write_json(f"{path_of(spec)}/{DATA_FILE}", origins)
+
+
+def check_same(spec: SearchSpec) -> None:
+    """Refuse to run different settings under the name of an existing experiment."""
+    saved = saved_spec(path_of(spec))
+    if saved is None:
+        return
+    old, new = saved.to_dict(), json.loads(json.dumps(spec.to_dict()))
+    differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if differ:
+        raise ValueError(
+            f"experiment {spec.experiment!r} already exists with different settings ({differ}). "
+            f"Resume it with `metatune resume {spec.experiment}`, or start a new one with --name")
+
+
+@dataclass
+class Experiment:
+    """A saved experiment: its spec and path, and (read on demand) its trials and final eval."""
+
+    spec: SearchSpec
+    path: str
+
+    @cached_property
+    def local(self) -> Path:
+        return uri.local_view(self.path)
+
+    @cached_property
+    def rows(self) -> list[dict[str, Any]]:
+        return load_rows(self.local, list(self.spec.tasks), self.spec.asha.max_t)
+
+    @property
+    def finished(self) -> bool:
+        return (self.local / SUMMARY_FILE).is_file()
+
+    def final_eval(self) -> dict[str, Any] | None:
+        """The saved test evaluation of the winner, if the search got that far."""
+        summary = self.local / SUMMARY_FILE
+        return json.loads(summary.read_text()).get("final_eval") if summary.is_file() else None
+
+    def task_data(self) -> dict[str, Any] | None:
+        """Which data each task used (None for an experiment started before this was kept)."""
+        file = self.local / DATA_FILE
+        return json.loads(file.read_text()) if file.is_file() else None
+
+    def warm_origins(self) -> list[dict[str, Any]]:
+        """The earlier searches' configurations this one started from (empty: a cold start)."""
+        file = self.local / "warm_start.json"
+        return json.loads(file.read_text()) if file.is_file() else []
+
+    def transfers(self) -> list[dict[str, Any]]:
+        """Results of `metatune transfer` to unseen tasks, by task."""
+        return [json.loads(f.read_text()) for f in sorted(self.local.glob("transfer-*.json"))]
+
+    def where(self, local_path: str) -> str:
+        """A path inside the local view, named where it really lives (the URI, if remote)."""
+        if not uri.is_uri(self.path):
+            return local_path
+        return self.path.rstrip("/") + "/" + str(Path(local_path).relative_to(self.local))
+
+
+def load(name: str, given_storage: str | None) -> Experiment:
+    """The experiment ``name`` under ``--storage``; ValueError saying where it looked if none."""
+    root = storage_root(given_storage)
+    path = join(root, name)
+    spec = saved_spec(path)
+    if spec is None:
+        raise ValueError(f"no experiment {name!r} under {root} "
+                         "(pass --storage, or see `metatune status`)")
+    # Where it was found wins over where it was made: a moved or copied folder is itself.
+    return Experiment(dataclasses.replace(spec, storage=root), path)
+
+
+def list_local(given_storage: str | None) -> list[Experiment]:
+    """Every experiment in a local storage folder, by name."""
+    root = Path(storage_root(given_storage))
+    found = []
+    for path in sorted(root.glob(f"*/{SPEC_FILE}")) if root.is_dir() else []:
+        try:  # one experiment that no longer reads (a custom task's file moved) hides no other
+            found.append(Experiment(SearchSpec.from_dict(json.loads(path.read_text())),
+                                    str(path.parent)))
+        except (ValueError, OSError) as exc:
+            print(f"warning: {path.parent.name}: cannot read its spec: {exc}", file=sys.stderr)
+    return found
