@@ -42,9 +42,9 @@ def _search(name: str, how: str, slow_steps: int, data: Path, storage: Path,
                                          {t: {"baseline": b} for t, b in baselines.items()})
     trials = []
     for row in rows:  # the search's own rows: each trial's config and per-unit history
-        history = row["history"]
+        history = row.history
         first = history[0]
-        trials.append({"config": json.dumps(row["config"], sort_keys=True),
+        trials.append({"config": json.dumps(row.config, sort_keys=True),
                        "slow_at_rung1": first[f"{SLOW}/val_acc"],
                        "fast_at_rung1": first[f"{FAST}/val_acc"],
                        "promoted": len(history) > 1, "units": len(history),

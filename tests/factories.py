@@ -7,28 +7,29 @@ import subprocess
 import sys
 
 from tune_jobs.spec.search_spec import SearchSpec
+from tune_jobs.store.rows import StopReason, TrialRow
 
 TASKS = ["a", "b"]
 
 
-def row(tid, acc_a, acc_b, units=4, stopped="completed", **config):
+def row(tid, acc_a, acc_b, units=4, stop=StopReason.COMPLETED, **config):
     sa, sb = acc_a * 2, acc_b * 2  # stand-in normalised scores
-    return {"trial_id": tid, "config": {"lr_scale": 1.0, **config}, "units": units,
-            "stopped": stopped, "trial_dir": f"/x/{tid}",
-            "metrics": {"meta_score": (sa + sb) / 2, "a/val_acc": acc_a, "b/val_acc": acc_b,
-                        "a/score": sa, "b/score": sb},
-            "history": [{"units": u, "meta_score": (sa + sb) / 2 * u / units}
-                        for u in range(1, units + 1)], "checkpoints": []}
+    return TrialRow(trial_id=tid, config={"lr_scale": 1.0, **config}, units=units, stop=stop,
+                    trial_dir=f"/x/{tid}",
+                    metrics={"meta_score": (sa + sb) / 2, "a/val_acc": acc_a, "b/val_acc": acc_b,
+                             "a/score": sa, "b/score": sb},
+                    history=[{"units": u, "meta_score": (sa + sb) / 2 * u / units}
+                             for u in range(1, units + 1)])
 
 
 ROWS = [row("t1", 0.9, 0.1, lr_scale=0.1),  # best on a, bad on b
         row("t2", 0.6, 0.6, lr_scale=1.0),  # the balanced meta choice
         row("t3", 0.25, 0.8, lr_scale=5.0),  # best on b
-        row("t4", 0.1, 0.1, units=1, stopped="stopped by ASHA at unit 1", lr_scale=9.0),
-        {**row("t5", 0.99, 0.99), "stopped": "error"}]  # errored rows never win
+        row("t4", 0.1, 0.1, units=1, stop=StopReason.STOPPED, lr_scale=9.0),
+        row("t5", 0.99, 0.99, stop=StopReason.ERROR)]  # errored rows never win
 
 
-def curve_row(tid, accs_by_unit, f1=None, stopped="completed"):
+def curve_row(tid, accs_by_unit, f1=None, stop=StopReason.COMPLETED):
     """A row whose history has each task's accuracy at each unit; ``accs_by_unit[u-1]`` is a
     dict task -> acc at unit u."""
     units = len(accs_by_unit)
@@ -39,8 +40,8 @@ def curve_row(tid, accs_by_unit, f1=None, stopped="completed"):
                **{f"{t}/score": v for t, v in last.items()}}
     for t, v in (f1 or {}).items():
         metrics[f"{t}/val_macro_f1"] = v
-    return {"trial_id": tid, "config": {"lr_scale": 1.0}, "units": units, "stopped": stopped,
-            "trial_dir": f"/x/{tid}", "metrics": metrics, "history": hist, "checkpoints": []}
+    return TrialRow(trial_id=tid, config={"lr_scale": 1.0}, units=units, stop=stop,
+                    trial_dir=f"/x/{tid}", metrics=metrics, history=hist)
 
 
 def report_spec(folder, **keys):

@@ -105,10 +105,10 @@ def print_outcome(result: SearchResult) -> int:
     print()
     print(text_leaderboard(summary))
     print()
-    errored = [r for r in exp.rows if r["stopped"] == "error"]
+    errored = [r for r in exp.rows if r.errored]
     for r in errored:  # the trial's own exception, not only "see the logs"
-        print(f"trial {r['trial_id']} failed: {r['error'] or 'no message'}\n"
-              f"  error file: {exp.where(r['trial_dir'])}/error.txt", file=sys.stderr)
+        print(f"trial {r.trial_id} failed: {r.error or 'no message'}\n"
+              f"  error file: {exp.where(r.trial_dir)}/error.txt", file=sys.stderr)
     if best_row(exp.rows) is None:
         print(f"no trial produced a result; {len(errored)} failed (above)", file=sys.stderr)
         return 1
@@ -204,7 +204,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     for exp in found:
         best = best_row(exp.rows)
-        score = f"{best['metrics'][objective.META_SCORE]:.4f}" if best else "–"
+        score = f"{best.metrics[objective.META_SCORE]:.4f}" if best else "–"
         print(f"{exp.spec.experiment:<28} "
               f"{'finished' if exp.finished else 'running/unfinished':<19} "
               f"{len(exp.rows):>3} trials  best meta-score {score}")
@@ -246,7 +246,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from tune_jobs.report.export import export_best
 
     exp = validated(experiment.load, args.name, args.storage)
-    warning = checkpoint_fallback(best_row(exp.rows) or {})
+    best = best_row(exp.rows)
+    warning = checkpoint_fallback(best) if best is not None else None
     if warning and not args.fallback:
         raise BadInput(f"{warning}. Nothing was exported: pass --fallback to export that "
                        "checkpoint knowingly")

@@ -14,61 +14,61 @@ import numpy as np
 from trainables import objective
 from tune_jobs.spec.domain import parse_space
 from tune_jobs.spec.search_spec import SearchSpec
-from tune_jobs.store.rows import checkpoint_fallback
+from tune_jobs.store.rows import TrialRow, checkpoint_fallback
 
 ACC = "val_acc"
 
 
-def _acc(row: dict[str, Any], task: str) -> float | None:
-    return row["metrics"].get(objective.metric(task, ACC))
+def _acc(row: TrialRow, task: str) -> float | None:
+    return row.metrics.get(objective.metric(task, ACC))
 
 
-def scored(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def scored(rows: list[TrialRow]) -> list[TrialRow]:
     """Rows that can be compared: they reported a meta-score and did not end in an error."""
-    return [r for r in rows if r["metrics"].get(objective.META_SCORE) is not None
-            and r.get("stopped") != "error"]
+    return [r for r in rows if r.metrics.get(objective.META_SCORE) is not None
+            and not r.errored]
 
 
-def leaderboard(rows: list[dict[str, Any]], tasks: list[str]) -> list[dict[str, Any]]:
+def leaderboard(rows: list[TrialRow], tasks: list[str]) -> list[dict[str, Any]]:
     """All trials, best meta-score first, with config, per-task accuracy, rung and why it stopped."""
-    ranked = sorted(rows, key=lambda r: -(r["metrics"].get(objective.META_SCORE)
-                                          if r["metrics"].get(objective.META_SCORE) is not None
+    ranked = sorted(rows, key=lambda r: -(r.metrics.get(objective.META_SCORE)
+                                          if r.metrics.get(objective.META_SCORE) is not None
                                           else -math.inf))
     board = []
     for rank, r in enumerate(ranked, start=1):
-        entry = {"rank": rank, "trial_id": r["trial_id"],
-                 "meta_score": r["metrics"].get(objective.META_SCORE),
+        entry = {"rank": rank, "trial_id": r.trial_id,
+                 "meta_score": r.metrics.get(objective.META_SCORE),
                  **{objective.metric(t, ACC): _acc(r, t) for t in tasks},
-                 "units": r["units"], "stopped": r.get("stopped", "")}
-        entry.update({f"config/{k}": v for k, v in sorted(r["config"].items())})
+                 "units": r.units, "stopped": r.stopped}
+        entry.update({f"config/{k}": v for k, v in sorted(r.config.items())})
         board.append(entry)
     return board
 
 
-def per_task_best(rows: list[dict[str, Any]], tasks: list[str]) -> dict[str, dict[str, Any]]:
+def per_task_best(rows: list[TrialRow], tasks: list[str]) -> dict[str, dict[str, Any]]:
     """For each task, the trial with the highest validation accuracy on it."""
     out = {}
     for t in tasks:
         cands = [r for r in scored(rows) if _acc(r, t) is not None]
         if cands:
             best = max(cands, key=lambda r: _acc(r, t))
-            out[t] = {"trial_id": best["trial_id"], ACC: _acc(best, t), "config": best["config"]}
+            out[t] = {"trial_id": best.trial_id, ACC: _acc(best, t), "config": best.config}
     return out
 
 
-def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+def best_row(rows: list[TrialRow]) -> TrialRow | None:
     cands = scored(rows)
-    return max(cands, key=lambda r: r["metrics"][objective.META_SCORE]) if cands else None
+    return max(cands, key=lambda r: r.metrics[objective.META_SCORE]) if cands else None
 
 
-def regret(rows: list[dict[str, Any]], tasks: list[str], chosen_id: str) -> dict[str, float]:
+def regret(rows: list[TrialRow], tasks: list[str], chosen_id: str) -> dict[str, float]:
     """Per task: best accuracy any trial reached minus the chosen meta-configuration's."""
-    chosen = next(r for r in rows if r["trial_id"] == chosen_id)
+    chosen = next(r for r in rows if r.trial_id == chosen_id)
     best = per_task_best(rows, tasks)
     return {t: best[t][ACC] - (_acc(chosen, t) or 0.0) for t in tasks if t in best}
 
 
-def leave_one_task_out(rows: list[dict[str, Any]], tasks: list[str],
+def leave_one_task_out(rows: list[TrialRow], tasks: list[str],
                        how: str = "mean") -> list[dict[str, Any]]:
     """For each task: choose a config on the other tasks only, then score it on the held-out one.
 
@@ -80,28 +80,28 @@ def leave_one_task_out(rows: list[dict[str, Any]], tasks: list[str],
     pool = scored(rows)
     for held in tasks:
         others = [t for t in tasks if t != held]
-        cands = [r for r in pool if all(r["metrics"].get(objective.metric(t, "score")) is not None
+        cands = [r for r in pool if all(r.metrics.get(objective.metric(t, "score")) is not None
                                         for t in tasks)]
         if not cands:
             continue
         chosen = max(cands, key=lambda r: objective.aggregate(
-            [r["metrics"][objective.metric(t, "score")] for t in others], how))
+            [r.metrics[objective.metric(t, "score")] for t in others], how))
         best = max(cands, key=lambda r: _acc(r, held))
-        out.append({"held_out": held, "chosen_on": others, "trial_id": chosen["trial_id"],
+        out.append({"held_out": held, "chosen_on": others, "trial_id": chosen.trial_id,
                     "held_out_acc": _acc(chosen, held), "best_acc": _acc(best, held),
                     "regret": _acc(best, held) - _acc(chosen, held),
-                    "held_out_score": chosen["metrics"][objective.metric(held, "score")]})
+                    "held_out_score": chosen.metrics[objective.metric(held, "score")]})
     return out
 
 
-def _acc_at(row: dict[str, Any], task: str, units: int) -> float | None:
-    for h in row.get("history", []):
+def _acc_at(row: TrialRow, task: str, units: int) -> float | None:
+    for h in row.history:
         if h.get("units") == units:
             return h.get(objective.metric(task, ACC))
     return None
 
 
-def pareto(rows: list[dict[str, Any]], tasks: list[str], units: int) -> list[dict[str, Any]]:
+def pareto(rows: list[TrialRow], tasks: list[str], units: int) -> list[dict[str, Any]]:
     """The trials that had trained ``units`` budget units, with their per-task validation
     accuracy at that budget and whether they are on the Pareto front: no other of them is at
     least as good on every task and better on one."""
@@ -109,10 +109,10 @@ def pareto(rows: list[dict[str, Any]], tasks: list[str], units: int) -> list[dic
     for r in scored(rows):
         accs = {t: _acc_at(r, t, units) for t in tasks}
         if all(a is not None for a in accs.values()):
-            points.append({"trial_id": r["trial_id"], "units": units, "val_acc": accs,
-                           "meta_score": next((h.get(objective.META_SCORE) for h in r["history"]
+            points.append({"trial_id": r.trial_id, "units": units, "val_acc": accs,
+                           "meta_score": next((h.get(objective.META_SCORE) for h in r.history
                                                if h.get("units") == units), None),
-                           "config": r["config"]})
+                           "config": r.config})
 
     def dominates(a: dict[str, float], b: dict[str, float]) -> bool:
         return all(a[t] >= b[t] for t in tasks) and any(a[t] > b[t] for t in tasks)
@@ -122,20 +122,20 @@ def pareto(rows: list[dict[str, Any]], tasks: list[str], units: int) -> list[dic
     return sorted(points, key=lambda p: (not p["on_front"], -(p["meta_score"] or -math.inf)))
 
 
-def tradeoff(rows: list[dict[str, Any]], tasks: list[str]) -> dict[str, Any] | None:
+def tradeoff(rows: list[TrialRow], tasks: list[str]) -> dict[str, Any] | None:
     """The per-task trade-off at the meta-configuration's own budget: the Pareto set of the
     trials that reached it, and where the meta-configuration sits."""
     best = best_row(rows)
     if best is None or len(tasks) < 2:
         return None
-    points = pareto(rows, tasks, best["units"])
+    points = pareto(rows, tasks, best.units)
     if len(points) < 2:
         return None
-    chosen = next((p for p in points if p["trial_id"] == best["trial_id"]), None)
-    return {"units": best["units"], "compared": len(points),
+    chosen = next((p for p in points if p["trial_id"] == best.trial_id), None)
+    return {"units": best.units, "compared": len(points),
             "front": [p for p in points if p["on_front"]],
             "others": [p for p in points if not p["on_front"]],
-            "meta_config": best["trial_id"],
+            "meta_config": best.trial_id,
             "meta_config_on_front": bool(chosen and chosen["on_front"])}
 
 
@@ -145,12 +145,12 @@ def asha_rungs(max_t: int, grace_period: int, reduction_factor: float) -> list[i
     return sorted({int(grace_period * reduction_factor ** k) for k in range(n)} | {max_t})
 
 
-def rung_counts(rows: list[dict[str, Any]], milestones: list[int]) -> dict[int, int]:
+def rung_counts(rows: list[TrialRow], milestones: list[int]) -> dict[int, int]:
     """How many trials reached each milestone."""
-    return {m: sum(1 for r in rows if r["units"] >= m) for m in milestones}
+    return {m: sum(1 for r in rows if r.units >= m) for m in milestones}
 
 
-def param_importance(rows: list[dict[str, Any]],
+def param_importance(rows: list[TrialRow],
                      space: dict[str, Any] | None = None) -> dict[str, float]:
     """Random-forest importance of each varied hyperparameter for the meta-score (sums to 1).
 
@@ -158,8 +158,8 @@ def param_importance(rows: list[dict[str, Any]],
     pool = scored(rows)
     if len(pool) < 4:
         return {}
-    keys = sorted({k for r in pool for k in r["config"]})
-    varied = [k for k in keys if len({json.dumps(r["config"].get(k)) for r in pool}) > 1]
+    keys = sorted({k for r in pool for k in r.config})
+    varied = [k for k in keys if len({json.dumps(r.config.get(k)) for r in pool}) > 1]
     if not varied:
         return {}
     from sklearn.ensemble import RandomForestRegressor
@@ -169,17 +169,17 @@ def param_importance(rows: list[dict[str, Any]],
     def encode(value: Any, key: str) -> float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return math.log(value) if key in logs and value > 0 else float(value)
-        cats = sorted({json.dumps(r["config"].get(key)) for r in pool})
+        cats = sorted({json.dumps(r.config.get(key)) for r in pool})
         return float(cats.index(json.dumps(value)))
 
-    x = np.array([[encode(r["config"].get(k), k) for k in varied] for r in pool])
-    y = np.array([r["metrics"][objective.META_SCORE] for r in pool])
+    x = np.array([[encode(r.config.get(k), k) for k in varied] for r in pool])
+    y = np.array([r.metrics[objective.META_SCORE] for r in pool])
     forest = RandomForestRegressor(n_estimators=200, random_state=0).fit(x, y)
     return dict(sorted(zip(varied, forest.feature_importances_.tolist(), strict=True),
                        key=lambda kv: -kv[1]))
 
 
-def against_baselines(rows: list[dict[str, Any]], final: dict[str, Any] | None,
+def against_baselines(rows: list[TrialRow], final: dict[str, Any] | None,
                       task_data: dict[str, Any] | None, tasks: list[str]) -> dict[str, Any]:
     """Per task, the classical baseline next to the tuned meta-configuration: validation
     accuracy (the winner's), test accuracy (its final evaluation's mean), and whether the tuned
@@ -205,7 +205,7 @@ def against_baselines(rows: list[dict[str, Any]], final: dict[str, Any] | None,
 IMPORTANCE_MIN_TRIALS = 20
 
 
-def importance_caveat(rows: list[dict[str, Any]]) -> str | None:
+def importance_caveat(rows: list[TrialRow]) -> str | None:
     """Said next to the importance plot when too few trials support it (None when enough)."""
     n = len(scored(rows))
     if n >= IMPORTANCE_MIN_TRIALS:
@@ -214,7 +214,7 @@ def importance_caveat(rows: list[dict[str, Any]]) -> str | None:
             f"of one parameter from the others' (trust it from about {IMPORTANCE_MIN_TRIALS})")
 
 
-def collapsed(rows: list[dict[str, Any]], final: dict[str, Any] | None,
+def collapsed(rows: list[TrialRow], final: dict[str, Any] | None,
               tasks: list[str]) -> list[dict[str, Any]]:
     """Tasks whose predictions have (nearly) collapsed onto few classes: macro-F1 below half
     the accuracy, for the winner on validation and, when it exists, on test. (One class for
@@ -224,8 +224,8 @@ def collapsed(rows: list[dict[str, Any]], final: dict[str, Any] | None,
     best = best_row(rows)
     sources = []
     if best is not None:
-        sources.append(("validation", lambda t: (best["metrics"].get(objective.metric(t, ACC)),
-                        best["metrics"].get(objective.metric(t, "val_macro_f1")))))
+        sources.append(("validation", lambda t: (best.metrics.get(objective.metric(t, ACC)),
+                        best.metrics.get(objective.metric(t, "val_macro_f1")))))
     metrics = (final or {}).get("metrics", {})
     if metrics:
         sources.append(("test", lambda t: (
@@ -239,7 +239,7 @@ def collapsed(rows: list[dict[str, Any]], final: dict[str, Any] | None,
     return out
 
 
-def first_rung_signal(rows: list[dict[str, Any]], tasks: list[str], rung: int,
+def first_rung_signal(rows: list[TrialRow], tasks: list[str], rung: int,
                       task_data: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Tasks that gave ASHA's first cut nothing to go on: at the first rung (``rung`` units),
     their validation accuracy varied across trials no more than one standard error of a
@@ -261,7 +261,7 @@ def first_rung_signal(rows: list[dict[str, Any]], tasks: list[str], rung: int,
     return out
 
 
-def summarise(spec: SearchSpec, rows: list[dict[str, Any]], final: dict[str, Any] | None,
+def summarise(spec: SearchSpec, rows: list[TrialRow], final: dict[str, Any] | None,
               task_data: dict[str, Any] | None = None,
               warm: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Everything the report shows, as one JSON-able dict."""
@@ -273,7 +273,7 @@ def summarise(spec: SearchSpec, rows: list[dict[str, Any]], final: dict[str, Any
     summary: dict[str, Any] = {
         "experiment": spec.experiment, "tasks": tasks, "data": spec.data_dir,
         "data_kind": spec.data_kind, "task_data": task_data, "num_trials": len(rows),
-        "trials_by_outcome": _count(r.get("stopped", "") for r in rows),
+        "trials_by_outcome": _count(r.stopped for r in rows),
         "rungs": {str(m): c for m, c in rung_counts(rows, milestones).items()},
         "leaderboard": leaderboard(rows, tasks),
         "per_task_best": per_task_best(rows, tasks),
@@ -288,17 +288,17 @@ def summarise(spec: SearchSpec, rows: list[dict[str, Any]], final: dict[str, Any
         "warm_start": matched(rows, warm or []),
         "final_eval": final,
         "damaged_checkpoints": [
-            {"trial_id": r["trial_id"], "path": c["path"], "meta_score": c["meta_score"],
+            {"trial_id": r.trial_id, "path": c["path"], "meta_score": c["meta_score"],
              "problem": c["problem"]}
-            for r in rows for c in r.get("damaged_checkpoints", [])],
+            for r in rows for c in r.damaged_checkpoints],
         "checkpoint_fallback": checkpoint_fallback(best) if best is not None else None,
     }
     if best is not None:
-        summary["best"] = {"trial_id": best["trial_id"], "config": best["config"],
-                           "meta_score": best["metrics"][objective.META_SCORE],
+        summary["best"] = {"trial_id": best.trial_id, "config": best.config,
+                           "meta_score": best.metrics[objective.META_SCORE],
                            "val_acc": {t: _acc(best, t) for t in tasks},
-                           "regret": regret(rows, tasks, best["trial_id"]),
-                           "units": best["units"], "trial_dir": best["trial_dir"]}
+                           "regret": regret(rows, tasks, best.trial_id),
+                           "units": best.units, "trial_dir": best.trial_dir}
     return summary
 
 
@@ -309,16 +309,16 @@ def _count(values: Any) -> dict[str, int]:
     return out
 
 
-def matched(rows: list[dict[str, Any]], origins: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def matched(rows: list[TrialRow], origins: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Which trials of this search evaluated which earlier configuration."""
     out = []
     for origin in origins:
         want = json.dumps(origin["config"], sort_keys=True)
         for row in rows:
-            have = json.dumps({k: row["config"].get(k) for k in origin["config"]},
+            have = json.dumps({k: row.config.get(k) for k in origin["config"]},
                               sort_keys=True)
             if have == want:
-                out.append({"trial_id": row["trial_id"], "from_experiment": origin["experiment"],
+                out.append({"trial_id": row.trial_id, "from_experiment": origin["experiment"],
                             "from_trial": origin["trial_id"],
                             "ranked_on": origin["ranked_on"]})
                 break

@@ -11,10 +11,10 @@ from trainables.config import MetaConfig
 from trainables.meta import MetaTrial
 from tune_jobs.report.analysis import best_row
 from tune_jobs.spec.search_spec import SearchSpec
-from tune_jobs.store.rows import best_checkpoint
+from tune_jobs.store.rows import TrialRow, best_checkpoint
 
 
-def export_best(spec: SearchSpec, rows: list[dict[str, Any]], out: str | Path) -> dict[str, Any]:
+def export_best(spec: SearchSpec, rows: list[TrialRow], out: str | Path) -> dict[str, Any]:
     """Write the winning trial's best checkpoint, per task, as standard model folders."""
     out = Path(out)
     best = best_row(rows)
@@ -22,8 +22,8 @@ def export_best(spec: SearchSpec, rows: list[dict[str, Any]], out: str | Path) -
         raise ValueError("no trial has reported a result yet; nothing to export")
     ckpt = best_checkpoint(best)
     if ckpt is None:
-        raise ValueError(f"{best['trial_dir']}: the best trial has no complete checkpoint")
-    trial = MetaTrial(MetaConfig.from_dict(best["config"]), spec.trial_settings())
+        raise ValueError(f"{best.trial_dir}: the best trial has no complete checkpoint")
+    trial = MetaTrial(MetaConfig.from_dict(best.config), spec.trial_settings())
     trial.restore(ckpt["path"])
     out.mkdir(parents=True, exist_ok=True)
     exported: dict[str, Any] = {}
@@ -32,11 +32,11 @@ def export_best(spec: SearchSpec, rows: list[dict[str, Any]], out: str | Path) -
         folder.mkdir(exist_ok=True)
         task.export(folder)
         val = task.learner.evaluate("val")
-        info = {"task": name, "trial_id": best["trial_id"], "checkpoint": ckpt["path"],
-                "units": ckpt["units"], "meta_config": best["config"],
+        info = {"task": name, "trial_id": best.trial_id, "checkpoint": ckpt["path"],
+                "units": ckpt["units"], "meta_config": best.config,
                 "reported_val_acc": ckpt["metrics"].get(objective.metric(name, "val_acc")),
                 "val_acc_after_export": val["acc"]}
         (folder / "metatune.json").write_text(json.dumps(info, indent=1))
         exported[name] = info
-    (out / "meta_config.json").write_text(json.dumps(best["config"], indent=1))
+    (out / "meta_config.json").write_text(json.dumps(best.config, indent=1))
     return exported

@@ -16,6 +16,7 @@ from tune_jobs.report.analysis import ACC, summarise
 from tune_jobs.report.plots import plots
 from tune_jobs.report.text import baseline_lines, first_rung_lines, value_text
 from tune_jobs.spec.search_spec import SearchSpec
+from tune_jobs.store.rows import TrialRow
 
 
 def write_leaderboard_csv(board: list[dict[str, Any]], path: Path) -> None:
@@ -39,7 +40,7 @@ def _fmt(v: Any) -> str:
     return html.escape(value_text(v))
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+def _table(rows: list[TrialRow], columns: list[str] | None = None) -> str:
     if not rows:
         return "<p>none</p>"
     columns = columns or list(rows[0])
@@ -225,7 +226,7 @@ def _damaged(summary: dict[str, Any]) -> str:
             + _table(items, ["trial_id", "path", "meta_score", "problem"]))
 
 
-def write_report(exp_dir: str | Path, spec: SearchSpec, rows: list[dict[str, Any]],
+def write_report(exp_dir: str | Path, spec: SearchSpec, rows: list[TrialRow],
                  final: dict[str, Any] | None = None,
                  task_data: dict[str, Any] | None = None,
                  warm: list[dict[str, Any]] | None = None,

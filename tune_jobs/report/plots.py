@@ -11,9 +11,10 @@ import numpy as np
 from trainables import objective
 from tune_jobs.report.analysis import ACC
 from tune_jobs.spec.search_spec import SearchSpec
+from tune_jobs.store.rows import TrialRow
 
 
-def plots(spec: SearchSpec, rows: list[dict[str, Any]], summary: dict[str, Any],
+def plots(spec: SearchSpec, rows: list[TrialRow], summary: dict[str, Any],
           out: Path) -> dict[str, Path]:
     """PNG plots: learning curves, ASHA rungs, per-task accuracy of the top configs, importance."""
     import matplotlib
@@ -28,10 +29,10 @@ def plots(spec: SearchSpec, rows: list[dict[str, Any]], summary: dict[str, Any],
     fig, ax = plt.subplots(figsize=(7, 4))
     cmap = plt.get_cmap("viridis")
     for r in rows:
-        xs = [h["units"] for h in r["history"] if h.get(objective.META_SCORE) is not None]
-        ys = [h[objective.META_SCORE] for h in r["history"] if h.get(objective.META_SCORE) is not None]
+        xs = [h["units"] for h in r.history if h.get(objective.META_SCORE) is not None]
+        ys = [h[objective.META_SCORE] for h in r.history if h.get(objective.META_SCORE) is not None]
         if xs:
-            ax.plot(xs, ys, marker="o", ms=3, color=cmap(r["units"] / max_t), alpha=0.85)
+            ax.plot(xs, ys, marker="o", ms=3, color=cmap(r.units / max_t), alpha=0.85)
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, max_t))
     fig.colorbar(sm, ax=ax, label="budget units reached")
     ax.set(xlabel="budget units", ylabel="meta-score (validation)", title="Learning curves")

@@ -25,6 +25,7 @@ from tune_jobs.run import prepare, search, warm_start
 from tune_jobs.spec.search_spec import SearchSpec
 from tune_jobs.store import experiment, tune_storage, uri
 from tune_jobs.store.experiment import Experiment
+from tune_jobs.store.rows import TrialRow
 
 PHASES = ("ray_start", "prepare", "search", "final_eval", "report")
 
@@ -67,7 +68,7 @@ class SearchResult:
     bad_data: dict[str, tuple[str, str]]  # trial id -> (message, error file): stopped there
 
     @property
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self) -> list[TrialRow]:
         return self.experiment.rows
 
 
@@ -191,7 +192,7 @@ def final_evaluation(exp: Experiment) -> dict[str, Any] | None:
     (kept from an earlier run when that was the same winner with as many seeds)."""
     spec, best = exp.spec, best_row(exp.rows)
     saved = exp.final_eval()
-    if best is not None and saved and saved["config"] == best["config"] \
+    if best is not None and saved and saved["config"] == best.config \
             and len(saved["seeds"]) == spec.final_eval.seeds:
         print("the winner is the one already evaluated: keeping its test evaluation")
         return saved
@@ -201,11 +202,11 @@ def final_evaluation(exp: Experiment) -> dict[str, Any] | None:
 
     print(f"re-training the winner with {spec.final_eval.seeds} seed(s) for the test "
           "evaluation ...", flush=True)
-    evaluation = evaluate_on_test(spec, best["config"])
+    evaluation = evaluate_on_test(spec, best.config)
     if evaluation is not None and spec.final_eval.transfer_baseline:
         print("training the winner from scratch too (final_eval.transfer_baseline) ...",
               flush=True)
-        evaluation["transfer_gain"] = transfer_gain(spec, best["config"], evaluation)
+        evaluation["transfer_gain"] = transfer_gain(spec, best.config, evaluation)
     return evaluation
 
 

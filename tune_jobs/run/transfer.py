@@ -46,7 +46,7 @@ def transfer_spec(exp: experiment.Experiment, task: str, extra: dict[str, Any] |
 def candidates(exp: experiment.Experiment, top_k: int) -> list[tuple[str, dict[str, Any]]]:
     """(label, config): the search's top-k distinct configurations by meta-score, winner first,
     then the default configuration."""
-    rows = sorted(scored(exp.rows), key=lambda r: -r["metrics"][objective.META_SCORE])
+    rows = sorted(scored(exp.rows), key=lambda r: -r.metrics[objective.META_SCORE])
     if not rows:
         raise ValueError(f"{exp.spec.experiment}: no trial has reported a result yet; nothing "
                          "to transfer")
@@ -54,9 +54,9 @@ def candidates(exp: experiment.Experiment, top_k: int) -> list[tuple[str, dict[s
     for row in rows:
         if len(out) == top_k:
             break
-        if all(row["config"] != c for _, c in out):
+        if all(row.config != c for _, c in out):
             label = ("meta-configuration" if not out else f"top-{len(out) + 1}")
-            out.append((f"{label} (trial {row['trial_id']})", row["config"]))
+            out.append((f"{label} (trial {row.trial_id})", row.config))
     out.append(("default configuration", MetaConfig().to_dict()))
     return out
 
@@ -110,7 +110,7 @@ def short_search_winner(spec: SearchSpec, trials: int, connected: bool) -> dict[
     if best is None:
         raise pipeline.SearchFailed(f"the short search {short.experiment} produced no result")
     return {"label": f"short search on {spec.tasks[0]} alone ({trials} trials)",
-            "path": experiment.path_of(short), "config": best["config"]}
+            "path": experiment.path_of(short), "config": best.config}
 
 
 def lines(result: dict[str, Any]) -> list[str]:

@@ -22,6 +22,7 @@ from tune_jobs.report.analysis import scored
 from tune_jobs.spec.domain import parse_space
 from tune_jobs.spec.search_spec import SearchSpec
 from tune_jobs.store import experiment
+from tune_jobs.store.rows import TrialRow
 
 ORIGINS_FILE = "warm_start.json"
 
@@ -44,14 +45,14 @@ def ranked(exp: experiment.Experiment, tasks: list[str], how: str) -> tuple[list
     shared = [t for t in tasks if t in exp.spec.tasks]
     rows = scored(exp.rows)
 
-    def score(row: dict[str, Any]) -> float:
+    def score(row: TrialRow) -> float:
         if not shared:
-            return row["metrics"][objective.META_SCORE]
-        return objective.aggregate([row["metrics"][objective.metric(t, "score")]
+            return row.metrics[objective.META_SCORE]
+        return objective.aggregate([row.metrics[objective.metric(t, "score")]
                                     for t in shared], how)
 
     rows = [r for r in rows if not shared or all(
-        r["metrics"].get(objective.metric(t, "score")) is not None for t in shared)]
+        r.metrics.get(objective.metric(t, "score")) is not None for t in shared)]
     return sorted(rows, key=score, reverse=True), shared
 
 
@@ -86,10 +87,10 @@ def resolve(spec: SearchSpec) -> tuple[SearchSpec, list[dict[str, Any]], list[di
         for row in rows:
             if taken == ws.top_k:
                 break
-            point = {k: row["config"][k] for k in searched if k in row["config"]}
+            point = {k: row.config[k] for k in searched if k in row.config}
             outside = sorted(k for k, v in point.items() if not searched[k].contains(v))
             if outside:
-                print(f"warning: --warm-start {ref}: trial {row['trial_id']} dropped: "
+                print(f"warning: --warm-start {ref}: trial {row.trial_id} dropped: "
                       + ", ".join(f"{k}={point[k]!r} is outside "
                                   f"space.{k}={searched[k].to_data()!r}" for k in outside),
                       file=sys.stderr)
@@ -98,7 +99,7 @@ def resolve(spec: SearchSpec) -> tuple[SearchSpec, list[dict[str, Any]], list[di
                 continue
             points.append(point)
             origins.append({"experiment": exp.spec.experiment, "path": exp.path,
-                            "trial_id": row["trial_id"], "config": point,
+                            "trial_id": row.trial_id, "config": point,
                             "ranked_on": shared or ["meta_score"]})
             taken += 1
     if not points:

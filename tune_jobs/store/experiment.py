@@ -19,7 +19,7 @@ from typing import Any
 from trainables.data.locations import resolve_data
 from tune_jobs.spec.search_spec import SearchSpec
 from tune_jobs.store import uri
-from tune_jobs.store.rows import load_rows
+from tune_jobs.store.rows import TrialRow, load_rows
 
 SPEC_FILE = "metatune_spec.json"
 DATA_FILE = "task_data.json"  # which data each task used, written when the search starts
@@ -94,7 +94,7 @@ class Experiment:
         return uri.local_view(self.path)
 
     @cached_property
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self) -> list[TrialRow]:
         return load_rows(self.local, list(self.spec.tasks), self.spec.asha.max_t)
 
     @property

@@ -6,6 +6,8 @@ reported unit) and ``checkpoint_*/`` folders; the experiment state file holds ea
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import glob
 import json
 from pathlib import Path
@@ -13,6 +15,47 @@ from typing import Any
 
 from trainables import objective
 from trainables.checkpoint import CheckpointError, VerifiedCache, verify_checkpoint
+
+
+class StopReason(str, enum.Enum):
+    """Why a trial ended (its words are the leaderboard's ``stopped`` column)."""
+
+    COMPLETED = "completed"  # reached max_t
+    STOPPED = "stopped by ASHA"  # cut at a rung
+    ERROR = "error"  # failed after its retries
+    UNFINISHED = "unfinished"  # still running, or pending when the search was interrupted
+    UNKNOWN = "unknown"  # no status recorded
+
+
+@dataclasses.dataclass
+class TrialRow:
+    """One trial as read from its folder: config, last metrics, learning curve, how it ended,
+    and its checkpoints (complete ones, and the damaged ones that were refused)."""
+
+    trial_id: str
+    trial_dir: str
+    config: dict[str, Any]
+    units: int  # budget units reported
+    stop: StopReason
+    metrics: dict[str, Any]  # the last report's meta-score and per-task metrics (None: absent)
+    history: list[dict[str, Any]]  # one entry per unit: "units" and the same metric keys
+    checkpoints: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    damaged_checkpoints: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    status: str = "UNKNOWN"  # Tune's status in the experiment state
+    error: str | None = None  # the last line of error.txt
+    node_ip: str | None = None
+    hostname: str | None = None
+
+    @property
+    def stopped(self) -> str:
+        """How the trial ended, in words: ``stopped by ASHA at unit 3``, ``completed``, ..."""
+        if self.stop is StopReason.STOPPED:
+            return f"{self.stop.value} at unit {self.units}"
+        return self.stop.value
+
+    @property
+    def errored(self) -> bool:
+        return self.stop is StopReason.ERROR
 
 
 def _statuses(exp: Path) -> dict[str, str]:
@@ -57,7 +100,7 @@ def _checkpoint_problem(folder: Path, tasks: list[str], cache: VerifiedCache) ->
     return None if (folder / "trial.json").is_file() else f"{folder}: no trial.json"
 
 
-def load_rows(exp_dir: str | Path, tasks: list[str], max_t: int) -> list[dict[str, Any]]:
+def load_rows(exp_dir: str | Path, tasks: list[str], max_t: int) -> list[TrialRow]:
     """One row per trial: config, final metrics, learning curve, status and checkpoints."""
     exp = Path(exp_dir)
     statuses = _statuses(exp)
@@ -88,42 +131,41 @@ def load_rows(exp_dir: str | Path, tasks: list[str], max_t: int) -> list[dict[st
             else:
                 checkpoints.append(entry)
         units = int(last.get("units", 0) or 0)
-        rows.append({
-            "trial_id": trial_id, "trial_dir": str(trial_dir), "config": config,
-            "units": units, "status": status, "error": error[0] if error else None,
-            "metrics": {k: last.get(k) for k in keys},
-            "history": [{k: h.get(k) for k in ["units", *keys]} for h in history],
-            "checkpoints": checkpoints, "damaged_checkpoints": damaged,
-            "stopped": stop_reason(status, units, max_t, bool(error)),
-            "node_ip": last.get("node_ip"), "hostname": last.get("hostname"),
-        })
+        rows.append(TrialRow(
+            trial_id=trial_id, trial_dir=str(trial_dir), config=config, units=units,
+            stop=stop_reason(status, units, max_t, bool(error)),
+            metrics={k: last.get(k) for k in keys},
+            history=[{k: h.get(k) for k in ["units", *keys]} for h in history],
+            checkpoints=checkpoints, damaged_checkpoints=damaged, status=status,
+            error=error[0] if error else None,
+            node_ip=last.get("node_ip"), hostname=last.get("hostname")))
     verified.save()
     return rows
 
 
-def stop_reason(status: str, units: int, max_t: int, errored: bool) -> str:
-    """Why a trial ended, in words."""
+def stop_reason(status: str, units: int, max_t: int, errored: bool) -> StopReason:
+    """Why a trial ended, from Tune's status, its units and whether it left an error file."""
     if status == "ERROR" or (errored and status != "TERMINATED"):
-        return "error"
+        return StopReason.ERROR
     if status in ("RUNNING", "PENDING", "PAUSED"):
-        return "unfinished"
+        return StopReason.UNFINISHED
     if units >= max_t:
-        return "completed"
+        return StopReason.COMPLETED
     if status == "TERMINATED":
-        return f"stopped by ASHA at unit {units}"
-    return "unknown"
+        return StopReason.STOPPED
+    return StopReason.UNKNOWN
 
 
-def best_checkpoint(row: dict[str, Any]) -> dict[str, Any] | None:
+def best_checkpoint(row: TrialRow) -> dict[str, Any] | None:
     """The trial's complete checkpoint with the highest meta-score."""
-    good = [c for c in row["checkpoints"] if c["meta_score"] is not None]
+    good = [c for c in row.checkpoints if c["meta_score"] is not None]
     return max(good, key=lambda c: c["meta_score"]) if good else None
 
 
-def checkpoint_fallback(row: dict[str, Any]) -> str | None:
+def checkpoint_fallback(row: TrialRow) -> str | None:
     """Said aloud when the trial's best checkpoint is damaged and another one stands in for it:
     both checkpoints, their scores, and why the better one was refused. None if nothing is."""
-    damaged = [c for c in row.get("damaged_checkpoints", []) if c["meta_score"] is not None]
+    damaged = [c for c in row.damaged_checkpoints if c["meta_score"] is not None]
     if not damaged:
         return None
     worst_lost = max(damaged, key=lambda c: c["meta_score"])
@@ -132,5 +174,5 @@ def checkpoint_fallback(row: dict[str, Any]) -> str | None:
         return None  # the best one is intact; a lesser one is damaged
     instead = (f"using {used['path']} (meta-score {used['meta_score']:.4f}) instead"
                if used else "no intact checkpoint is left")
-    return (f"the best checkpoint of trial {row['trial_id']}, {worst_lost['path']} (meta-score "
+    return (f"the best checkpoint of trial {row.trial_id}, {worst_lost['path']} (meta-score "
             f"{worst_lost['meta_score']:.4f}), is damaged: {worst_lost['problem']}; {instead}")

@@ -5,13 +5,14 @@ import pytest
 
 from tests.factories import ROWS, TASKS, curve_row, row
 from tune_jobs.report import analysis
+from tune_jobs.store.rows import StopReason
 
 
 def test_leaderboard_orders_by_meta_score():
     board = analysis.leaderboard(ROWS, TASKS)
     assert [r["trial_id"] for r in board][:4] == ["t5", "t2", "t3", "t1"]
     assert board[1]["config/lr_scale"] == 1.0 and board[1]["a/val_acc"] == 0.6
-    assert analysis.best_row(ROWS)["trial_id"] == "t2"
+    assert analysis.best_row(ROWS).trial_id == "t2"
 
 
 def test_per_task_best_and_regret():
@@ -51,8 +52,8 @@ def test_pareto_front_at_one_budget_on_hand_made_rows():
             curve_row("t3", two * 3 + [{"a": 0.25, "b": 0.8}]),
             curve_row("t6", two * 3 + [{"a": 0.5, "b": 0.5}]),   # dominated by t2
             curve_row("t7", two * 3 + [{"a": 0.6, "b": 0.6}]),   # ties t2: both on the front
-            curve_row("t4", [{"a": 0.55, "b": 0.2}], stopped="stopped by ASHA at unit 1"),
-            curve_row("t5", [{"a": 0.4, "b": 0.4}], stopped="stopped by ASHA at unit 1")]
+            curve_row("t4", [{"a": 0.55, "b": 0.2}], stop=StopReason.STOPPED),
+            curve_row("t5", [{"a": 0.4, "b": 0.4}], stop=StopReason.STOPPED)]
     points = analysis.pareto(rows, ["a", "b"], 4)
     front = {p["trial_id"] for p in points if p["on_front"]}
     assert front == {"t1", "t2", "t3", "t7"}

@@ -88,8 +88,8 @@ def _board(exp: Path) -> list[tuple[str, int]]:
     from tune_jobs.store.rows import load_rows
 
     rows = load_rows(exp, ["newsgroups", "cifar_transfer"], 3)
-    assert all(r["stopped"] != "error" for r in rows), [r["error"] for r in rows]
-    return sorted((json.dumps(r["config"], sort_keys=True), r["units"]) for r in rows)
+    assert not any(r.errored for r in rows), [r.error for r in rows]
+    return sorted((json.dumps(r.config, sort_keys=True), r.units) for r in rows)
 
 
 def test_a_trial_killed_mid_unit_resumes_and_changes_nothing(ray_local, syn_dir, cache_dir,

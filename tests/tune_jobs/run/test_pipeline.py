@@ -40,4 +40,4 @@ def test_run_returns_rows_summary_and_phase_timings(ray_local, syn_dir, cache_di
     # the same experiment again resumes: nothing left to train, the same rows
     again = pipeline.run(spec, resume=True, connected=False, prepared=True, final=False)
     assert again.summary is None and "prepare" not in again.timings
-    assert sorted(r["trial_id"] for r in again.rows) == sorted(r["trial_id"] for r in result.rows)
+    assert sorted(r.trial_id for r in again.rows) == sorted(r.trial_id for r in result.rows)

@@ -13,6 +13,7 @@ from tune_jobs.report import analysis
 from tune_jobs.run import warm_start
 from tune_jobs.spec import presets
 from tune_jobs.store import experiment
+from tune_jobs.store.rows import StopReason, TrialRow
 
 
 def fake_search(storage, name, tasks, trials):
@@ -110,8 +111,9 @@ def test_bad_references(earlier, tmp_path):
 def test_report_names_the_origin_of_each_warm_trial(earlier):
     origins = warm_start.resolve(new_spec(earlier, "warm_start.experiments=[A]",
                                           "warm_start.top_k=1"))[2]
-    rows = [{"trial_id": "n1", "config": {**CFG, "lr_scale": 1.5, "batch_size": 32, "seed": 0}},
-            {"trial_id": "n2", "config": {**CFG, "lr_scale": 2.7}}]
+    rows = [TrialRow("n1", "/x/n1", {**CFG, "lr_scale": 1.5, "batch_size": 32, "seed": 0}, 1,
+                     StopReason.COMPLETED, {}, []),
+            TrialRow("n2", "/x/n2", {**CFG, "lr_scale": 2.7}, 1, StopReason.COMPLETED, {}, [])]
     assert analysis.matched(rows, origins) == [
         {"trial_id": "n1", "from_experiment": "A", "from_trial": "t3",
          "ranked_on": ["newsgroups"]}]

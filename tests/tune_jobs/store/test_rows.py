@@ -4,24 +4,24 @@ import json
 
 import pytest
 
-from tune_jobs.store.rows import best_checkpoint, load_rows, stop_reason
+from tune_jobs.store.rows import StopReason, best_checkpoint, load_rows, stop_reason
 
 
 @pytest.mark.parametrize("status,units,errored,expected", [
-    ("ERROR", 2, True, "error"),
-    ("ERROR", 8, False, "error"),  # the state says error even without error.txt
-    ("RUNNING", 8, True, "error"),  # error.txt of an attempt that Tune has not retried yet
-    ("TERMINATED", 3, True, "stopped by ASHA at unit 3"),  # an earlier attempt failed, retried
-    ("RUNNING", 3, False, "unfinished"),
-    ("PENDING", 0, False, "unfinished"),
-    ("PAUSED", 2, False, "unfinished"),
-    ("TERMINATED", 8, False, "completed"),
-    ("UNKNOWN", 8, False, "completed"),  # no experiment state, but it ran the full budget
-    ("TERMINATED", 2, False, "stopped by ASHA at unit 2"),
-    ("UNKNOWN", 2, False, "unknown"),
+    ("ERROR", 2, True, StopReason.ERROR),
+    ("ERROR", 8, False, StopReason.ERROR),  # the state says error even without error.txt
+    ("RUNNING", 8, True, StopReason.ERROR),  # error.txt of an attempt that Tune has not retried yet
+    ("TERMINATED", 3, True, StopReason.STOPPED),  # an earlier attempt failed, retried
+    ("RUNNING", 3, False, StopReason.UNFINISHED),
+    ("PENDING", 0, False, StopReason.UNFINISHED),
+    ("PAUSED", 2, False, StopReason.UNFINISHED),
+    ("TERMINATED", 8, False, StopReason.COMPLETED),
+    ("UNKNOWN", 8, False, StopReason.COMPLETED),  # no experiment state, but it ran the full budget
+    ("TERMINATED", 2, False, StopReason.STOPPED),
+    ("UNKNOWN", 2, False, StopReason.UNKNOWN),
 ])
 def test_stop_reason_branches(status, units, errored, expected):
-    assert stop_reason(status, units, 8, errored) == expected
+    assert stop_reason(status, units, 8, errored) is expected
 
 
 def test_rows_from_a_folder_skip_torn_lines_and_incomplete_checkpoints(tmp_path):
@@ -35,7 +35,7 @@ def test_rows_from_a_folder_skip_torn_lines_and_incomplete_checkpoints(tmp_path)
     (tmp_path / "experiment_state-x.json").write_text(json.dumps(
         {"trial_data": [[json.dumps({"trial_id": "a", "status": "TERMINATED"}), "{}"]]}))
     (row,) = load_rows(tmp_path, ["a"], max_t=4)
-    assert row["trial_id"] == "a" and row["units"] == 2 and row["status"] == "TERMINATED"
-    assert row["stopped"] == "stopped by ASHA at unit 2"
-    assert row["metrics"]["meta_score"] == pytest.approx(0.2) and len(row["history"]) == 2
-    assert row["checkpoints"] == [] and best_checkpoint(row) is None
+    assert row.trial_id == "a" and row.units == 2 and row.status == "TERMINATED"
+    assert row.stop is StopReason.STOPPED and row.stopped == "stopped by ASHA at unit 2"
+    assert row.metrics["meta_score"] == pytest.approx(0.2) and len(row.history) == 2
+    assert row.checkpoints == [] and best_checkpoint(row) is None

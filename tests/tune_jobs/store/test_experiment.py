@@ -1,0 +1,58 @@
+"""An experiment folder written before the sub-package move (tests/fixtures/legacy_experiment:
+a 2-trial smoke search made by commit 7b3e012) still loads in status, best, report and resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import REPO
+from tests.factories import cli
+from tune_jobs.cli.main import main
+from tune_jobs.store import experiment
+from tune_jobs.store.rows import StopReason
+
+FIXTURE = REPO / "tests" / "fixtures" / "legacy_experiment"
+
+
+@pytest.fixture
+def legacy(tmp_path, syn_dir, monkeypatch):
+    """A copy of the old experiment under tmp_path/results, its data pointed at this session's
+    stand-ins (the folder it was made with is gone), signed with the fixture's own key."""
+    storage = tmp_path / "results"
+    shutil.copytree(FIXTURE / "legacy", storage / "legacy")
+    spec_file = storage / "legacy" / experiment.SPEC_FILE
+    spec = json.loads(spec_file.read_text())
+    spec.update(data=str(syn_dir), data_dir=str(syn_dir), storage=str(storage))
+    spec_file.write_text(json.dumps(spec))
+    monkeypatch.setenv("METATUNE_SIGNING_KEY", str(FIXTURE / "signing.key"))
+    return storage
+
+
+def test_old_experiment_reads_in_status_best_and_report(legacy, capsys):
+    exp = experiment.load("legacy", str(legacy))
+    assert len(exp.rows) == 2 and {r.stop for r in exp.rows} <= {StopReason.COMPLETED,
+                                                                 StopReason.STOPPED}
+    assert all(r.checkpoints for r in exp.rows)
+    assert main(["status", "--storage", str(legacy)]) == 0
+    assert "legacy" in capsys.readouterr().out
+    assert main(["best", "legacy", "--storage", str(legacy), "--json"]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert best["best"]["trial_id"] in {r.trial_id for r in exp.rows}
+    assert best["final_eval"]["seeds"] == [1000]
+    assert main(["report", "legacy", "--storage", str(legacy)]) == 0
+    assert (legacy / "legacy" / "report.html").is_file()
+    summary = json.loads((legacy / "legacy" / "summary.json").read_text())
+    assert summary["best"]["trial_id"] == best["best"]["trial_id"]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_old_experiment_resumes(legacy, joined):
+    env = {**joined, "METATUNE_SIGNING_KEY": str(FIXTURE / "signing.key")}
+    proc = cli(["resume", "legacy", "--storage", str(legacy)], env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "the winner is the one already evaluated" in proc.stdout
+    assert len(experiment.load("legacy", str(legacy)).rows) == 2
