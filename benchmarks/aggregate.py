@@ -38,8 +38,7 @@ def _search(name: str, how: str, slow_steps: int, data: Path, storage: Path,
                                "resources.cpu=1", "checkpoint_every=100"])
     result = pipeline.run(pipeline.checked(spec)[0], connected=False, final=False)
     rows, baselines = result.rows, result.baselines
-    ignored = analysis.first_rung_signal(rows, [SLOW, FAST], 1,
-                                         {t: {"baseline": b} for t, b in baselines.items()})
+    ignored = analysis.first_rung_signal(rows, [SLOW, FAST], 1, baselines)
     trials = []
     for row in rows:  # the search's own rows: each trial's config and per-unit history
         history = row.history

@@ -12,6 +12,7 @@ fitted once per (data fingerprint, split seed, method) and cached with the other
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -28,6 +29,29 @@ TEXT_METHOD = "tfidf word 1-2-grams + linear SVM (scikit-learn)"
 FEATURES_METHOD = "logistic regression on the frozen source backbone's features (scikit-learn)"
 PIXELS_METHOD = "logistic regression on pixels (scikit-learn)"
 RESULT = "baseline.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+    """A task's classical baseline: what it is and how it scored. JSON only at the edges (its
+    cache file, task_data.json, the reports)."""
+
+    method: str
+    val_acc: float | None = None
+    test_acc: float | None = None  # None when the task has no test split
+    val_macro_f1: float | None = None
+    test_macro_f1: float | None = None
+    seconds: float = 0.0  # the fit's wall time
+    train_examples: int = 0
+    val_examples: int = 0  # the trials' validation set size too
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Baseline:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def _scores(model: Any, features: dict[str, Any], splits: dict[str, Any]) -> dict[str, float]:
@@ -93,7 +117,7 @@ def fit_image(splits: dict[str, Any], source: tuple[dict, dict] | None,
 
 
 def baseline(spec: TaskSpec, target: Dataset, source: Dataset | None,
-             settings: TrialSettings) -> dict[str, Any]:
+             settings: TrialSettings) -> Baseline:
     """The task's classical baseline (cached): ``method``, ``val_acc``, ``test_acc``, macro-F1s,
     and the seconds its fit took."""
     key: dict[str, Any] = {"data": target.fingerprint(), "split_seed": settings.split_seed,
@@ -125,4 +149,4 @@ def baseline(spec: TaskSpec, target: Dataset, source: Dataset | None,
         (folder / RESULT).write_text(json.dumps(result, indent=1))
 
     folder = cache.build_once("baseline", key, build, settings.cache_dir)
-    return json.loads((folder / RESULT).read_text())
+    return Baseline.from_dict(json.loads((folder / RESULT).read_text()))

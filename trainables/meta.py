@@ -27,7 +27,7 @@ class TaskRunner:
         self.name, self.meta = spec.name, meta
         self.task, _ = build_task(spec, meta, settings, device)
         self.chance = chance(self.task.dataset.num_classes)
-        measured = (task_baseline(spec, settings)["val_acc"] if spec.reference == "baseline"
+        measured = (task_baseline(spec, settings).val_acc if spec.reference == "baseline"
                     else None)
         self.reference = reference(spec, self.task.dataset.source, measured, self.chance)
 
@@ -37,10 +37,10 @@ class TaskRunner:
         trained = time.perf_counter()
         val = self.task.learner.evaluate("val")
         m = lambda key: objective.metric(self.name, key)  # noqa: E731
-        return {m("val_acc"): val["acc"], m("val_macro_f1"): val["macro_f1"],
-                m("val_top5_acc"): val["top5_acc"], m("val_loss"): val["loss"],
-                m("train_loss"): train["train_loss"], m("lr"): train["lr"],
-                m("score"): objective.normalise(val["acc"], self.chance, self.reference),
+        return {m(objective.VAL_ACC): val["acc"], m(objective.VAL_MACRO_F1): val["macro_f1"],
+                m(objective.VAL_TOP5_ACC): val["top5_acc"], m(objective.VAL_LOSS): val["loss"],
+                m(objective.TRAIN_LOSS): train["train_loss"], m("lr"): train["lr"],
+                m(objective.SCORE): objective.normalise(val["acc"], self.chance, self.reference),
                 # wall seconds (the CPU/GPU work is read back inside, so these are complete)
                 m("train_s"): trained - started, m("eval_s"): time.perf_counter() - trained}
 
@@ -58,9 +58,9 @@ class TaskRunner:
     def test(self) -> dict[str, float]:
         test = self.task.learner.evaluate("test")
         m = lambda key: objective.metric(self.name, key)  # noqa: E731
-        return {m("test_acc"): test["acc"], m("test_macro_f1"): test["macro_f1"],
-                m("test_top5_acc"): test["top5_acc"],
-                m("test_score"): objective.normalise(test["acc"], self.chance, self.reference)}
+        return {m(objective.TEST_ACC): test["acc"], m(objective.TEST_MACRO_F1): test["macro_f1"],
+                m(objective.TEST_TOP5_ACC): test["top5_acc"],
+                m(objective.TEST_SCORE): objective.normalise(test["acc"], self.chance, self.reference)}
 
 
 def assemble(results: list[dict[str, float]], tasks: list[str], how: str,
@@ -70,7 +70,7 @@ def assemble(results: list[dict[str, float]], tasks: list[str], how: str,
     for r in results:
         report.update(r)
     report[objective.META_SCORE] = objective.aggregate(
-        [report[objective.metric(t, "score")] for t in tasks], how)
+        [report[objective.metric(t, objective.SCORE)] for t in tasks], how)
     report[objective.UNITS] = units
     objective.validate_report(report, tasks)
     return report
@@ -145,6 +145,6 @@ def final_test(meta: MetaConfig, settings: TrialSettings, device: str = "cpu") -
     out: dict[str, float] = {}
     for runner in trial.runners.values():
         out.update(runner.test())
-    out["test_meta_score"] = objective.aggregate(
-        [out[objective.metric(t, "test_score")] for t in trial.runners], settings.aggregate)
+    out[objective.TEST_META_SCORE] = objective.aggregate(
+        [out[objective.metric(t, objective.TEST_SCORE)] for t in trial.runners], settings.aggregate)
     return out

@@ -19,7 +19,15 @@ ITERATION = "training_iteration"  # Tune's count of reports
 UNITS = "units"
 AGGREGATES = ("mean", "min", "geomean")
 GEOMEAN_FLOOR = 0.01
-TASK_METRICS = ("val_acc", "val_macro_f1", "val_top5_acc", "val_loss", "train_loss", "score")
+# Per-task metric names (reported as metric(task, name)); "score" is the normalised s_t.
+VAL_ACC, VAL_MACRO_F1, VAL_TOP5_ACC, VAL_LOSS = "val_acc", "val_macro_f1", "val_top5_acc", "val_loss"
+TRAIN_LOSS, SCORE = "train_loss", "score"
+TASK_METRICS = (VAL_ACC, VAL_MACRO_F1, VAL_TOP5_ACC, VAL_LOSS, TRAIN_LOSS, SCORE)
+# The final evaluation's, on the test splits (never used for selection).
+TEST_ACC, TEST_MACRO_F1, TEST_TOP5_ACC, TEST_SCORE = (
+    "test_acc", "test_macro_f1", "test_top5_acc", "test_score")
+TEST_TASK_METRICS = (TEST_ACC, TEST_MACRO_F1, TEST_TOP5_ACC, TEST_SCORE)
+TEST_META_SCORE = "test_meta_score"
 
 
 def metric(task: str, name: str) -> str:

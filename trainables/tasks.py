@@ -12,7 +12,7 @@ import dataclasses
 import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from trainables.config import (
     KINDS,
@@ -30,6 +30,9 @@ from trainables.data.custom import load_image_task, load_text_task
 from trainables.data.newsgroups import DEFAULT_REMOVE, load_newsgroups
 from trainables.data.splits import DataError, Dataset
 from trainables.loop import Learner
+
+if TYPE_CHECKING:  # imported where a baseline is fitted: it loads scikit-learn
+    from trainables.baseline import Baseline
 
 # Default budgets by kind. AdamW rates are the usual fine-tuning ones (BERT: 5e-5; a small CNN:
 # 1e-3); the SGD rates sit ~40x (text) and ~20x (CNN) above them, inside the 10-100x range that
@@ -198,7 +201,7 @@ def reference(spec: TaskSpec, data_source: str, baseline_val: float | None = Non
     return 1.0
 
 
-def task_baseline(spec: TaskSpec, settings: TrialSettings) -> dict[str, Any]:
+def task_baseline(spec: TaskSpec, settings: TrialSettings) -> Baseline:
     """The task's classical baseline (:mod:`trainables.baseline`), cached per data fingerprint."""
     from trainables.baseline import baseline
 

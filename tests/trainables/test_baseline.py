@@ -19,11 +19,11 @@ def test_text_and_image_baselines_learn_and_are_fitted_once(syn_dir, tmp_path):
     text_spec, image_spec = settings.tasks
     text = task_baseline(text_spec, settings)
     image = task_baseline(image_spec, settings)
-    assert text["method"].startswith("tfidf") and image["method"].startswith("logistic")
-    assert "source backbone" in image["method"]
+    assert text.method.startswith("tfidf") and image.method.startswith("logistic")
+    assert "source backbone" in image.method
     # far above chance on the stand-ins (20 and 100 classes)
-    assert text["val_acc"] > 0.3 and text["test_acc"] > 0.3
-    assert image["val_acc"] > 0.05 and image["test_acc"] > 0.05
+    assert text.val_acc > 0.3 and text.test_acc > 0.3
+    assert image.val_acc > 0.05 and image.test_acc > 0.05
     again = task_baseline(text_spec, settings)
     assert again == text
     assert len(cache.builds("baseline", str(tmp_path / "cache"))) == 2  # one fit per task
@@ -46,7 +46,7 @@ def test_a_custom_task_is_scaled_by_its_measured_baseline(syn_dir, tmp_path):
                               max_units=2, cache_dir=str(tmp_path / "cache"))
     (spec,) = settings.tasks
     assert spec.reference == "baseline"
-    measured = task_baseline(spec, settings)["val_acc"]
+    measured = task_baseline(spec, settings).val_acc
     runner = TaskRunner(spec, MetaConfig(), settings)
     assert runner.reference == pytest.approx(measured)
     # a stated number still wins; a baseline at chance falls back to the ideal classifier

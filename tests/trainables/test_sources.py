@@ -82,7 +82,7 @@ def test_source_none_trains_the_same_cnn_from_scratch(syn_dir, tmp_path):
     assert all(p.requires_grad for p in model.parameters())  # nothing pretrained to freeze
     assert runner.task.source_info["method"] == "none"
     assert not (tmp_path / "source_cnn").exists()  # no source was pretrained
-    assert task_baseline(spec, settings)["method"].startswith("logistic regression on pixels")
+    assert task_baseline(spec, settings).method.startswith("logistic regression on pixels")
 
 
 @pytest.mark.parametrize("method", ["autoencoder", "contrastive"])

@@ -150,7 +150,7 @@ def print_best(summary: dict[str, Any]) -> None:
     final = summary.get("final_eval")
     if final:
         for key, v in final["metrics"].items():
-            if key.endswith("test_acc") or key == "test_meta_score":
+            if key.endswith(objective.TEST_ACC) or key == objective.TEST_META_SCORE:
                 print(f"  test {key}: {spread(v)}")
 
 

@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 
 from trainables import objective
+from trainables.baseline import Baseline
 from tune_jobs.spec.domain import parse_space
 from tune_jobs.spec.search_spec import SearchSpec
 from tune_jobs.store.rows import TrialRow, checkpoint_fallback
 
-ACC = "val_acc"
+ACC = objective.VAL_ACC
 
 
 def _acc(row: TrialRow, task: str) -> float | None:
@@ -80,17 +81,17 @@ def leave_one_task_out(rows: list[TrialRow], tasks: list[str],
     pool = scored(rows)
     for held in tasks:
         others = [t for t in tasks if t != held]
-        cands = [r for r in pool if all(r.metrics.get(objective.metric(t, "score")) is not None
+        cands = [r for r in pool if all(r.metrics.get(objective.metric(t, objective.SCORE)) is not None
                                         for t in tasks)]
         if not cands:
             continue
         chosen = max(cands, key=lambda r: objective.aggregate(
-            [r.metrics[objective.metric(t, "score")] for t in others], how))
+            [r.metrics[objective.metric(t, objective.SCORE)] for t in others], how))
         best = max(cands, key=lambda r: _acc(r, held))
         out.append({"held_out": held, "chosen_on": others, "trial_id": chosen.trial_id,
                     "held_out_acc": _acc(chosen, held), "best_acc": _acc(best, held),
                     "regret": _acc(best, held) - _acc(chosen, held),
-                    "held_out_score": chosen.metrics[objective.metric(held, "score")]})
+                    "held_out_score": chosen.metrics[objective.metric(held, objective.SCORE)]})
     return out
 
 
@@ -179,8 +180,14 @@ def param_importance(rows: list[TrialRow],
                        key=lambda kv: -kv[1]))
 
 
+def baselines_of(task_data: dict[str, Any] | None) -> dict[str, Baseline]:
+    """Each task's baseline as recorded in ``task_data.json`` (tasks without one are left out)."""
+    return {t: Baseline.from_dict(d["baseline"]) for t, d in (task_data or {}).items()
+            if (d or {}).get("baseline")}
+
+
 def against_baselines(rows: list[TrialRow], final: dict[str, Any] | None,
-                      task_data: dict[str, Any] | None, tasks: list[str]) -> dict[str, Any]:
+                      baselines: dict[str, Baseline], tasks: list[str]) -> dict[str, Any]:
     """Per task, the classical baseline next to the tuned meta-configuration: validation
     accuracy (the winner's), test accuracy (its final evaluation's mean), and whether the tuned
     model beat the baseline — on test when there is a final evaluation, else on validation."""
@@ -188,15 +195,15 @@ def against_baselines(rows: list[TrialRow], final: dict[str, Any] | None,
     metrics = (final or {}).get("metrics", {})
     out = {}
     for t in tasks:
-        b = ((task_data or {}).get(t) or {}).get("baseline")
-        if not b:
+        b = baselines.get(t)
+        if b is None:
             continue
         tuned_val = _acc(best, t) if best is not None else None
-        tuned_test = (metrics.get(objective.metric(t, "test_acc")) or {}).get("mean")
-        split, tuned, base = (("test", tuned_test, b.get("test_acc")) if tuned_test is not None
-                              else ("validation", tuned_val, b.get("val_acc")))
-        out[t] = {"method": b["method"], "baseline_val_acc": b.get("val_acc"),
-                  "baseline_test_acc": b.get("test_acc"), "tuned_val_acc": tuned_val,
+        tuned_test = (metrics.get(objective.metric(t, objective.TEST_ACC)) or {}).get("mean")
+        split, tuned, base = (("test", tuned_test, b.test_acc) if tuned_test is not None
+                              else ("validation", tuned_val, b.val_acc))
+        out[t] = {"method": b.method, "baseline_val_acc": b.val_acc,
+                  "baseline_test_acc": b.test_acc, "tuned_val_acc": tuned_val,
                   "tuned_test_acc": tuned_test, "judged_on": split,
                   "beat_baseline": None if tuned is None or base is None else tuned > base}
     return out
@@ -225,12 +232,12 @@ def collapsed(rows: list[TrialRow], final: dict[str, Any] | None,
     sources = []
     if best is not None:
         sources.append(("validation", lambda t: (best.metrics.get(objective.metric(t, ACC)),
-                        best.metrics.get(objective.metric(t, "val_macro_f1")))))
+                        best.metrics.get(objective.metric(t, objective.VAL_MACRO_F1)))))
     metrics = (final or {}).get("metrics", {})
     if metrics:
         sources.append(("test", lambda t: (
-            (metrics.get(objective.metric(t, "test_acc")) or {}).get("mean"),
-            (metrics.get(objective.metric(t, "test_macro_f1")) or {}).get("mean"))))
+            (metrics.get(objective.metric(t, objective.TEST_ACC)) or {}).get("mean"),
+            (metrics.get(objective.metric(t, objective.TEST_MACRO_F1)) or {}).get("mean"))))
     for split, read in sources:
         for t in tasks:
             acc, f1 = read(t)
@@ -240,7 +247,7 @@ def collapsed(rows: list[TrialRow], final: dict[str, Any] | None,
 
 
 def first_rung_signal(rows: list[TrialRow], tasks: list[str], rung: int,
-                      task_data: dict[str, Any] | None) -> list[dict[str, Any]]:
+                      baselines: dict[str, Baseline]) -> list[dict[str, Any]]:
     """Tasks that gave ASHA's first cut nothing to go on: at the first rung (``rung`` units),
     their validation accuracy varied across trials no more than one standard error of a
     validation accuracy measured on that many examples (binomial, at the trials' mean). The
@@ -249,7 +256,7 @@ def first_rung_signal(rows: list[TrialRow], tasks: list[str], rung: int,
     out = []
     for t in tasks:
         accs = [a for r in scored(rows) if (a := _acc_at(r, t, rung)) is not None]
-        n = (((task_data or {}).get(t) or {}).get("baseline") or {}).get("val_examples")
+        n = baselines[t].val_examples if t in baselines else None
         if len(accs) < 3 or not n:
             continue
         mean = float(np.mean(accs))
@@ -265,8 +272,8 @@ def summarise(spec: SearchSpec, rows: list[TrialRow], final: dict[str, Any] | No
               task_data: dict[str, Any] | None = None,
               warm: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Everything the report shows, as one JSON-able dict."""
-    from tune_jobs.report.analysis import matched
     tasks = list(spec.tasks)
+    baselines = baselines_of(task_data)
     asha = spec.asha
     milestones = asha_rungs(asha.max_t, asha.grace_period, asha.reduction_factor)
     best = best_row(rows)
@@ -282,9 +289,9 @@ def summarise(spec: SearchSpec, rows: list[TrialRow], final: dict[str, Any] | No
         "importance_caveat": importance_caveat(rows),
         "pareto": tradeoff(rows, tasks),
         "collapsed": collapsed(rows, final, tasks),
-        "first_rung_ignored": first_rung_signal(rows, tasks, milestones[0], task_data)
+        "first_rung_ignored": first_rung_signal(rows, tasks, milestones[0], baselines)
         if len(tasks) > 1 else [],
-        "baselines": against_baselines(rows, final, task_data, tasks),
+        "baselines": against_baselines(rows, final, baselines, tasks),
         "warm_start": matched(rows, warm or []),
         "final_eval": final,
         "damaged_checkpoints": [

@@ -34,7 +34,7 @@ def export_best(spec: SearchSpec, rows: list[TrialRow], out: str | Path) -> dict
         val = task.learner.evaluate("val")
         info = {"task": name, "trial_id": best.trial_id, "checkpoint": ckpt["path"],
                 "units": ckpt["units"], "meta_config": best.config,
-                "reported_val_acc": ckpt["metrics"].get(objective.metric(name, "val_acc")),
+                "reported_val_acc": ckpt["metrics"].get(objective.metric(name, objective.VAL_ACC)),
                 "val_acc_after_export": val["acc"]}
         (folder / "metatune.json").write_text(json.dumps(info, indent=1))
         exported[name] = info

@@ -61,7 +61,7 @@ def transfer_gain(spec: SearchSpec, config: dict[str, Any],
     assert scratch is not None
     out = {}
     for t in tasks:
-        key = objective.metric(t.name, "test_acc")
+        key = objective.metric(t.name, objective.TEST_ACC)
         with_, without = final["metrics"][key]["values"], scratch["metrics"][key]["values"]
         gains = [a - b for a, b in zip(with_, without, strict=True)]
         out[t.name] = {"source": f"{t.model.source} ({t.model.source_method})",

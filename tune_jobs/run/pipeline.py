@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from trainables.baseline import Baseline
 from trainables.tasks import check_data, data_origins
 from tune_jobs.report.analysis import best_row
 from tune_jobs.report.html import write_report
@@ -64,7 +65,7 @@ class SearchResult:
     summary: dict[str, Any] | None  # None when the search was stopped by bad data, or unreported
     final: dict[str, Any] | None  # the winner's test evaluation, when one ran
     timings: dict[str, float]  # seconds per phase of PHASES that ran
-    baselines: dict[str, dict[str, Any]]  # task -> its classical baseline (from the preparation)
+    baselines: dict[str, Baseline]  # task -> its classical baseline (from the preparation)
     bad_data: dict[str, tuple[str, str]]  # trial id -> (message, error file): stopped there
 
     @property
@@ -155,12 +156,12 @@ def run(spec: SearchSpec, *, address: str | None = None, trust_unsigned: bool = 
     validated(tune_storage.check_signatures, spec, storage, trust_unsigned)
     if storage.head_store and not resume:
         print(f"head store: every checkpoint and result lands on the head node under {path}")
-    baselines = {}
+    baselines: dict[str, Baseline] = {}
     if not prepared:
         with _timed(timings, "prepare"):
             baselines = searching(validated, prepare.prepare, spec)  # bad data: 2; a crash: 1
     if data_used is not None and baselines:
-        experiment.save_task_data(spec, {t: {**data_used[t], "baseline": baselines[t]}
+        experiment.save_task_data(spec, {t: {**data_used[t], "baseline": baselines[t].to_dict()}
                                          for t in spec.tasks})
     if origins:
         warm_start.save_origins(spec, origins)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from trainables.baseline import Baseline
 from tune_jobs.spec.search_spec import SearchSpec
 
 
-def prepare(spec: SearchSpec) -> dict[str, dict[str, Any]]:
+def prepare(spec: SearchSpec) -> dict[str, Baseline]:
     """The preparation phase, before any trial starts: every task's shared items (data,
     tokenizer and token arrays, source model, classical baseline) are built once, side by side
     as Ray tasks with the trials' resources, so that no trial slot waits on another's lock.
@@ -23,6 +22,7 @@ def prepare(spec: SearchSpec) -> dict[str, dict[str, Any]]:
     for done in prepare_tasks(spec.trial_settings(), resources):
         b = baselines[done["task"]] = done["baseline"]
         print(f"  prepared {done['task']} in {done['seconds']:.1f} s on {done['device']}; "
-              f"classical baseline: val_acc {b['val_acc']:.4f}, test_acc "
-              f"{b.get('test_acc', float('nan')):.4f} ({b['method']})", flush=True)
+              f"classical baseline: val_acc {b.val_acc:.4f}, test_acc "
+              f"{b.test_acc if b.test_acc is not None else float('nan'):.4f} ({b.method})",
+              flush=True)
     return {t: baselines[t] for t in spec.tasks}

@@ -34,13 +34,13 @@ class SearchMetrics:
     def record(self, trial_id: str, result: dict[str, Any]) -> None:
         score = result.get(objective.META_SCORE)
         self.latest[trial_id] = {"units": result.get("units"), objective.META_SCORE: score,
-                                 **{t: result.get(objective.metric(t, "val_acc"))
+                                 **{t: result.get(objective.metric(t, objective.VAL_ACC))
                                     for t in self.tasks}}
         self.units[trial_id] = max(self.units.get(trial_id, 0), int(result.get("units") or 0))
         if score is not None and (self.best is None or score > self.best):
             self.best = score
         for t in self.tasks:
-            acc = result.get(objective.metric(t, "val_acc"))
+            acc = result.get(objective.metric(t, objective.VAL_ACC))
             if acc is not None and acc > self.task_best.get(t, -1.0):
                 self.task_best[t] = acc
 

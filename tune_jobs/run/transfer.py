@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from trainables import objective
+from trainables.baseline import Baseline
 from trainables.config import MetaConfig
 from tune_jobs.report.analysis import best_row, scored
 from tune_jobs.spec.search_spec import SearchSpec, WarmStart
@@ -64,15 +65,15 @@ def candidates(exp: experiment.Experiment, top_k: int) -> list[tuple[str, dict[s
 def summarise_run(task: str, evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
     if evaluation is None:
         return None
-    acc = evaluation["metrics"][objective.metric(task, "test_acc")]
-    f1 = evaluation["metrics"].get(objective.metric(task, "test_macro_f1"), {})
+    acc = evaluation["metrics"][objective.metric(task, objective.TEST_ACC)]
+    f1 = evaluation["metrics"].get(objective.metric(task, objective.TEST_MACRO_F1), {})
     return {"test_acc": acc["mean"], "test_acc_std": acc["std"], "values": acc["values"],
             "test_macro_f1": f1.get("mean"), "seeds": evaluation["seeds"],
             "config": evaluation["config"]}
 
 
 def evaluate(exp: experiment.Experiment, spec: SearchSpec, top_k: int,
-             baseline: dict[str, Any], short_search: dict[str, Any] | None) -> dict[str, Any]:
+             baseline: Baseline, short_search: dict[str, Any] | None) -> dict[str, Any]:
     """Every candidate on the unseen task's test split, on the same seeds (Ray must be up)."""
     from tune_jobs.run.final_eval import evaluate_on_test
 
@@ -91,8 +92,9 @@ def evaluate(exp: experiment.Experiment, spec: SearchSpec, top_k: int,
     winner = runs[0]
     return {"experiment": exp.spec.experiment, "task": task, "searched_tasks":
             list(exp.spec.tasks), "budget_units": spec.asha.max_t,
-            "seeds": spec.final_eval.seeds, "baseline": baseline, "runs": runs,
-            "winner_beats_baseline": winner["test_acc"] > baseline.get("test_acc", float("inf")),
+            "seeds": spec.final_eval.seeds, "baseline": baseline.to_dict(), "runs": runs,
+            "winner_beats_baseline": winner["test_acc"] > (
+                baseline.test_acc if baseline.test_acc is not None else float("inf")),
             "winner_beats_default": winner["test_acc"] > next(
                 r["test_acc"] for r in runs if r["label"] == "default configuration")}
 

@@ -48,11 +48,11 @@ def ranked(exp: experiment.Experiment, tasks: list[str], how: str) -> tuple[list
     def score(row: TrialRow) -> float:
         if not shared:
             return row.metrics[objective.META_SCORE]
-        return objective.aggregate([row.metrics[objective.metric(t, "score")]
+        return objective.aggregate([row.metrics[objective.metric(t, objective.SCORE)]
                                     for t in shared], how)
 
     rows = [r for r in rows if not shared or all(
-        r.metrics.get(objective.metric(t, "score")) is not None for t in shared)]
+        r.metrics.get(objective.metric(t, objective.SCORE)) is not None for t in shared)]
     return sorted(rows, key=score, reverse=True), shared
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from tests.factories import ROWS, TASKS, curve_row, row
+from trainables.baseline import Baseline
 from tune_jobs.report import analysis
 from tune_jobs.store.rows import StopReason
 
@@ -102,7 +103,8 @@ def test_a_task_with_no_signal_at_the_first_rung_is_named():
     fast = [0.0333, 0.225, 0.0933, 0.0933, 0.1683, 0.215, 0.12, 0.06]
     rows = [curve_row(f"t{i}", [{"text": s, "cnn": f}]) for i, (s, f) in
             enumerate(zip(slow, fast, strict=True))]
-    data = {"text": {"baseline": {"val_examples": 120}}, "cnn": {"baseline": {"val_examples": 600}}}
+    data = {"text": Baseline("tfidf", 0.1, val_examples=120),
+            "cnn": Baseline("logistic", 0.2, val_examples=600)}
     (ignored,) = analysis.first_rung_signal(rows, ["text", "cnn"], 1, data)
     assert ignored["task"] == "text" and ignored["trials"] == 8
     p = sum(slow) / len(slow)
