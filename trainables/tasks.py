@@ -89,44 +89,68 @@ def _fields(cls: type) -> set[str]:
 
 
 def parse_task(name: str, options: dict[str, Any] | None = None,
-               custom: dict[str, Any] | None = None) -> TaskSpec:
+               custom: dict[str, Any] | None = None,
+               labels: tuple[str, str] | None = None) -> TaskSpec:
     """The typed spec of task ``name`` from its options (and its custom declaration, if any).
 
-    Raises ValueError naming ``task_options.<name>`` (or ``custom_tasks.<name>``), the key and
-    the value. A custom task's ``train`` must exist.
+    ``labels`` name the two mappings (options, declaration) in errors the way the caller's
+    users write them; by default both are the task's name. Raises ValueError naming the mapping, the key and the value. A custom
+    task's ``train`` must exist.
     """
-    where = f"custom_tasks.{name}" if custom is not None else f"task_options.{name}"
-    for section, given in ((f"custom_tasks.{name}", custom), (f"task_options.{name}", options)):
-        if given is not None and not isinstance(given, dict):
-            raise ValueError(f"{section}={given!r} is invalid: a mapping of option names to values")
+    options_label, custom_label = labels or (name, name)
+    where = custom_label if custom is not None else options_label
+    _check_mappings(((custom_label, custom), (options_label, options)))
     opts = {**(custom or {}), **(options or {})}
+    kind, data_keys = _kind_and_data_keys(name, opts, custom, custom_label)
+    model_cls = MODEL_OPTIONS[kind]
+    allowed = _fields(TaskBudget) | _fields(model_cls) | data_keys
+    _check_known(((custom_label, custom or {}), (options_label, options or {})), allowed)
+    budget = replace(DEFAULT_BUDGETS[kind], **{k: opts[k] for k in _fields(TaskBudget) if k in opts})
+    model = _model_options(model_cls, opts, where)
+    return TaskSpec(name=name, kind=kind, budget=budget, model=model,
+                    remove=_remove(opts.get("remove"), where),
+                    # a custom task has no published reference: its baseline is measured instead
+                    reference=opts.get("reference", "baseline" if custom is not None else None),
+                    hf=_hf_source(opts, where), **_data_paths(opts, where))
+
+
+def _check_mappings(sections: tuple[tuple[str, Any], ...]) -> None:
+    for label, given in sections:
+        if given is not None and not isinstance(given, dict):
+            raise ValueError(f"{label}={given!r} is invalid: a mapping of option names to values")
+
+
+def _kind_and_data_keys(name: str, opts: dict[str, Any], custom: dict[str, Any] | None,
+                        custom_label: str) -> tuple[str, set[str]]:
+    """The task's kind, and the data keys it takes besides budget and model options (pops a
+    custom task's ``type`` from ``opts``)."""
     data_keys = {"reference"}
     if name in REGISTRY:
         if custom is not None:
-            raise ValueError(f"custom_tasks.{name}: {name!r} is a built-in task; pick another name")
-        kind = REGISTRY[name].kind
+            raise ValueError(f"{custom_label}: {name!r} is a built-in task; pick another name")
         if name == "newsgroups":
             data_keys.add("remove")
-    elif custom is not None:
-        kind = opts.pop("type", None)
-        if kind not in KINDS:
-            raise ValueError(f"custom_tasks.{name}.type={kind!r} is invalid: choose text or image")
-        if ("train" in opts) == ("hf" in opts):
-            raise ValueError(f"custom_tasks.{name} needs train (a file or folder of examples) "
-                             "or hf (a Hugging Face data set: a Hub name or a local folder), "
-                             "one of the two")
-        data_keys |= {"train", "test"} if "train" in opts else set(HF_KEYS)
-    else:
+        return REGISTRY[name].kind, data_keys
+    if custom is None:
         raise ValueError(f"unknown task {name!r}; available: {sorted(REGISTRY)} or a task "
                          "declared under custom_tasks")
-    model_cls = MODEL_OPTIONS[kind]
-    allowed = _fields(TaskBudget) | _fields(model_cls) | data_keys
-    for section, given in ((f"custom_tasks.{name}", custom or {}),
-                           (f"task_options.{name}", options or {})):
+    kind = opts.pop("type", None)
+    if kind not in KINDS:
+        raise ValueError(f"{custom_label}.type={kind!r} is invalid: choose text or image")
+    if ("train" in opts) == ("hf" in opts):
+        raise ValueError(f"{custom_label} needs train (a file or folder of examples) or hf (a "
+                         "Hugging Face data set: a Hub name or a local folder), one of the two")
+    return kind, data_keys | ({"train", "test"} if "train" in opts else set(HF_KEYS))
+
+
+def _check_known(sections: tuple[tuple[str, dict[str, Any]], ...], allowed: set[str]) -> None:
+    for label, given in sections:
         unknown = sorted(set(given) - allowed - {"type"})
         if unknown:
-            raise ValueError(f"unknown key(s) {unknown} in {section}; valid: {sorted(allowed)}")
-    budget = replace(DEFAULT_BUDGETS[kind], **{k: opts[k] for k in _fields(TaskBudget) if k in opts})
+            raise ValueError(f"unknown key(s) {unknown} in {label}; valid: {sorted(allowed)}")
+
+
+def _model_options(model_cls: type, opts: dict[str, Any], where: str) -> Any:
     try:
         model = model_cls(**{k: opts[k] for k in _fields(model_cls) if k in opts})
     except ValueError as exc:
@@ -138,6 +162,10 @@ def parse_task(name: str, options: dict[str, Any] | None = None,
                              f"is {' or '.join(BUILTIN_SOURCES)}, or a path to an .npz / image "
                              "folder)")
         model = replace(model, source=str(path.resolve()))
+    return model
+
+
+def _data_paths(opts: dict[str, Any], where: str) -> dict[str, str]:
     paths = {}
     for key in ("train", "test"):
         if opts.get(key) is not None:
@@ -145,24 +173,27 @@ def parse_task(name: str, options: dict[str, Any] | None = None,
             if not path.exists():
                 raise ValueError(f"{where}.{key}={opts[key]!r}: no such file or folder")
             paths[key] = str(path.resolve())
-    remove = opts.get("remove")
-    if remove is not None:
-        if isinstance(remove, str):
-            remove = [remove]
-        if not isinstance(remove, list) or set(remove) - set(DEFAULT_REMOVE):
-            raise ValueError(f"{where}.remove={remove!r} is invalid: a list drawn from "
-                             f"{list(DEFAULT_REMOVE)}")
-        remove = tuple(remove)
-    # a custom task has no published reference: its classical baseline is measured instead
-    ref = opts.get("reference", "baseline" if custom is not None else None)
-    hf = None
-    if "hf" in opts:
-        try:
-            hf = HFSource(**{k: opts[k] for k in HF_KEYS[1:] if k in opts}, name=opts["hf"])
-        except ValueError as exc:
-            raise ValueError(f"{where}.{exc}") from None
-    return TaskSpec(name=name, kind=kind, budget=budget, model=model, remove=remove,
-                    reference=ref, hf=hf, **paths)
+    return paths
+
+
+def _remove(remove: Any, where: str) -> tuple[str, ...] | None:
+    if remove is None:
+        return None
+    if isinstance(remove, str):
+        remove = [remove]
+    if not isinstance(remove, list) or set(remove) - set(DEFAULT_REMOVE):
+        raise ValueError(f"{where}.remove={remove!r} is invalid: a list drawn from "
+                         f"{list(DEFAULT_REMOVE)}")
+    return tuple(remove)
+
+
+def _hf_source(opts: dict[str, Any], where: str) -> HFSource | None:
+    if "hf" not in opts:
+        return None
+    try:
+        return HFSource(**{k: opts[k] for k in HF_KEYS[1:] if k in opts}, name=opts["hf"])
+    except ValueError as exc:
+        raise ValueError(f"{where}.{exc}") from None
 
 
 def trial_settings(tasks: list[str] | tuple[str, ...], data_dir: str,
@@ -170,11 +201,20 @@ def trial_settings(tasks: list[str] | tuple[str, ...], data_dir: str,
                    custom_tasks: dict[str, dict[str, Any]] | None = None,
                    **settings: Any) -> TrialSettings:
     """Parse every task of a search and bind them into the settings its trials share."""
+    return TrialSettings(tasks=parse_tasks(tasks, task_options, custom_tasks), data_dir=data_dir,
+                         **settings)
+
+
+def parse_tasks(tasks: list[str] | tuple[str, ...],
+                task_options: dict[str, dict[str, Any]] | None = None,
+                custom_tasks: dict[str, dict[str, Any]] | None = None,
+                labels: Any = None) -> tuple[TaskSpec, ...]:
+    """Every named task parsed; ``labels(name)`` gives :func:`parse_task` its labels."""
     task_options, custom_tasks = task_options or {}, custom_tasks or {}
     if isinstance(tasks, str) or not isinstance(tasks, (list, tuple)) or not tasks:
         raise ValueError(f"tasks={tasks!r} is invalid: a list naming at least one task")
-    specs = tuple(parse_task(t, task_options.get(t), custom_tasks.get(t)) for t in tasks)
-    return TrialSettings(tasks=specs, data_dir=data_dir, **settings)
+    return tuple(parse_task(t, task_options.get(t), custom_tasks.get(t),
+                            labels(t) if labels else None) for t in tasks)
 
 
 def chance(num_classes: int) -> float:

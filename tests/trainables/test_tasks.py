@@ -24,26 +24,38 @@ def test_builtin_task_options_split_into_budget_model_and_data():
 
 @pytest.mark.parametrize("name,options,custom,match", [
     ("newsgroups", {"max_eval_examples": 5}, None,
-     r"^unknown key\(s\) \['max_eval_examples'\] in task_options.newsgroups"),
+     r"^unknown key\(s\) \['max_eval_examples'\] in newsgroups;"),
     ("cifar_transfer", {"remove": ["headers"]}, None,
-     r"^unknown key\(s\) \['remove'\] in task_options.cifar_transfer"),
+     r"^unknown key\(s\) \['remove'\] in cifar_transfer;"),
     ("cifar_transfer", {"model": "tiny"}, None, r"^unknown key\(s\) \['model'\]"),
     ("newsgroups", {"train": "/x.csv"}, None, r"^unknown key\(s\) \['train'\]"),
-    ("newsgroups", "tiny", None, r"^task_options.newsgroups='tiny' is invalid"),
-    ("mine", None, {"type": "audio", "train": "/x"}, r"^custom_tasks.mine.type='audio'"),
-    ("mine", None, {"type": "text"}, r"^custom_tasks.mine needs train"),
+    ("newsgroups", "tiny", None, r"^newsgroups='tiny' is invalid"),
+    ("mine", None, {"type": "audio", "train": "/x"}, r"^mine.type='audio'"),
+    ("mine", None, {"type": "text"}, r"^mine needs train"),
     ("mine", None, {"type": "text", "train": "/nope.csv"},
-     r"^custom_tasks.mine.train='/nope.csv': no such file or folder$"),
+     r"^mine.train='/nope.csv': no such file or folder$"),
     ("mine", None, {"type": "text", "train": "/", "width": 2},
-     r"^unknown key\(s\) \['width'\] in custom_tasks.mine"),
+     r"^unknown key\(s\) \['width'\] in mine;"),
     ("newsgroups", None, {"type": "text", "train": "/"}, r"is a built-in task"),
     ("newsgroups", {"reference": 1.5}, None, r"^newsgroups.reference=1.5 is invalid"),
     ("newsgroups", {"steps_per_unit": 0}, None, r"^steps_per_unit=0 is invalid"),
     ("nope", None, None, r"^unknown task 'nope'"),
 ])
 def test_bad_task_options_are_named(name, options, custom, match):
+    """Errors name the task's mappings by the task's name: trainables/ knows no spec keys."""
     with pytest.raises(ValueError, match=match):
         parse_task(name, options, custom)
+
+
+@pytest.mark.parametrize("options,custom,match", [
+    ({"width": 0}, None, r"^opts/cifar_transfer.width=0 is invalid"),
+    ({"nope": 1}, None, r"in opts/cifar_transfer;"),
+    (None, {"type": "image", "train": "/"}, r"^decl/cifar_transfer: 'cifar_transfer' is a built-in"),
+])
+def test_errors_use_the_callers_labels(options, custom, match):
+    with pytest.raises(ValueError, match=match):
+        parse_task("cifar_transfer", options, custom,
+                   labels=("opts/cifar_transfer", "decl/cifar_transfer"))
 
 
 def test_reference_stated_builtin_or_ideal():

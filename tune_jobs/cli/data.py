@@ -57,13 +57,15 @@ def check_declared(config: str, root: Path) -> list[dict[str, Any]]:
     transfer source, loaded by the trials' own loaders."""
     from trainables.tasks import load_data, parse_task
     from tune_jobs.spec import presets
+    from tune_jobs.spec.search_spec import task_labels
 
     spec = presets.load_file(config)
     rows = []
     for name, decl in (spec.get("custom_tasks") or {}).items():
         row: dict[str, Any] = {"dataset": name}
         try:
-            task = parse_task(name, (spec.get("task_options") or {}).get(name), decl)
+            task = parse_task(name, (spec.get("task_options") or {}).get(name), decl,
+                              task_labels(name))
             target, source = load_data(task, str(root), 0, spec.get("cache_dir"))
         except (DataError, ValueError) as exc:
             row.update(present=False, error=str(exc))

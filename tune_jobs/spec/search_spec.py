@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainables.config import MetaConfig, TrialSettings
+from trainables.config import MetaConfig, TaskSpec, TrialSettings
 from trainables.objective import AGGREGATES
-from trainables.tasks import parse_task, trial_settings
+from trainables.tasks import parse_task, parse_tasks
 from tune_jobs.spec.domain import parse_space
 
 # Each MetaConfig field: a distribution (log-uniform where the scale is multiplicative), a
@@ -69,7 +70,29 @@ def _section(cls: type, data: Any, where: str) -> Any:
 
 
 def _names(cls: type) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)}
+    return {f.name for f in dataclasses.fields(cls) if f.init and f.name != "parsed"}
+
+
+def _plain(value: Any) -> Any:
+    """A copy of ``value`` with its dataclasses as dicts (dataclasses.asdict, field by field)."""
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return copy.deepcopy(value)
+
+
+def task_labels(name: str) -> tuple[str, str]:
+    """How a task's two mappings are written in a spec, for the task parser's errors."""
+    return f"task_options.{name}", f"custom_tasks.{name}"
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """The spec's tasks, parsed, and the inputs they were parsed from (as canonical JSON)."""
+
+    source: str
+    tasks: tuple[TaskSpec, ...]
 
 
 @dataclass(frozen=True)
@@ -175,6 +198,9 @@ class SearchSpec:
     # Filled by experiment.finalise from the environment, then saved with the experiment.
     data_dir: str | None = None  # the folder the data was read from
     data_kind: str | None = None  # synthetic | real
+    # The tasks parsed once; a copy (dataclasses.replace) carries them and parses again only
+    # when its tasks, task_options or custom_tasks differ. Not part of the spec's data.
+    parsed: _Parsed | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for key in ("preset", "name", "storage", "cache_dir", "data_dir", "data_kind"):
@@ -212,11 +238,19 @@ class SearchSpec:
                 raise ValueError(f"task_resources.{name} names no task of this search "
                                  f"{list(self.tasks)}")
         _check_space(self.space)
-        # Every task's options, by the tasks' own parser; options of a task that this search
-        # does not run (a preset's, say) are checked too, so a typo never waits for later.
-        self.trial_settings(self.data_dir or ".")
+        source = json.dumps([list(self.tasks), self.task_options, self.custom_tasks],
+                            sort_keys=True, default=str)
+        if self.parsed is None or self.parsed.source != source:
+            object.__setattr__(self, "parsed", _Parsed(source, self._parse_tasks()))
+
+    def _parse_tasks(self) -> tuple[TaskSpec, ...]:
+        """Every task's options, by the tasks' own parser; options of a task that this search
+        does not run (a preset's, say) are checked too, so a typo never waits for later."""
+        parsed = parse_tasks(self.tasks, self.task_options, self.custom_tasks, task_labels)
         for name in sorted((set(self.task_options) | set(self.custom_tasks)) - set(self.tasks)):
-            parse_task(name, self.task_options.get(name), self.custom_tasks.get(name))
+            parse_task(name, self.task_options.get(name), self.custom_tasks.get(name),
+                       task_labels(name))
+        return parsed
 
     def _asks_for_gpus(self) -> bool:
         if self.task_resources:
@@ -262,15 +296,17 @@ class SearchSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form, as saved with the experiment; ``from_dict`` reads it back."""
-        out = dataclasses.asdict(self)
+        out = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
+               if f.name != "parsed"}
         out["tasks"] = list(self.tasks)
         out["warm_start"]["experiments"] = list(self.warm_start.experiments)
         return out
 
     def trial_settings(self, data_dir: str | None = None) -> TrialSettings:
         """What every trial of this search shares: the parsed tasks, budget, device, cache."""
-        return trial_settings(
-            self.tasks, data_dir or self.data_dir or ".", self.task_options, self.custom_tasks,
+        assert self.parsed is not None
+        return TrialSettings(
+            tasks=self.parsed.tasks, data_dir=data_dir or self.data_dir or ".",
             max_units=self.asha.max_t, aggregate=self.metric_aggregate, cache_dir=self.cache_dir,
             device=self.device, bf16=self.bf16, checkpoint_every=self.checkpoint_every)
 

@@ -162,3 +162,29 @@ def test_task_resources_select_the_scale_out_form():
 def test_every_aggregate_the_spec_accepts_reaches_the_trials(how):
     spec = presets.build("smoke", sets=[f"metric_aggregate={how}"])
     assert spec.trial_settings().aggregate == how
+
+
+def test_a_copy_parses_nothing_and_touches_no_disk(tmp_path, monkeypatch):
+    """The tasks are parsed once; dataclasses.replace carries them unless the task inputs
+    change (then the copy parses again, and checks its paths)."""
+    import dataclasses
+
+    from tune_jobs.spec import search_spec
+
+    train = tmp_path / "train.csv"
+    train.write_text("text,label\na,x\nb,y\n")
+    spec = SearchSpec.from_dict({"tasks": ["mine"], "custom_tasks": {
+        "mine": {"type": "text", "train": str(train)}}})
+    calls = []
+    original = search_spec.parse_tasks
+    monkeypatch.setattr(search_spec, "parse_tasks",
+                        lambda *a, **k: calls.append(a) or original(*a, **k))
+    train.unlink()  # a copy must not look at the disk again
+    copy = dataclasses.replace(spec, num_samples=3, name="other")
+    assert calls == [] and copy.trial_settings().tasks == spec.trial_settings().tasks
+    assert "parsed" not in spec.to_dict()
+    with pytest.raises(ValueError, match=r"custom_tasks.mine.train=.*no such file"):
+        dataclasses.replace(spec, task_options={"mine": {"max_length": 32}})
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['parsed'\]"):
+        SearchSpec.from_dict({"parsed": None})
