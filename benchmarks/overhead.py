@@ -47,7 +47,7 @@ def metatune(n: int, storage: Path) -> float:
     from trainables import trainable as adapter
     from tune_jobs.run import search
     from tune_jobs.spec import presets
-    from tune_jobs.store import signing
+    from tune_jobs.store.tune_storage import storage_filesystem
 
     spec = presets.build("smoke", overrides={"storage": str(storage), "name": "metatune"},
                          sets=[f"num_samples={n}", f"asha.max_t={REPORTS}",
@@ -56,10 +56,7 @@ def metatune(n: int, storage: Path) -> float:
     original = adapter.meta_trainable
     adapter.meta_trainable = trivial  # trainable_for wraps it exactly as it wraps the real one
     try:
-        import pyarrow.fs as pafs
-
-        tuner = search.build_tuner(spec, storage_filesystem=signing.signing(pafs.LocalFileSystem()),
-                                   storage_path=str(storage))
+        tuner = search.build_tuner(spec, storage_filesystem(spec, connected=False))
         t = time.perf_counter()
         tuner.fit()
         return time.perf_counter() - t

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from trainables.config import TaskSpec, TextOptions, TrialSettings, VisionOptions
+from trainables.config import TaskSpec, TextOptions, TrialSettings, VisionOptions, field_names
 from trainables.data import cache
 from trainables.data.splits import Dataset, trial_view
 
@@ -47,7 +47,7 @@ class Baseline:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Baseline:
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = field_names(cls)
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def to_dict(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from trainables.objective import AGGREGATES
 
@@ -18,28 +18,34 @@ SCHEDULES = ("linear", "cosine", "constant")
 OPTIMIZERS = ("adamw", "sgd")
 
 
-def _fail(key: str, value: Any, rule: str) -> None:
+def fail(key: str, value: Any, rule: str) -> NoReturn:
+    """The one form of a refused setting: ``key=value is invalid: rule``."""
     raise ValueError(f"{key}={value!r} is invalid: {rule}")
+
+
+def field_names(cls: type) -> set[str]:
+    """The keys a config dataclass takes (its init fields)."""
+    return {f.name for f in dataclasses.fields(cls) if f.init}
 
 
 def _check_number(key: str, value: Any, integer: bool = False) -> None:
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
-        _fail(key, value, f"must be {'an integer' if integer else 'a number'}")
+        fail(key, value, f"must be {'an integer' if integer else 'a number'}")
     if not integer and not math.isfinite(value):
-        _fail(key, value, "must be finite")
+        fail(key, value, "must be finite")
 
 
 def _check_range(key: str, value: Any, lo: float, hi: float, lo_open: bool = False) -> None:
     if value < lo or (lo_open and value == lo) or value > hi:
         left = "(" if lo_open else "["
-        _fail(key, value, f"must lie in {left}{lo}, {hi}]")
+        fail(key, value, f"must lie in {left}{lo}, {hi}]")
 
 
 def _from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
     if not isinstance(data, dict):
         raise ValueError(f"{what} must be a mapping of field names to values, got {data!r}")
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = field_names(cls)
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(
@@ -74,20 +80,20 @@ class MetaConfig:
         for key in ("batch_size", "seed"):
             _check_number(key, getattr(self, key), integer=True)
         if self.lr_scale <= 0 or self.lr_scale > 1000:
-            _fail("lr_scale", self.lr_scale, "must lie in (0, 1000]")
+            fail("lr_scale", self.lr_scale, "must lie in (0, 1000]")
         _check_range("weight_decay", self.weight_decay, 0.0, 1.0)
         _check_range("warmup_frac", self.warmup_frac, 0.0, 0.5)
         _check_range("label_smoothing", self.label_smoothing, 0.0, 0.5)
         _check_range("dropout", self.dropout, 0.0, 0.9)
         _check_range("unfreeze_frac", self.unfreeze_frac, 0.0, 1.0)
         if self.batch_size < 1:
-            _fail("batch_size", self.batch_size, "must be >= 1")
+            fail("batch_size", self.batch_size, "must be >= 1")
         if self.seed < 0:
-            _fail("seed", self.seed, "must be >= 0")
+            fail("seed", self.seed, "must be >= 0")
         if self.schedule not in SCHEDULES:
-            _fail("schedule", self.schedule, f"must be one of {list(SCHEDULES)}")
+            fail("schedule", self.schedule, f"must be one of {list(SCHEDULES)}")
         if self.optimizer not in OPTIMIZERS:
-            _fail("optimizer", self.optimizer, f"must be one of {list(OPTIMIZERS)}")
+            fail("optimizer", self.optimizer, f"must be one of {list(OPTIMIZERS)}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MetaConfig:
@@ -150,14 +156,14 @@ class TaskBudget:
         for key in ("base_lr", "base_lr_sgd"):
             _check_number(key, getattr(self, key))
             if getattr(self, key) <= 0:
-                _fail(key, getattr(self, key), "must be > 0")
+                fail(key, getattr(self, key), "must be > 0")
         for key in ("steps_per_unit", "eval_batch_size"):
             _check_number(key, getattr(self, key), integer=True)
             if getattr(self, key) < 1:
-                _fail(key, getattr(self, key), "must be >= 1")
+                fail(key, getattr(self, key), "must be >= 1")
         _check_number("val_limit", self.val_limit, integer=True)
         if self.val_limit < 0:
-            _fail("val_limit", self.val_limit, "must be >= 0")
+            fail("val_limit", self.val_limit, "must be >= 0")
 
     def base_lr_for(self, optimizer: str) -> float:
         return self.base_lr_sgd if optimizer == "sgd" else self.base_lr
@@ -197,12 +203,12 @@ class TextOptions:
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
-            _fail("model", self.model, "must be a hub name, a local folder, 'minilm' or 'tiny'")
+            fail("model", self.model, "must be a hub name, a local folder, 'minilm' or 'tiny'")
         for key, low in (("max_length", 8), ("train_limit", 0), ("tiny_hidden", 8),
                          ("tiny_layers", 1), ("tiny_vocab", 100)):
             _check_number(key, getattr(self, key), integer=True)
             if getattr(self, key) < low:
-                _fail(key, getattr(self, key), f"must be >= {low}")
+                fail(key, getattr(self, key), f"must be >= {low}")
 
 
 @dataclass(frozen=True)
@@ -226,20 +232,20 @@ class VisionOptions:
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source:
-            _fail("source", self.source, "cifar10, none, or a path to a source data set")
+            fail("source", self.source, "cifar10, none, or a path to a source data set")
         if self.source_method not in SOURCE_METHODS:
-            _fail("source_method", self.source_method, f"choose one of {list(SOURCE_METHODS)}")
+            fail("source_method", self.source_method, f"choose one of {list(SOURCE_METHODS)}")
         for key in ("width", "source_lr"):
             _check_number(key, getattr(self, key))
             if getattr(self, key) <= 0:
-                _fail(key, getattr(self, key), "must be > 0")
+                fail(key, getattr(self, key), "must be > 0")
         for key, low in (("source_steps", 1), ("source_batch", 1), ("source_seed", 0),
                          ("train_limit", 0)):
             _check_number(key, getattr(self, key), integer=True)
             if getattr(self, key) < low:
-                _fail(key, getattr(self, key), f"must be >= {low}")
+                fail(key, getattr(self, key), f"must be >= {low}")
         if not isinstance(self.augment, bool):
-            _fail("augment", self.augment, "must be true or false")
+            fail("augment", self.augment, "must be true or false")
 
 
 KINDS = ("text", "image")
@@ -261,10 +267,10 @@ class HFSource:
         for key in ("name", "train_split", "text_column", "image_column", "label_column"):
             value = getattr(self, key)
             if not isinstance(value, str) or not value:
-                _fail("hf" if key == "name" else key, value, "a non-empty string")
+                fail("hf" if key == "name" else key, value, "a non-empty string")
         if self.test_split is not None and (not isinstance(self.test_split, str)
                                             or not self.test_split):
-            _fail("test_split", self.test_split, "a split name, or null to carve one")
+            fail("test_split", self.test_split, "a split name, or null to carve one")
 
 
 @dataclass(frozen=True)
@@ -285,13 +291,13 @@ class TaskSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            _fail(f"{self.name}.type", self.kind, f"must be one of {list(KINDS)}")
+            fail(f"{self.name}.type", self.kind, f"must be one of {list(KINDS)}")
         want = TextOptions if self.kind == "text" else VisionOptions
         if not isinstance(self.model, want):
-            _fail(f"{self.name}.model", self.model, f"a {self.kind} task takes {want.__name__}")
+            fail(f"{self.name}.model", self.model, f"a {self.kind} task takes {want.__name__}")
         if self.reference is not None and self.reference != "baseline":
             if isinstance(self.reference, str):
-                _fail(f"{self.name}.reference", self.reference,
+                fail(f"{self.name}.reference", self.reference,
                       'must be a number in (0, 1], or "baseline"')
             _check_number(f"{self.name}.reference", self.reference)
             _check_range(f"{self.name}.reference", self.reference, 0.0, 1.0, lo_open=True)
@@ -313,20 +319,20 @@ class TrialSettings:
 
     def __post_init__(self) -> None:
         if not self.tasks:
-            _fail("tasks", self.tasks, "name at least one task")
+            fail("tasks", self.tasks, "name at least one task")
         names = self.names
         if len(set(names)) != len(names):
-            _fail("tasks", list(names), "a task is listed twice")
+            fail("tasks", list(names), "a task is listed twice")
         _check_number("max_units", self.max_units, integer=True)
         if self.max_units < 1:
-            _fail("max_units", self.max_units, "must be >= 1")
+            fail("max_units", self.max_units, "must be >= 1")
         _check_number("checkpoint_every", self.checkpoint_every, integer=True)
         if self.checkpoint_every < 1:
-            _fail("checkpoint_every", self.checkpoint_every, "must be >= 1")
+            fail("checkpoint_every", self.checkpoint_every, "must be >= 1")
         if self.aggregate not in AGGREGATES:
-            _fail("aggregate", self.aggregate, f"choose one of {list(AGGREGATES)}")
+            fail("aggregate", self.aggregate, f"choose one of {list(AGGREGATES)}")
         if self.device not in ("auto", "cpu", "cuda"):
-            _fail("device", self.device, "must be auto, cpu or cuda")
+            fail("device", self.device, "must be auto, cpu or cuda")
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -8,7 +8,6 @@ unknown keys; the search's validation and the trials call the same parser.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +23,7 @@ from trainables.config import (
     TrainConfig,
     TrialSettings,
     VisionOptions,
+    field_names,
 )
 from trainables.data.cifar import load_cifar
 from trainables.data.custom import load_image_task, load_text_task
@@ -84,18 +84,14 @@ class Task(Protocol):
     def export(self, folder: Path) -> None: ...
 
 
-def _fields(cls: type) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)}
-
-
 def parse_task(name: str, options: dict[str, Any] | None = None,
                custom: dict[str, Any] | None = None,
                labels: tuple[str, str] | None = None) -> TaskSpec:
     """The typed spec of task ``name`` from its options (and its custom declaration, if any).
 
     ``labels`` name the two mappings (options, declaration) in errors the way the caller's
-    users write them; by default both are the task's name. Raises ValueError naming the mapping, the key and the value. A custom
-    task's ``train`` must exist.
+    users write them; by default both are the task's name. Raises ValueError naming the
+    mapping, the key and the value. A custom task's ``train`` must exist.
     """
     options_label, custom_label = labels or (name, name)
     where = custom_label if custom is not None else options_label
@@ -103,9 +99,9 @@ def parse_task(name: str, options: dict[str, Any] | None = None,
     opts = {**(custom or {}), **(options or {})}
     kind, data_keys = _kind_and_data_keys(name, opts, custom, custom_label)
     model_cls = MODEL_OPTIONS[kind]
-    allowed = _fields(TaskBudget) | _fields(model_cls) | data_keys
+    allowed = field_names(TaskBudget) | field_names(model_cls) | data_keys
     _check_known(((custom_label, custom or {}), (options_label, options or {})), allowed)
-    budget = replace(DEFAULT_BUDGETS[kind], **{k: opts[k] for k in _fields(TaskBudget) if k in opts})
+    budget = replace(DEFAULT_BUDGETS[kind], **{k: opts[k] for k in field_names(TaskBudget) if k in opts})
     model = _model_options(model_cls, opts, where)
     return TaskSpec(name=name, kind=kind, budget=budget, model=model,
                     remove=_remove(opts.get("remove"), where),
@@ -152,7 +148,7 @@ def _check_known(sections: tuple[tuple[str, dict[str, Any]], ...], allowed: set[
 
 def _model_options(model_cls: type, opts: dict[str, Any], where: str) -> Any:
     try:
-        model = model_cls(**{k: opts[k] for k in _fields(model_cls) if k in opts})
+        model = model_cls(**{k: opts[k] for k in field_names(model_cls) if k in opts})
     except ValueError as exc:
         raise ValueError(f"{where}.{exc}") from None
     if isinstance(model, VisionOptions) and model.source not in BUILTIN_SOURCES:

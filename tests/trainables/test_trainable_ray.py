@@ -78,6 +78,7 @@ def test_tune_asha_two_tasks_reports_and_restores(form, ray_local, syn_dir, cach
 
     from tune_jobs.run import search
     from tune_jobs.spec import presets
+    from tune_jobs.store.tune_storage import storage_filesystem
 
     markers = Path(cache_dir) / "restore-markers"
     shutil.rmtree(markers, ignore_errors=True)
@@ -96,7 +97,7 @@ def test_tune_asha_two_tasks_reports_and_restores(form, ray_local, syn_dir, cach
     # no periodic experiment snapshot that would bring storage up to date between the crash and
     # the restart by chance
     monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "3600")
-    tuner = search.build_tuner(spec)
+    tuner = search.build_tuner(spec, storage_filesystem(spec, connected=False))
     results = tuner.fit()
     assert not results.errors, results.errors
     assert len(results) == 2
@@ -148,6 +149,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(ray_local, s
 
     from tune_jobs.run import search
     from tune_jobs.spec import presets
+    from tune_jobs.store.tune_storage import storage_filesystem
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     from pathlib import Path
@@ -159,7 +161,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(ray_local, s
         sets=["num_samples=1", "asha.max_t=4", "max_failures=1", "keep_checkpoints=4"])
     spec = dataclasses.replace(spec, data_dir=str(syn_dir))
     monkeypatch.setattr(adapter, "meta_trainable", damaging_trainable)
-    (result,) = search.build_tuner(spec).fit()
+    (result,) = search.build_tuner(spec, storage_filesystem(spec, connected=False)).fit()
     assert result.error is None, result.error
     history = result.metrics_dataframe
     # Unit 3's checkpoint was refused on restore; the trial went on from unit 2's and trained
@@ -199,6 +201,7 @@ def test_a_data_error_in_a_trial_is_not_retried_and_ends_the_run_with_exit_2(
     from tune_jobs.cli import commands
     from tune_jobs.run import data_guard, search
     from tune_jobs.spec import presets
+    from tune_jobs.store.tune_storage import storage_filesystem
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     spec = presets.build("smoke", overrides={
@@ -208,7 +211,7 @@ def test_a_data_error_in_a_trial_is_not_retried_and_ends_the_run_with_exit_2(
     spec = dataclasses.replace(spec, data_dir=str(syn_dir))
     monkeypatch.setattr(adapter, "meta_trainable", bad_data_trainable)
     data_guard.SEEN.clear()
-    search.build_tuner(spec).fit()
+    search.build_tuner(spec, storage_filesystem(spec, connected=False)).fit()
     attempts = sorted(p.name for p in Path(cache_dir, "bad-data-attempts").iterdir())
     # max_failures=3 would have allowed 4 attempts per trial; each ran once, and the search
     # stopped at the first data error

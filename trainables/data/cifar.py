@@ -22,7 +22,7 @@ from trainables.data.archive import (
     read_member,
 )
 from trainables.data.safe_pickle import safe_loads
-from trainables.data.splits import DataError, Dataset, Split, carve_validation, check_labels
+from trainables.data.splits import DataError, Dataset, Split, check_labels, three_splits
 
 URLS = {
     "cifar10": ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
@@ -107,10 +107,9 @@ def load_cifar(root: str | Path, name: str, val_frac: float = 0.1, seed: int = 0
             n.decode() if isinstance(n, bytes) else str(n)
             for n in meta.get(b"coarse_label_names", [])
         ]
-    train, val = carve_validation(*arrays["train"], val_frac=val_frac, seed=seed)
     return Dataset(
         name=name,
-        splits={"train": train, "val": val, "test": Split(*arrays["test"])},
+        splits=three_splits(*arrays["train"], Split(*arrays["test"]), val_frac, seed),
         label_names=label_names,
         source="synthetic" if marked or is_synthetic(root) else "real",
         path=str(where),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.data.splits import DataError, Dataset, Split, carve_validation, check_labels
+from trainables.data.splits import DataError, Dataset, Split, check_labels, image_chw, three_splits
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
@@ -73,11 +73,9 @@ def load_text_task(name: str, train: str | Path, test: str | Path | None = None,
         test_rows = _read_text_rows(Path(test))
         test_y = _label_index([r[1] for r in test_rows], names, Path(test))
         test_split = Split([r[0] for r in test_rows], np.asarray(test_y, dtype=np.int64))
-        tr, val = carve_validation(x, y, val_frac, seed)
     else:
-        rest, test_split = carve_validation(x, y, val_frac, seed + 1)
-        tr, val = carve_validation(rest.x, rest.y, val_frac, seed)
-    return Dataset(name, {"train": tr, "val": val, "test": test_split}, names, "custom",
+        test_split = None
+    return Dataset(name, three_splits(x, y, test_split, val_frac, seed), names, "custom",
                    str(train))
 
 
@@ -98,10 +96,9 @@ def _read_image_folder(root: Path, names: list[str] | None) -> tuple[np.ndarray,
         for f in files:
             try:
                 with Image.open(f) as im:
-                    arr = np.asarray(im.convert("RGB").resize((32, 32)), dtype=np.uint8)
+                    images.append(image_chw(im))
             except OSError as exc:
                 raise DataError(f"{f}: unreadable image ({exc})") from None
-            images.append(arr.transpose(2, 0, 1))
             labels.append(label)
     return np.stack(images), labels, classes
 
@@ -151,11 +148,8 @@ def load_image_task(name: str, train: str | Path, test: str | Path | None = None
         if test is not None:
             tx, tl, _ = _read_image_folder(Path(test), names)
             test_data = Split(tx, np.asarray(tl, dtype=np.int64))
-    if test_data is None:
-        rest, test_data = carve_validation(x, y, val_frac, seed + 1)
-        x, y = rest.x, rest.y
-    tr, val = carve_validation(x, y, val_frac, seed)
-    return Dataset(name, {"train": tr, "val": val, "test": test_data}, names, "custom", str(train))
+    return Dataset(name, three_splits(x, y, test_data, val_frac, seed), names, "custom",
+                   str(train))
 
 
 def load_unlabelled(path: str | Path) -> Dataset:
@@ -183,8 +177,7 @@ def load_unlabelled(path: str | Path) -> Dataset:
         for f in files:
             try:
                 with Image.open(f) as im:
-                    images.append(np.asarray(im.convert("RGB").resize((32, 32)),
-                                             dtype=np.uint8).transpose(2, 0, 1))
+                    images.append(image_chw(im))
             except OSError as exc:
                 raise DataError(f"{f}: unreadable image ({exc})") from None
         x = np.stack(images)

@@ -19,7 +19,7 @@ import numpy as np
 from trainables.config import HFSource
 from trainables.data import cache
 from trainables.data.archive import offline
-from trainables.data.splits import DataError, Dataset, Split, carve_validation, check_labels
+from trainables.data.splits import DataError, Dataset, Split, check_labels, image_chw, three_splits
 
 MAX_CLASSES = 1000  # a label column with more distinct values is not a classification target
 
@@ -101,7 +101,7 @@ def _inputs(split: Any, src: HFSource, kind: str) -> np.ndarray:
         from PIL import Image
 
         image = item if isinstance(item, Image.Image) else Image.open(item["path"])
-        images.append(np.asarray(image.convert("RGB").resize((32, 32)), np.uint8).transpose(2, 0, 1))
+        images.append(image_chw(image))
     return np.stack(images) if images else np.zeros((0, 3, 32, 32), np.uint8)
 
 
@@ -144,9 +144,7 @@ def load_hf_task(name: str, kind: str, src: HFSource, val_frac: float = 0.1, see
     if test is not None:
         test_x = list(arrays["test_x"]) if kind == "text" else arrays["test_x"]
         test_split = Split(test_x, arrays["test_y"])
-        tr, val = carve_validation(x, y, val_frac, seed)
     else:
-        rest, test_split = carve_validation(x, y, val_frac, seed + 1)
-        tr, val = carve_validation(rest.x, rest.y, val_frac, seed)
-    return Dataset(name, {"train": tr, "val": val, "test": test_split}, names, "custom",
+        test_split = None
+    return Dataset(name, three_splits(x, y, test_split, val_frac, seed), names, "custom",
                    src.name, {"hf": src.__dict__})

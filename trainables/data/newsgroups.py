@@ -24,7 +24,7 @@ from trainables.data.archive import (
     open_tar,
     read_member,
 )
-from trainables.data.splits import DataError, Dataset, Split, carve_validation, check_labels
+from trainables.data.splits import DataError, Dataset, Split, check_labels, three_splits
 
 ARCHIVE = "20news-bydate.tar.gz"
 FOLDER = "20news-bydate"
@@ -141,10 +141,10 @@ def load_newsgroups(
         labels[split] = check_labels(
             [index[g] for g, _, _ in items], len(groups), f"{where} ({split} split)"
         )
-    train, val = carve_validation(texts["train"], labels["train"], val_frac, seed)
     return Dataset(
         name="newsgroups",
-        splits={"train": train, "val": val, "test": Split(texts["test"], labels["test"])},
+        splits=three_splits(texts["train"], labels["train"], Split(texts["test"], labels["test"]),
+                            val_frac, seed),
         label_names=groups,
         source="synthetic" if marked or is_synthetic(root) else "real",
         path=str(where),

@@ -72,6 +72,26 @@ def carve_validation(
     return _take(x, y, train_idx), _take(x, y, val_idx)
 
 
+def three_splits(x: Any, y: np.ndarray, test: Split | None, val_frac: float,
+                 seed: int) -> dict[str, Split]:
+    """Every task's split rule: the given test split, else one carved from the data (seed + 1);
+    then the validation split carved from what remains (seed). Stratified and seeded."""
+    if test is None:
+        rest, test = carve_validation(x, y, val_frac, seed + 1)
+        x, y = rest.x, rest.y
+    train, val = carve_validation(x, y, val_frac, seed)
+    return {"train": train, "val": val, "test": test}
+
+
+IMAGE_SIZE = 32  # every image task trains at 32 x 32 (the CIFAR size)
+
+
+def image_chw(image: Any) -> np.ndarray:
+    """A PIL image as the tasks' format: RGB, IMAGE_SIZE square, uint8, channels first."""
+    rgb = image.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE))
+    return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
+
+
 def _take(x: Any, y: np.ndarray, idx: np.ndarray) -> Split:
     if isinstance(x, np.ndarray):
         return Split(x[idx], y[idx])

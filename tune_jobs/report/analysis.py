@@ -140,10 +140,17 @@ def tradeoff(rows: list[TrialRow], tasks: list[str]) -> dict[str, Any] | None:
             "meta_config_on_front": bool(chosen and chosen["on_front"])}
 
 
-def asha_rungs(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
-    """The milestones (in budget units) at which ASHA's first bracket compares trials."""
-    n = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)
-    return sorted({int(grace_period * reduction_factor ** k) for k in range(n)} | {max_t})
+def asha_rungs(max_t: int, grace_period: int, reduction_factor: float,
+               brackets: int = 1) -> list[int]:
+    """The milestones (in budget units) at which ASHA compares trials, over all its brackets,
+    and the full budget ``max_t``. Taken from Ray's own scheduler, so they are the ones a search
+    really used (its brackets' rungs are private: read, never changed)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    sched = ASHAScheduler(time_attr="units", metric="m", mode="max", max_t=max_t,
+                          grace_period=grace_period, reduction_factor=reduction_factor,
+                          brackets=brackets)
+    return sorted({int(m) for b in sched._brackets for m, _ in b._rungs} | {max_t})
 
 
 def rung_counts(rows: list[TrialRow], milestones: list[int]) -> dict[int, int]:
@@ -275,7 +282,7 @@ def summarise(spec: SearchSpec, rows: list[TrialRow], final: dict[str, Any] | No
     tasks = list(spec.tasks)
     baselines = baselines_of(task_data)
     asha = spec.asha
-    milestones = asha_rungs(asha.max_t, asha.grace_period, asha.reduction_factor)
+    milestones = asha_rungs(asha.max_t, asha.grace_period, asha.reduction_factor, asha.brackets)
     best = best_row(rows)
     summary: dict[str, Any] = {
         "experiment": spec.experiment, "tasks": tasks, "data": spec.data_dir,

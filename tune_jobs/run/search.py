@@ -48,14 +48,16 @@ def build_trainable(spec: SearchSpec) -> Any:
     return trainable_for(spec.trial_settings(), resources, spec.task_bundles())
 
 
-def build_tuner(spec: SearchSpec, callbacks: list[Any] | None = None,
-                storage_filesystem: Any = None, storage_path: str | None = None,
+def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list[Any] | None = None,
                 points: list[dict[str, Any]] | None = None) -> Any:
+    """The Tuner of a new experiment, writing through ``storage`` (from
+    :func:`tune_jobs.store.tune_storage.storage_filesystem`: always the signing layer)."""
     from ray import tune
 
-    from tune_jobs.run.data_guard import DataErrorStop
+    from tune_jobs.run.data_guard import SEEN, DataErrorStop
     from tune_jobs.run.trial_history import KeepHistory
 
+    SEEN.clear()  # a new search starts with no bad-data stop (a restored one: run_search)
     guard = DataErrorStop()
 
     tune_config = tune.TuneConfig(
@@ -66,8 +68,7 @@ def build_tuner(spec: SearchSpec, callbacks: list[Any] | None = None,
         # Reused actors skip a ~2 s actor start per trial; every trial builds its own state.
         reuse_actors=True)
     run_config = tune.RunConfig(
-        name=spec.experiment, storage_path=storage_path or spec.storage,
-        storage_filesystem=storage_filesystem,
+        name=spec.experiment, storage_path=storage.path, storage_filesystem=storage.fs,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=spec.keep_checkpoints, checkpoint_score_attribute=objective.META_SCORE,
@@ -104,9 +105,9 @@ def run_search(spec: SearchSpec, storage: Storage, callbacks: list[Any] | None =
         if resume:
             raise ValueError(f"no restorable experiment at {experiment.path_of(spec)}; start it "
                              "with `metatune run`")
-        tuner = build_tuner(spec, callbacks, fs, storage.path, points)
+        tuner = build_tuner(spec, storage, callbacks, points)
     experiment.save_spec(spec)
     from tune_jobs.run import data_guard
 
-    data_guard.SEEN.clear()
+    data_guard.SEEN.clear()  # the restored stopper shares it: only this run's stops count
     return tuner.fit()

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainables.config import MetaConfig, TaskSpec, TrialSettings
+from trainables.config import MetaConfig, TaskSpec, TrialSettings, fail, field_names
 from trainables.objective import AGGREGATES
 from trainables.tasks import parse_task, parse_tasks
 from tune_jobs.spec.domain import parse_space
@@ -38,19 +38,15 @@ SEARCHERS = ("random", "optuna")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def _fail(key: str, value: Any, rule: str) -> None:
-    raise ValueError(f"{key}={value!r} is invalid: {rule}")
-
-
 def _int(key: str, value: Any, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        _fail(key, value, f"must be an integer >= {low}")
+        fail(key, value, f"must be an integer >= {low}")
 
 
 def _number(key: str, value: Any, low: float, strict: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low \
             or (strict and value == low) or value != value:
-        _fail(key, value, f"must be a number {'>' if strict else '>='} {low}")
+        fail(key, value, f"must be a number {'>' if strict else '>='} {low}")
 
 
 def _section(cls: type, data: Any, where: str) -> Any:
@@ -58,7 +54,7 @@ def _section(cls: type, data: Any, where: str) -> Any:
     if isinstance(data, cls):
         return data
     if not isinstance(data, dict):
-        _fail(where, data, f"must be a mapping with keys {sorted(_names(cls))}")
+        fail(where, data, f"must be a mapping with keys {sorted(_names(cls))}")
     unknown = sorted(set(data) - _names(cls))
     if unknown:
         raise ValueError(f"unknown key(s) {unknown} in {where}; valid: {sorted(_names(cls))}")
@@ -70,7 +66,7 @@ def _section(cls: type, data: Any, where: str) -> Any:
 
 
 def _names(cls: type) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls) if f.init and f.name != "parsed"}
+    return field_names(cls) - {"parsed"}  # the spec's parsed tasks are derived, not a key
 
 
 def _plain(value: Any) -> Any:
@@ -108,7 +104,7 @@ class Asha:
         for key in ("max_t", "grace_period", "brackets"):
             _int(f"asha.{key}", getattr(self, key), 1)
         if self.grace_period > self.max_t:
-            _fail("asha.grace_period", self.grace_period, f"must be <= asha.max_t={self.max_t}")
+            fail("asha.grace_period", self.grace_period, f"must be <= asha.max_t={self.max_t}")
         _number("asha.reduction_factor", self.reduction_factor, 1, strict=True)
 
 
@@ -123,7 +119,7 @@ class Resources:
         _number("cpu", self.cpu, 0, strict=True)
         _number("gpu", self.gpu, 0)
         if self.gpu > 1 and self.gpu != int(self.gpu):
-            _fail("gpu", self.gpu, "a fraction in [0, 1] or a whole number")
+            fail("gpu", self.gpu, "a fraction in [0, 1] or a whole number")
 
     def to_ray(self) -> dict[str, float]:
         return {"CPU": self.cpu, "GPU": self.gpu}
@@ -139,7 +135,7 @@ class FinalEval:
     def __post_init__(self) -> None:
         _int("final_eval.seeds", self.seeds, 0)
         if not isinstance(self.transfer_baseline, bool):
-            _fail("final_eval.transfer_baseline", self.transfer_baseline, "true or false")
+            fail("final_eval.transfer_baseline", self.transfer_baseline, "true or false")
 
 
 @dataclass(frozen=True)
@@ -154,11 +150,11 @@ class WarmStart:
     def __post_init__(self) -> None:
         if isinstance(self.experiments, str) or not all(
                 isinstance(e, str) and e for e in self.experiments):
-            _fail("warm_start.experiments", self.experiments, "a list of experiment names/paths")
+            fail("warm_start.experiments", self.experiments, "a list of experiment names/paths")
         object.__setattr__(self, "experiments", tuple(self.experiments))
         _int("warm_start.top_k", self.top_k, 1)
         if self.space not in ("keep", "box"):
-            _fail("warm_start.space", self.space, "keep or box")
+            fail("warm_start.space", self.space, "keep or box")
 
 
 @dataclass(frozen=True)
@@ -206,32 +202,32 @@ class SearchSpec:
         for key in ("preset", "name", "storage", "cache_dir", "data_dir", "data_kind"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, str) or not value):
-                _fail(key, value, "must be a non-empty string")
+                fail(key, value, "must be a non-empty string")
         if self.name is not None and ("/" in self.name or self.name in (".", "..")):
-            _fail("name", self.name, "an experiment name is one folder name (no '/')")
+            fail("name", self.name, "an experiment name is one folder name (no '/')")
         if not isinstance(self.data, str) or not self.data:
-            _fail("data", self.data, "real, synthetic or a folder")
+            fail("data", self.data, "real, synthetic or a folder")
         _int("num_samples", self.num_samples, 1)
         if self.searcher not in SEARCHERS:
-            _fail("searcher", self.searcher, f"choose one of {list(SEARCHERS)}")
+            fail("searcher", self.searcher, f"choose one of {list(SEARCHERS)}")
         # numpy's SeedSequence takes integers in [0, 2**32) for Tune's and Optuna's samplers
         _int("search_seed", self.search_seed, 0)
         if self.search_seed >= 2**32:
-            _fail("search_seed", self.search_seed, "must be < 2**32")
+            fail("search_seed", self.search_seed, "must be < 2**32")
         if self.metric_aggregate not in AGGREGATES:
-            _fail("metric_aggregate", self.metric_aggregate, f"choose one of {list(AGGREGATES)}")
+            fail("metric_aggregate", self.metric_aggregate, f"choose one of {list(AGGREGATES)}")
         _int("max_concurrent", self.max_concurrent, 0)
         _int("max_failures", self.max_failures, 0)
         _int("keep_checkpoints", self.keep_checkpoints, 1)
         _int("checkpoint_every", self.checkpoint_every, 1)
         if self.device not in DEVICES:
-            _fail("device", self.device, f"choose one of {list(DEVICES)}")
+            fail("device", self.device, f"choose one of {list(DEVICES)}")
         if not isinstance(self.bf16, bool):
-            _fail("bf16", self.bf16, "must be true or false")
+            fail("bf16", self.bf16, "must be true or false")
         if self.head_store not in ("auto", True, False):
-            _fail("head_store", self.head_store, "auto, true or false")
+            fail("head_store", self.head_store, "auto, true or false")
         if self.device == "cuda" and not self._asks_for_gpus():
-            _fail("device", self.device, "a trial gets a GPU only if it asks for one: set "
+            fail("device", self.device, "a trial gets a GPU only if it asks for one: set "
                   "resources.gpu (e.g. 0.5 to pack two trials on a GPU), or device=auto")
         for name in self.task_resources:
             if name not in self.tasks:
@@ -266,7 +262,7 @@ class SearchSpec:
     def from_dict(cls, data: dict[str, Any]) -> SearchSpec:
         """A spec from a merged mapping (a preset with overrides, or a saved spec)."""
         if not isinstance(data, dict):
-            _fail("the search spec", data, "must be a mapping of spec keys")
+            fail("the search spec", data, "must be a mapping of spec keys")
         data = {k: v for k, v in data.items() if k != "saved_at"}
         unknown = sorted(set(data) - _names(cls))
         if unknown:
@@ -276,7 +272,7 @@ class SearchSpec:
         if isinstance(tasks, str):
             tasks = [t.strip() for t in tasks.split(",") if t.strip()]
         if not isinstance(tasks, (list, tuple)) or not all(isinstance(t, str) for t in tasks):
-            _fail("tasks", tasks, "a list of task names")
+            fail("tasks", tasks, "a list of task names")
         data["tasks"] = tuple(tasks)
         for key, part in (("asha", Asha), ("final_eval", FinalEval), ("resources", Resources),
                           ("warm_start", WarmStart)):
@@ -284,7 +280,7 @@ class SearchSpec:
                 data[key] = _section(part, data[key], key)
         for key in ("task_resources", "task_options", "custom_tasks", "space"):
             if key in data and not isinstance(data[key], dict):
-                _fail(key, data[key], "must be a mapping")
+                fail(key, data[key], "must be a mapping")
         data["task_resources"] = {
             name: _section(Resources, res, f"task_resources.{name}")
             for name, res in data.get("task_resources", {}).items()}
@@ -318,7 +314,7 @@ class SearchSpec:
 
 
 def _check_space(space: dict[str, Any]) -> None:
-    fields = {f.name for f in dataclasses.fields(MetaConfig)}
+    fields = field_names(MetaConfig)
     unknown = sorted(set(space) - fields)
     if unknown:
         raise ValueError(f"unknown key(s) {unknown} in space; valid: {sorted(fields)}")

@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from trainables.data.splits import DataError, Split, carve_validation, check_labels, subsample
+from trainables.data.splits import (
+    DataError,
+    Split,
+    carve_validation,
+    check_labels,
+    image_chw,
+    subsample,
+    three_splits,
+)
 
 
 def _data(n=200, classes=4):
@@ -50,3 +58,24 @@ def test_check_labels_names_the_problem():
     assert check_labels([0], 3, "f", require_all=False).tolist() == [0]
     with pytest.raises(DataError, match=r"^f: labels must be a flat list"):
         check_labels([[0, 1]], 2, "f")
+
+
+def test_three_splits_keeps_a_given_test_split_else_carves_one():
+    x, y = _data()
+    test = Split(["t0", "t1"], np.array([0, 1]))
+    given = three_splits(x, y, test, 0.1, seed=3)
+    assert given["test"] is test and len(given["train"]) + len(given["val"]) == 200
+    carved = three_splits(x, y, None, 0.1, seed=3)
+    seen = [set(carved[k].x) for k in ("train", "val", "test")]
+    assert sum(map(len, seen)) == 200 and not (seen[0] & seen[1] or seen[0] & seen[2])
+    assert len(carved["test"]) == 20 and len(carved["val"]) == 18
+    # the validation carve uses the same seed either way: the same rule, one owner
+    assert three_splits(x, y, None, 0.1, seed=3)["val"].x == carved["val"].x
+
+
+def test_image_chw_is_rgb_32_uint8_channels_first():
+    from PIL import Image
+
+    grey = Image.fromarray(np.full((50, 40), 7, dtype=np.uint8), mode="L")
+    arr = image_chw(grey)
+    assert arr.shape == (3, 32, 32) and arr.dtype == np.uint8 and (arr == 7).all()

@@ -34,6 +34,10 @@ def test_leave_one_task_out():
 def test_rungs():
     assert analysis.asha_rungs(8, 1, 2) == [1, 2, 4, 8]
     assert analysis.asha_rungs(16, 2, 3) == [2, 6, 16]
+    assert analysis.asha_rungs(27, 3, 3) == [3, 9, 27]
+    # more brackets start later: their rungs are the first bracket's, without the lowest ones
+    assert analysis.asha_rungs(27, 1, 3, brackets=3) == [1, 3, 9, 27]
+    assert analysis.asha_rungs(32, 1, 4, brackets=2) == [1, 4, 16, 32]
     assert analysis.rung_counts(ROWS, [1, 2, 4]) == {1: 5, 2: 4, 4: 4}
 
 

@@ -130,6 +130,7 @@ def trivial(config, settings=None, task_resources=None):
 def test_both_searchers_evaluate_the_points_first(searcher, ray_local, tmp_path, monkeypatch):
     from trainables import trainable as adapter
     from tune_jobs.run import search
+    from tune_jobs.store.tune_storage import storage_filesystem
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     monkeypatch.setattr(adapter, "meta_trainable", trivial)
@@ -137,7 +138,7 @@ def test_both_searchers_evaluate_the_points_first(searcher, ray_local, tmp_path,
                          sets=[f"searcher={searcher}", "num_samples=4", "asha.max_t=1",
                                "asha.grace_period=1", "max_concurrent=1"])
     points = [{"lr_scale": 0.777, "batch_size": 32}, {"lr_scale": 2.222, "batch_size": 16}]
-    results = search.build_tuner(spec, points=points).fit()
+    results = search.build_tuner(spec, storage_filesystem(spec, connected=False), points=points).fit()
     # in the order Tune created the trials (its experiment tag starts with the trial's index)
     configs = sorted((int(r.metrics["experiment_tag"].split("_")[0]), r.config) for r in results)
     assert len(configs) == 4, configs
