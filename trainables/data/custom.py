@@ -80,8 +80,6 @@ def load_text_task(name: str, train: str | Path, test: str | Path | None = None,
 
 
 def _read_image_folder(root: Path, names: list[str] | None) -> tuple[np.ndarray, list[int], list[str]]:
-    from PIL import Image
-
     if not root.is_dir():
         raise DataError(f"{root}: not a folder (expected one sub-folder per class)")
     classes = names or sorted(p.name for p in root.iterdir() if p.is_dir())
@@ -93,14 +91,23 @@ def _read_image_folder(root: Path, names: list[str] | None) -> tuple[np.ndarray,
             if (root / cls).is_dir() else []
         if not files:
             raise DataError(f"{root / cls}: class '{cls}' has no images")
-        for f in files:
-            try:
-                with Image.open(f) as im:
-                    images.append(image_chw(im))
-            except OSError as exc:
-                raise DataError(f"{f}: unreadable image ({exc})") from None
-            labels.append(label)
+        images += _read_images(files)
+        labels += [label] * len(files)
     return np.stack(images), labels, classes
+
+
+def _read_images(files: list[Path]) -> list[np.ndarray]:
+    """Each image file in the tasks' format (:func:`image_chw`); an unreadable one is named."""
+    from PIL import Image
+
+    out = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                out.append(image_chw(im))
+        except OSError as exc:
+            raise DataError(f"{f}: unreadable image ({exc})") from None
+    return out
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -166,21 +173,13 @@ def load_unlabelled(path: str | Path) -> Dataset:
             raise DataError(f"{path}: not a readable .npz ({exc})") from None
         x, _ = _read_npz_arrays(path, x, np.zeros(len(x), np.int64))
     else:
-        from PIL import Image
 
         if not path.is_dir():
             raise DataError(f"{path}: not an .npz or a folder of images")
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise DataError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in it")
-        images = []
-        for f in files:
-            try:
-                with Image.open(f) as im:
-                    images.append(image_chw(im))
-            except OSError as exc:
-                raise DataError(f"{f}: unreadable image ({exc})") from None
-        x = np.stack(images)
+        x = np.stack(_read_images(files))
     if len(x) < 2:
         raise DataError(f"{path}: a source needs at least 2 images, found {len(x)}")
     unlabelled = np.zeros(len(x), dtype=np.int64)  # never read by self-supervised pretraining
