@@ -157,9 +157,10 @@ def test_transfer_baseline_says_what_transfer_bought(ray_local, syn_dir, tmp_pat
     assert len(gain["values"]) == 2 and gain["source"] == "cifar10 (supervised)"
     assert gain["mean"] == pytest.approx(gain["with_source"] - gain["from_scratch"])
     assert gain["mean"] > 0  # the supervised CIFAR-10 source helps the stand-in CIFAR-100
-    final["transfer_gain"] = {"cifar_transfer": gain}
+    final.transfer_gain = {"cifar_transfer": gain}
     from tests.factories import curve_row, report_spec
+    from tune_jobs.report.summary import summarise
 
-    paths = html.write_report(tmp_path, report_spec(tmp_path), [curve_row("t1", [{"a": 0.5,
-                                                                           "b": 0.5}])], final)
+    rows, report = [curve_row("t1", [{"a": 0.5, "b": 0.5}])], report_spec(tmp_path)
+    paths = html.write_report(tmp_path, report, rows, summarise(report, rows, final))
     assert "What transfer bought" in paths["report"].read_text()

@@ -56,7 +56,7 @@ def last_leaderboard(logs: str) -> str | None:
 
 def leaderboard_from_storage(job: dict[str, Any]) -> str | None:
     """The job's leaderboard from its experiment folder, when this machine holds it (the head)."""
-    from tune_jobs.report.analysis import summarise
+    from tune_jobs.report.summary import summarise
     from tune_jobs.report.text import text_leaderboard
     from tune_jobs.store import experiment
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from trainables import objective
 from trainables.tasks import check_data
-from tune_jobs.report.analysis import best_row, summarise
+from tune_jobs.report.analysis import best_row
+from tune_jobs.report.summary import Summary, summarise
 from tune_jobs.report.text import baseline_lines, first_rung_lines, spread, text_leaderboard
 from tune_jobs.run import pipeline, prepare
 from tune_jobs.run.pipeline import BadInput, SearchResult, searching, validated
@@ -119,15 +120,15 @@ def print_outcome(result: SearchResult) -> int:
     return 0
 
 
-def _warn_damaged(summary: dict[str, Any]) -> None:
-    for item in summary.get("damaged_checkpoints", []):
+def _warn_damaged(summary: Summary) -> None:
+    for item in summary.damaged_checkpoints:
         print(f"warning: trial {item['trial_id']}: {item['problem']}", file=sys.stderr)
-    if summary.get("checkpoint_fallback"):
-        print(f"warning: {summary['checkpoint_fallback']}", file=sys.stderr)
+    if summary.checkpoint_fallback:
+        print(f"warning: {summary.checkpoint_fallback}", file=sys.stderr)
 
 
-def print_best(summary: dict[str, Any]) -> None:
-    best = summary["best"]
+def print_best(summary: Summary) -> None:
+    best = summary.best
     print(f"best meta-configuration (trial {best['trial_id']}, validation meta-score "
           f"{best['meta_score']:.4f}, {best['units']} units):")
     for key, value in best["config"].items():
@@ -135,21 +136,21 @@ def print_best(summary: dict[str, Any]) -> None:
     for task, acc in best["val_acc"].items():
         print(f"  {task}: val_acc {acc:.4f}, regret vs. the task's own best "
               f"{best['regret'].get(task, 0):.4f}")
-    for line in baseline_lines(summary):
+    for line in baseline_lines(summary.baselines):
         print(f"  {line}")
-    tradeoff = summary.get("pareto")
+    tradeoff = summary.pareto
     if tradeoff:
         print(f"  per-task trade-off at {tradeoff['units']} units: {len(tradeoff['front'])} of "
               f"{tradeoff['compared']} configurations on the Pareto front; the meta-configuration "
               f"is {'on' if tradeoff['meta_config_on_front'] else 'NOT on'} it")
-    for line in first_rung_lines(summary):
+    for line in first_rung_lines(summary.first_rung_ignored):
         print(f"  warning: {line}")
-    for c in summary.get("collapsed") or []:
+    for c in summary.collapsed or []:
         print(f"  warning: {c['task']} predictions have collapsed ({c['split']}: macro-F1 "
               f"{c['macro_f1']:.3f} against accuracy {c['acc']:.3f}); see the report")
-    final = summary.get("final_eval")
+    final = summary.final_eval
     if final:
-        for key, v in final["metrics"].items():
+        for key, v in final.metrics.items():
             if key.endswith(objective.TEST_ACC) or key == objective.TEST_META_SCORE:
                 print(f"  test {key}: {spread(v)}")
 
@@ -215,21 +216,22 @@ def cmd_best(args: argparse.Namespace) -> int:
     exp = validated(experiment.load, args.name, args.storage)
     final = exp.final_eval()
     summary = summarise(exp.spec, exp.rows, final)
-    if "best" not in summary:
+    if summary.best is None:
         print(f"{args.name}: no trial has reported a result yet", file=sys.stderr)
         return 1
     best = best_row(exp.rows)
     ckpt = best_checkpoint(best)
-    summary["best"]["checkpoint"] = exp.where(ckpt["path"]) if ckpt else None
+    summary.best["checkpoint"] = exp.where(ckpt["path"]) if ckpt else None
     warning = checkpoint_fallback(best)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"best": {**summary["best"], "checkpoint_warning": warning},
-                          "final_eval": final}, indent=1, default=str))
+        print(json.dumps({"best": {**summary.best, "checkpoint_warning": warning},
+                          "final_eval": final.to_dict() if final else None},
+                         indent=1, default=str))
         return 0
     print_best(summary)
-    print(f"  checkpoint: {summary['best']['checkpoint']}")
+    print(f"  checkpoint: {summary.best['checkpoint']}")
     return 0
 
 

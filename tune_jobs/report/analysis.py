@@ -14,13 +14,12 @@ import numpy as np
 from trainables import objective
 from trainables.baseline import Baseline
 from tune_jobs.spec.domain import parse_space
-from tune_jobs.spec.search_spec import SearchSpec
-from tune_jobs.store.rows import TrialRow, checkpoint_fallback
+from tune_jobs.store.rows import FinalEval, TrialRow
 
 ACC = objective.VAL_ACC
 
 
-def _acc(row: TrialRow, task: str) -> float | None:
+def task_acc(row: TrialRow, task: str) -> float | None:
     return row.metrics.get(objective.metric(task, ACC))
 
 
@@ -39,7 +38,7 @@ def leaderboard(rows: list[TrialRow], tasks: list[str]) -> list[dict[str, Any]]:
     for rank, r in enumerate(ranked, start=1):
         entry = {"rank": rank, "trial_id": r.trial_id,
                  "meta_score": r.metrics.get(objective.META_SCORE),
-                 **{objective.metric(t, ACC): _acc(r, t) for t in tasks},
+                 **{objective.metric(t, ACC): task_acc(r, t) for t in tasks},
                  "units": r.units, "stopped": r.stopped}
         entry.update({f"config/{k}": v for k, v in sorted(r.config.items())})
         board.append(entry)
@@ -50,10 +49,10 @@ def per_task_best(rows: list[TrialRow], tasks: list[str]) -> dict[str, dict[str,
     """For each task, the trial with the highest validation accuracy on it."""
     out = {}
     for t in tasks:
-        cands = [r for r in scored(rows) if _acc(r, t) is not None]
+        cands = [r for r in scored(rows) if task_acc(r, t) is not None]
         if cands:
-            best = max(cands, key=lambda r: _acc(r, t))
-            out[t] = {"trial_id": best.trial_id, ACC: _acc(best, t), "config": best.config}
+            best = max(cands, key=lambda r: task_acc(r, t))
+            out[t] = {"trial_id": best.trial_id, ACC: task_acc(best, t), "config": best.config}
     return out
 
 
@@ -66,7 +65,7 @@ def regret(rows: list[TrialRow], tasks: list[str], chosen_id: str) -> dict[str, 
     """Per task: best accuracy any trial reached minus the chosen meta-configuration's."""
     chosen = next(r for r in rows if r.trial_id == chosen_id)
     best = per_task_best(rows, tasks)
-    return {t: best[t][ACC] - (_acc(chosen, t) or 0.0) for t in tasks if t in best}
+    return {t: best[t][ACC] - (task_acc(chosen, t) or 0.0) for t in tasks if t in best}
 
 
 def leave_one_task_out(rows: list[TrialRow], tasks: list[str],
@@ -87,10 +86,10 @@ def leave_one_task_out(rows: list[TrialRow], tasks: list[str],
             continue
         chosen = max(cands, key=lambda r: objective.aggregate(
             [r.metrics[objective.metric(t, objective.SCORE)] for t in others], how))
-        best = max(cands, key=lambda r: _acc(r, held))
+        best = max(cands, key=lambda r: task_acc(r, held))
         out.append({"held_out": held, "chosen_on": others, "trial_id": chosen.trial_id,
-                    "held_out_acc": _acc(chosen, held), "best_acc": _acc(best, held),
-                    "regret": _acc(best, held) - _acc(chosen, held),
+                    "held_out_acc": task_acc(chosen, held), "best_acc": task_acc(best, held),
+                    "regret": task_acc(best, held) - task_acc(chosen, held),
                     "held_out_score": chosen.metrics[objective.metric(held, objective.SCORE)]})
     return out
 
@@ -193,19 +192,19 @@ def baselines_of(task_data: dict[str, Any] | None) -> dict[str, Baseline]:
             if (d or {}).get("baseline")}
 
 
-def against_baselines(rows: list[TrialRow], final: dict[str, Any] | None,
+def against_baselines(rows: list[TrialRow], final: FinalEval | None,
                       baselines: dict[str, Baseline], tasks: list[str]) -> dict[str, Any]:
     """Per task, the classical baseline next to the tuned meta-configuration: validation
     accuracy (the winner's), test accuracy (its final evaluation's mean), and whether the tuned
     model beat the baseline — on test when there is a final evaluation, else on validation."""
     best = best_row(rows)
-    metrics = (final or {}).get("metrics", {})
+    metrics = final.metrics if final else {}
     out = {}
     for t in tasks:
         b = baselines.get(t)
         if b is None:
             continue
-        tuned_val = _acc(best, t) if best is not None else None
+        tuned_val = task_acc(best, t) if best is not None else None
         tuned_test = (metrics.get(objective.metric(t, objective.TEST_ACC)) or {}).get("mean")
         split, tuned, base = (("test", tuned_test, b.test_acc) if tuned_test is not None
                               else ("validation", tuned_val, b.val_acc))
@@ -228,7 +227,7 @@ def importance_caveat(rows: list[TrialRow]) -> str | None:
             f"of one parameter from the others' (trust it from about {IMPORTANCE_MIN_TRIALS})")
 
 
-def collapsed(rows: list[TrialRow], final: dict[str, Any] | None,
+def collapsed(rows: list[TrialRow], final: FinalEval | None,
               tasks: list[str]) -> list[dict[str, Any]]:
     """Tasks whose predictions have (nearly) collapsed onto few classes: macro-F1 below half
     the accuracy, for the winner on validation and, when it exists, on test. (One class for
@@ -240,7 +239,7 @@ def collapsed(rows: list[TrialRow], final: dict[str, Any] | None,
     if best is not None:
         sources.append(("validation", lambda t: (best.metrics.get(objective.metric(t, ACC)),
                         best.metrics.get(objective.metric(t, objective.VAL_MACRO_F1)))))
-    metrics = (final or {}).get("metrics", {})
+    metrics = final.metrics if final else {}
     if metrics:
         sources.append(("test", lambda t: (
             (metrics.get(objective.metric(t, objective.TEST_ACC)) or {}).get("mean"),
@@ -272,54 +271,6 @@ def first_rung_signal(rows: list[TrialRow], tasks: list[str], rung: int,
         if spread <= noise:
             out.append({"task": t, "rung": rung, "trials": len(accs), "val_examples": n,
                         "min": min(accs), "max": max(accs), "spread": spread, "noise": noise})
-    return out
-
-
-def summarise(spec: SearchSpec, rows: list[TrialRow], final: dict[str, Any] | None,
-              task_data: dict[str, Any] | None = None,
-              warm: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Everything the report shows, as one JSON-able dict."""
-    tasks = list(spec.tasks)
-    baselines = baselines_of(task_data)
-    asha = spec.asha
-    milestones = asha_rungs(asha.max_t, asha.grace_period, asha.reduction_factor, asha.brackets)
-    best = best_row(rows)
-    summary: dict[str, Any] = {
-        "experiment": spec.experiment, "tasks": tasks, "data": spec.data_dir,
-        "data_kind": spec.data_kind, "task_data": task_data, "num_trials": len(rows),
-        "trials_by_outcome": _count(r.stopped for r in rows),
-        "rungs": {str(m): c for m, c in rung_counts(rows, milestones).items()},
-        "leaderboard": leaderboard(rows, tasks),
-        "per_task_best": per_task_best(rows, tasks),
-        "leave_one_task_out": leave_one_task_out(rows, tasks, spec.metric_aggregate),
-        "param_importance": param_importance(rows, spec.space),
-        "importance_caveat": importance_caveat(rows),
-        "pareto": tradeoff(rows, tasks),
-        "collapsed": collapsed(rows, final, tasks),
-        "first_rung_ignored": first_rung_signal(rows, tasks, milestones[0], baselines)
-        if len(tasks) > 1 else [],
-        "baselines": against_baselines(rows, final, baselines, tasks),
-        "warm_start": matched(rows, warm or []),
-        "final_eval": final,
-        "damaged_checkpoints": [
-            {"trial_id": r.trial_id, "path": c["path"], "meta_score": c["meta_score"],
-             "problem": c["problem"]}
-            for r in rows for c in r.damaged_checkpoints],
-        "checkpoint_fallback": checkpoint_fallback(best) if best is not None else None,
-    }
-    if best is not None:
-        summary["best"] = {"trial_id": best.trial_id, "config": best.config,
-                           "meta_score": best.metrics[objective.META_SCORE],
-                           "val_acc": {t: _acc(best, t) for t in tasks},
-                           "regret": regret(rows, tasks, best.trial_id),
-                           "units": best.units, "trial_dir": best.trial_dir}
-    return summary
-
-
-def _count(values: Any) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for v in values:
-        out[v] = out.get(v, 0) + 1
     return out
 
 

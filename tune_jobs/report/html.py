@@ -12,8 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tune_jobs.report.analysis import ACC, summarise
+from tune_jobs.report.analysis import ACC
 from tune_jobs.report.plots import plots
+from tune_jobs.report.summary import Summary
 from tune_jobs.report.text import baseline_lines, first_rung_lines, value_text
 from tune_jobs.spec.search_spec import SearchSpec
 from tune_jobs.store.rows import TrialRow
@@ -50,36 +51,36 @@ def _table(rows: list[TrialRow], columns: list[str] | None = None) -> str:
     return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
 
 
-def render_html(summary: dict[str, Any], images: dict[str, Path]) -> str:
+def render_html(summary: Summary, images: dict[str, Path]) -> str:
     """A self-contained page (images inlined) that opens from disk."""
     def img(key: str) -> str:
         data = base64.b64encode(images[key].read_bytes()).decode()
         return f'<img alt="{key}" src="data:image/png;base64,{data}">'
 
-    best = summary.get("best") or {}
-    final = summary.get("final_eval") or {}
+    best = summary.best or {}
+    final = summary.final_eval
     final_rows = [{"metric": k, "mean": v["mean"],
                    "std": v["std"] if len(v["values"]) > 1 else "– (1 seed)",
-                   "seeds": len(v["values"])} for k, v in final.get("metrics", {}).items()]
+                   "seeds": len(v["values"])} for k, v in (final.metrics if final else {}).items()]
     regrets = [{"task": t, "meta-config val acc": best.get("val_acc", {}).get(t),
-                "best on task": summary["per_task_best"].get(t, {}).get(ACC), "regret": r}
+                "best on task": summary.per_task_best.get(t, {}).get(ACC), "regret": r}
                for t, r in best.get("regret", {}).items()]
-    outcomes = ", ".join(f"{k}: {v}" for k, v in summary["trials_by_outcome"].items())
+    outcomes = ", ".join(f"{k}: {v}" for k, v in summary.trials_by_outcome.items())
     style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:"
              "collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px}"
              "th{background:#f0f0f0}img{max-width:49%;margin:4px}"
              ".scroll{overflow-x:auto;max-width:100%}.warn{color:#b00;font-weight:bold}")
     return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>Metatune report: {html.escape(summary['experiment'])}</title><style>{style}</style></head><body>
-<h1>Metatune: {html.escape(summary['experiment'])}</h1>
+<title>Metatune report: {html.escape(summary.experiment)}</title><style>{style}</style></head><body>
+<h1>Metatune: {html.escape(summary.experiment)}</h1>
 {_data_line(summary)}
-<p>Trials: {summary['num_trials']} ({outcomes}).</p>
+<p>Trials: {summary.num_trials} ({outcomes}).</p>
 {_collapsed(summary)}
 {_first_rung(summary)}
 <h2>Best meta-configuration</h2>
 <p>Trial {_fmt(best.get('trial_id'))}, validation meta-score {_fmt(best.get('meta_score'))}.</p>
 {_table([{'parameter': k, 'value': v} for k, v in best.get('config', {}).items()])}
-<h3>Held-out test evaluation (re-trained with {len(final.get('seeds', []))} seeds)</h3>
+<h3>Held-out test evaluation (re-trained with {len(final.seeds) if final else 0} seeds)</h3>
 {_table(final_rows)}
 {_baselines(summary)}
 {_gain(summary)}
@@ -87,28 +88,28 @@ def render_html(summary: dict[str, Any], images: dict[str, Path]) -> str:
 {_table(regrets)}
 <h3>Leave-one-task-out</h3>
 <p>The configuration chosen on the other tasks, scored on the held-out one.</p>
-{_table(summary['leave_one_task_out'])}
+{_table(summary.leave_one_task_out)}
 {_tradeoff(summary)}
 {_transfers(summary)}
 {_warm(summary)}
 {_damaged(summary)}
 <h2>Plots</h2>
-{f'<p>Parameter importance: {html.escape(summary["importance_caveat"])}.</p>'
- if summary.get("importance_caveat") else ""}
+{f'<p>Parameter importance: {html.escape(summary.importance_caveat)}.</p>'
+ if summary.importance_caveat else ""}
 {''.join(img(k) for k in images)}
 <h2>Leaderboard</h2>
-{_table(summary['leaderboard'])}
+{_table(summary.leaderboard)}
 </body></html>
 """
 
 
-def _data_line(summary: dict[str, Any]) -> str:
+def _data_line(summary: Summary) -> str:
     """Which data each task used, per task (one label for the whole search can mislead: real
     tasks with a stand-in source are not "synthetic")."""
-    origins = summary.get("task_data")
+    origins = summary.task_data
     if not origins:
-        return (f"<p>Tasks: {', '.join(summary['tasks'])}. Data: "
-                f"{_fmt(summary.get('data_kind'))} ({_fmt(summary.get('data'))}).</p>")
+        return (f"<p>Tasks: {', '.join(summary.tasks)}. Data: "
+                f"{_fmt(summary.data_kind)} ({_fmt(summary.data)}).</p>")
     items = "".join(
         f"<li><b>{html.escape(t)}</b>: {_fmt(o['data'])} data ({_fmt(o.get('path'))})"
         + (f"; transfers from {_fmt(o['source'])}" if o.get("source") else "") + "</li>"
@@ -116,8 +117,8 @@ def _data_line(summary: dict[str, Any]) -> str:
     return f"<p>Tasks and the data each used:</p><ul>{items}</ul>"
 
 
-def _collapsed(summary: dict[str, Any]) -> str:
-    items = summary.get("collapsed") or []
+def _collapsed(summary: Summary) -> str:
+    items = summary.collapsed or []
     if not items:
         return ""
     lines = "".join(
@@ -131,8 +132,8 @@ def _collapsed(summary: dict[str, Any]) -> str:
 
 
 
-def _first_rung(summary: dict[str, Any]) -> str:
-    lines = first_rung_lines(summary)
+def _first_rung(summary: Summary) -> str:
+    lines = first_rung_lines(summary.first_rung_ignored)
     if not lines:
         return ""
     return ('<p class="warn">A task had no say at the first rung</p><ul>'
@@ -141,8 +142,8 @@ def _first_rung(summary: dict[str, Any]) -> str:
 
 
 
-def _baselines(summary: dict[str, Any]) -> str:
-    items = summary.get("baselines") or {}
+def _baselines(summary: Summary) -> str:
+    items = summary.baselines or {}
     if not items:
         return ""
     rows = [{"task": t, "baseline": b["method"], "baseline val acc": b["baseline_val_acc"],
@@ -151,12 +152,12 @@ def _baselines(summary: dict[str, Any]) -> str:
              "tuned beat it": {True: "yes", False: "NO", None: "–"}[b["beat_baseline"]]}
             for t, b in items.items()]
     sentences = "".join(('<li class="warn">' if "NOT" in line else "<li>")
-                        + html.escape(line) + "</li>" for line in baseline_lines(summary))
+                        + html.escape(line) + "</li>" for line in baseline_lines(summary.baselines))
     return ("<h3>Against the classical baselines</h3><ul>" + sentences + "</ul>" + _table(rows))
 
 
-def _gain(summary: dict[str, Any]) -> str:
-    gains = ((summary.get("final_eval") or {}).get("transfer_gain")) or {}
+def _gain(summary: Summary) -> str:
+    gains = (summary.final_eval.transfer_gain if summary.final_eval else None) or {}
     if not gains:
         return ""
     rows = [{"task": t, "source": g["source"], "test acc with the source": g["with_source"],
@@ -168,9 +169,9 @@ def _gain(summary: dict[str, Any]) -> str:
             "(<code>source: none</code>) on the same seeds.</p>" + _table(rows))
 
 
-def _transfers(summary: dict[str, Any]) -> str:
+def _transfers(summary: Summary) -> str:
     parts = []
-    for t in summary.get("transfers") or []:
+    for t in summary.transfers or []:
         base = t["baseline"]
         rows = [{"configuration": r["label"], "test acc (mean)": r["test_acc"],
                  "std": r["test_acc_std"] if len(r.get("values", [])) > 1 else "– (1 seed)",
@@ -187,8 +188,8 @@ def _transfers(summary: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _warm(summary: dict[str, Any]) -> str:
-    items = summary.get("warm_start") or []
+def _warm(summary: Summary) -> str:
+    items = summary.warm_start or []
     if not items:
         return ""
     rows = [{"trial": w["trial_id"], "from search": w["from_experiment"],
@@ -198,11 +199,11 @@ def _warm(summary: dict[str, Any]) -> str:
             "searches first; the others were sampled.</p>" + _table(rows))
 
 
-def _tradeoff(summary: dict[str, Any]) -> str:
-    t = summary.get("pareto")
+def _tradeoff(summary: Summary) -> str:
+    t = summary.pareto
     if not t:
         return ""
-    tasks = summary["tasks"]
+    tasks = summary.tasks
     rows = [{"trial_id": p["trial_id"], **{f"{k} val acc": p["val_acc"][k] for k in tasks},
              "meta_score": p["meta_score"],
              "": "meta-configuration" if p["trial_id"] == t["meta_config"] else ""}
@@ -215,36 +216,27 @@ def _tradeoff(summary: dict[str, Any]) -> str:
             f"{where}.</p>" + _table(rows))
 
 
-def _damaged(summary: dict[str, Any]) -> str:
+def _damaged(summary: Summary) -> str:
     """A visible warning for checkpoints that failed verification (empty if none)."""
-    items = summary.get("damaged_checkpoints") or []
+    items = summary.damaged_checkpoints or []
     if not items:
         return ""
-    note = summary.get("checkpoint_fallback")
+    note = summary.checkpoint_fallback
     return ('<h3 style="color:#b00">Damaged checkpoints</h3><p>These failed their checksums and '
             "are never restored or exported." + (f" {html.escape(note)}" if note else "") + "</p>"
             + _table(items, ["trial_id", "path", "meta_score", "problem"]))
 
 
 def write_report(exp_dir: str | Path, spec: SearchSpec, rows: list[TrialRow],
-                 final: dict[str, Any] | None = None,
-                 task_data: dict[str, Any] | None = None,
-                 warm: list[dict[str, Any]] | None = None,
-                 transfers: list[dict[str, Any]] | None = None) -> dict[str, Path]:
+                 summary: Summary) -> dict[str, Path]:
     """Write summary.json, leaderboard.csv, plots/*.png and report.html under ``exp_dir``."""
     exp = Path(exp_dir)
-    summary = summarise(spec, rows, final, task_data, warm)
-    summary["transfers"] = transfers or []
-    (exp / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    (exp / "summary.json").write_text(json.dumps(summary.to_dict(), indent=1, default=str))
     base = {f"baseline/{t}/{split}_acc": b[f"baseline_{split}_acc"]  # the same on every row
-            for t, b in summary["baselines"].items() for split in ("val", "test")}
-    write_leaderboard_csv([{**row, **base} for row in summary["leaderboard"]],
+            for t, b in summary.baselines.items() for split in ("val", "test")}
+    write_leaderboard_csv([{**row, **base} for row in summary.leaderboard],
                           exp / "leaderboard.csv")
     images = plots(spec, rows, summary, exp / "plots")
     (exp / "report.html").write_text(render_html(summary, images))
     return {"summary": exp / "summary.json", "leaderboard": exp / "leaderboard.csv",
             "report": exp / "report.html", **images}
-
-
-
-

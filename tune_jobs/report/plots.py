@@ -10,11 +10,12 @@ import numpy as np
 
 from trainables import objective
 from tune_jobs.report.analysis import ACC
+from tune_jobs.report.summary import Summary
 from tune_jobs.spec.search_spec import SearchSpec
 from tune_jobs.store.rows import TrialRow
 
 
-def plots(spec: SearchSpec, rows: list[TrialRow], summary: dict[str, Any],
+def plots(spec: SearchSpec, rows: list[TrialRow], summary: Summary,
           out: Path) -> dict[str, Path]:
     """PNG plots: learning curves, ASHA rungs, per-task accuracy of the top configs, importance."""
     import matplotlib
@@ -39,13 +40,13 @@ def plots(spec: SearchSpec, rows: list[TrialRow], summary: dict[str, Any],
     files["curves"] = _save(fig, out / "learning_curves.png")
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    rungs = summary["rungs"]
+    rungs = summary.rungs
     ax.bar(list(rungs), list(rungs.values()), color="#4c72b0")
     ax.set(xlabel="ASHA rung (budget units)", ylabel="trials reaching it",
            title=f"ASHA promotions (reduction factor {spec.asha.reduction_factor})")
     files["rungs"] = _save(fig, out / "asha_rungs.png")
 
-    top = summary["leaderboard"][:5]
+    top = summary.leaderboard[:5]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     width = 0.8 / max(1, len(tasks))
     for i, t in enumerate(tasks):
@@ -57,24 +58,24 @@ def plots(spec: SearchSpec, rows: list[TrialRow], summary: dict[str, Any],
     ax.legend()
     files["per_task"] = _save(fig, out / "per_task_top.png")
 
-    imp = summary["param_importance"]
+    imp = summary.param_importance
     fig, ax = plt.subplots(figsize=(6, 3.5))
     if imp:
         ax.barh(list(imp)[::-1], list(imp.values())[::-1], color="#dd8452")
         ax.set(xlabel="importance for the meta-score (random forest)")
     else:
         ax.text(0.5, 0.5, "too few scored trials", ha="center", va="center")
-    caveat = summary.get("importance_caveat")
+    caveat = summary.importance_caveat
     ax.set_title("Parameter importance" + (f" — indicative only ({len(scored_ids(summary))} "
                                            "trials)" if caveat and imp else ""))
     files["importance"] = _save(fig, out / "param_importance.png")
-    if summary.get("pareto"):
-        files["pareto"] = _pareto_plot(summary["pareto"], tasks, out / "pareto.png")
+    if summary.pareto:
+        files["pareto"] = _pareto_plot(summary.pareto, tasks, out / "pareto.png")
     return files
 
 
-def scored_ids(summary: dict[str, Any]) -> list[str]:
-    return [r["trial_id"] for r in summary["leaderboard"] if r.get("meta_score") is not None]
+def scored_ids(summary: Summary) -> list[str]:
+    return [r["trial_id"] for r in summary.leaderboard if r.get("meta_score") is not None]
 
 
 def _pareto_plot(tradeoff: dict[str, Any], tasks: list[str], path: Path) -> Path:

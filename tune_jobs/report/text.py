@@ -7,6 +7,7 @@ from typing import Any
 
 from trainables import objective
 from tune_jobs.report.analysis import ACC
+from tune_jobs.report.summary import Summary
 
 
 def value_text(v: Any) -> str:
@@ -24,20 +25,22 @@ def spread(v: dict[str, Any]) -> str:
     return f"{v['mean']:.4f} ± {v['std']:.4f} over {n} seeds"
 
 
-def first_rung_lines(summary: dict[str, Any]) -> list[str]:
-    """One sentence per task that ASHA's first cut ignored, with what to change."""
+def first_rung_lines(ignored: list[dict[str, Any]]) -> list[str]:
+    """One sentence per task that ASHA's first cut ignored (Summary.first_rung_ignored), with
+    what to change."""
     return [f"ASHA's first cut (unit {c['rung']}) ignored {c['task']}: its validation accuracy "
             f"varied across the {c['trials']} trials ({c['min']:.3f}–{c['max']:.3f}, std "
             f"{c['spread']:.3f}) no more than the noise of {c['val_examples']} validation "
             f"examples (±{c['noise']:.3f}), so the other tasks decided which trials went on. "
             f"Give it more task_options.{c['task']}.steps_per_unit, or raise asha.grace_period"
-            for c in summary.get("first_rung_ignored") or []]
+            for c in ignored]
 
 
-def baseline_lines(summary: dict[str, Any]) -> list[str]:
-    """One plain sentence per task: did the tuned model beat the classical baseline?"""
+def baseline_lines(baselines: dict[str, dict[str, Any]]) -> list[str]:
+    """One plain sentence per task of Summary.baselines: did the tuned model beat the
+    classical baseline?"""
     lines = []
-    for t, b in summary.get("baselines", {}).items():
+    for t, b in baselines.items():
         split = b["judged_on"]
         tuned = b["tuned_test_acc"] if split == "test" else b["tuned_val_acc"]
         base = b["baseline_test_acc"] if split == "test" else b["baseline_val_acc"]
@@ -50,13 +53,13 @@ def baseline_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def text_leaderboard(summary: dict[str, Any], top: int = 10) -> str:
+def text_leaderboard(summary: Summary, top: int = 10) -> str:
     """A short fixed-width leaderboard for the terminal and the job log."""
-    tasks = summary["tasks"]
+    tasks = summary.tasks
     head = f"{'#':>3} {'trial':<14} {'meta':>7} " + " ".join(f"{t[:14]:>14}" for t in tasks) \
         + f" {'units':>5}  stopped"
     lines = [head]
-    for r in summary["leaderboard"][:top]:
+    for r in summary.leaderboard[:top]:
         accs = " ".join(f"{value_text(r.get(objective.metric(t, ACC))):>14}" for t in tasks)
         lines.append(f"{r['rank']:>3} {r['trial_id']:<14} {value_text(r['meta_score']):>7} {accs} "
                      f"{r['units']:>5}  {r['stopped']}")

@@ -11,6 +11,7 @@ from trainables import objective
 from trainables.config import MetaConfig, TrialSettings
 from trainables.meta import final_test
 from tune_jobs.spec.search_spec import SearchSpec
+from tune_jobs.store.rows import FinalEval
 
 FINAL_SEED_BASE = 1000  # seeds of the final runs differ from every seed the search used
 
@@ -22,7 +23,7 @@ def _final_test_task(config: dict[str, Any], settings: TrialSettings) -> dict[st
     return final_test(MetaConfig.from_dict(config), settings, device)
 
 
-def evaluate_on_test(spec: SearchSpec, config: dict[str, Any]) -> dict[str, Any] | None:
+def evaluate_on_test(spec: SearchSpec, config: dict[str, Any]) -> FinalEval | None:
     """Mean ± std of test metrics of ``config`` over ``final_eval.seeds`` fresh runs (on Ray)."""
     n = spec.final_eval.seeds
     if n == 0:
@@ -40,11 +41,11 @@ def evaluate_on_test(spec: SearchSpec, config: dict[str, Any]) -> dict[str, Any]
         metrics[key] = {"mean": statistics.fmean(values),
                         "std": statistics.stdev(values) if len(values) > 1 else 0.0,
                         "values": values}
-    return {"config": config, "seeds": seeds, "metrics": metrics}
+    return FinalEval(config=config, seeds=seeds, metrics=metrics)
 
 
 def transfer_gain(spec: SearchSpec, config: dict[str, Any],
-                  final: dict[str, Any]) -> dict[str, Any] | None:
+                  final: FinalEval) -> dict[str, Any] | None:
     """What transfer bought: the winner also trained from scratch (``source: none``) on the
     same seeds; per image task with a source, test accuracy with minus without, paired by seed."""
     tasks = [t for t in spec.trial_settings().tasks
@@ -62,7 +63,7 @@ def transfer_gain(spec: SearchSpec, config: dict[str, Any],
     out = {}
     for t in tasks:
         key = objective.metric(t.name, objective.TEST_ACC)
-        with_, without = final["metrics"][key]["values"], scratch["metrics"][key]["values"]
+        with_, without = final.metrics[key]["values"], scratch.metrics[key]["values"]
         gains = [a - b for a, b in zip(with_, without, strict=True)]
         out[t.name] = {"source": f"{t.model.source} ({t.model.source_method})",
                        "with_source": statistics.fmean(with_),

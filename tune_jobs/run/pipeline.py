@@ -22,11 +22,12 @@ from trainables.baseline import Baseline
 from trainables.tasks import check_data, data_origins
 from tune_jobs.report.analysis import best_row
 from tune_jobs.report.html import write_report
+from tune_jobs.report.summary import Summary, summarise
 from tune_jobs.run import prepare, search, warm_start
 from tune_jobs.spec.search_spec import SearchSpec
 from tune_jobs.store import experiment, tune_storage, uri
 from tune_jobs.store.experiment import Experiment
-from tune_jobs.store.rows import TrialRow
+from tune_jobs.store.rows import FinalEval, TrialRow
 
 PHASES = ("ray_start", "prepare", "search", "final_eval", "report")
 
@@ -62,8 +63,8 @@ class SearchResult:
     """What one search left: its experiment (rows and files), summary and phase timings."""
 
     experiment: Experiment
-    summary: dict[str, Any] | None  # None when the search was stopped by bad data, or unreported
-    final: dict[str, Any] | None  # the winner's test evaluation, when one ran
+    summary: Summary | None  # None when the search was stopped by bad data, or unreported
+    final: FinalEval | None  # the winner's test evaluation, when one ran
     timings: dict[str, float]  # seconds per phase of PHASES that ran
     baselines: dict[str, Baseline]  # task -> its classical baseline (from the preparation)
     bad_data: dict[str, tuple[str, str]]  # trial id -> (message, error file): stopped there
@@ -188,13 +189,13 @@ def _bad_data() -> dict[str, tuple[str, str]]:
     return dict(SEEN)
 
 
-def final_evaluation(exp: Experiment) -> dict[str, Any] | None:
+def final_evaluation(exp: Experiment) -> FinalEval | None:
     """The winner re-trained over ``final_eval.seeds`` seeds and scored on the test splits
     (kept from an earlier run when that was the same winner with as many seeds)."""
     spec, best = exp.spec, best_row(exp.rows)
     saved = exp.final_eval()
-    if best is not None and saved and saved["config"] == best.config \
-            and len(saved["seeds"]) == spec.final_eval.seeds:
+    if best is not None and saved and saved.config == best.config \
+            and len(saved.seeds) == spec.final_eval.seeds:
         print("the winner is the one already evaluated: keeping its test evaluation")
         return saved
     if best is None or not spec.final_eval.seeds:
@@ -207,15 +208,14 @@ def final_evaluation(exp: Experiment) -> dict[str, Any] | None:
     if evaluation is not None and spec.final_eval.transfer_baseline:
         print("training the winner from scratch too (final_eval.transfer_baseline) ...",
               flush=True)
-        evaluation["transfer_gain"] = transfer_gain(spec, best.config, evaluation)
+        evaluation.transfer_gain = transfer_gain(spec, best.config, evaluation)
     return evaluation
 
 
-def report(exp: Experiment, evaluation: dict[str, Any] | None) -> dict[str, Any]:
+def report(exp: Experiment, evaluation: FinalEval | None) -> Summary:
     """Write the report files (published to a URI storage too); returns the summary."""
-    import json
-
-    paths = write_report(exp.local, exp.spec, exp.rows, evaluation, exp.task_data(),
-                         exp.warm_origins(), exp.transfers())
+    summary = summarise(exp.spec, exp.rows, evaluation, exp.task_data(), exp.warm_origins(),
+                        exp.transfers())
+    write_report(exp.local, exp.spec, exp.rows, summary)
     uri.publish(exp.local, exp.path, experiment.REPORT_FILES)
-    return json.loads(paths["summary"].read_text())
+    return summary

@@ -18,6 +18,7 @@ from trainables.config import MetaConfig
 from tune_jobs.report.analysis import best_row, scored
 from tune_jobs.spec.search_spec import SearchSpec, WarmStart
 from tune_jobs.store import experiment
+from tune_jobs.store.rows import FinalEval
 
 PREFIX = "transfer-"
 CONFIG_KEYS = {"task_options", "custom_tasks"}
@@ -62,14 +63,13 @@ def candidates(exp: experiment.Experiment, top_k: int) -> list[tuple[str, dict[s
     return out
 
 
-def summarise_run(task: str, evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
+def summarise_run(task: str, evaluation: FinalEval | None) -> dict[str, Any] | None:
     if evaluation is None:
         return None
-    acc = evaluation["metrics"][objective.metric(task, objective.TEST_ACC)]
-    f1 = evaluation["metrics"].get(objective.metric(task, objective.TEST_MACRO_F1), {})
+    acc = evaluation.metrics[objective.metric(task, objective.TEST_ACC)]
     return {"test_acc": acc["mean"], "test_acc_std": acc["std"], "values": acc["values"],
-            "test_macro_f1": f1.get("mean"), "seeds": evaluation["seeds"],
-            "config": evaluation["config"]}
+            "test_macro_f1": evaluation.mean(objective.metric(task, objective.TEST_MACRO_F1)),
+            "seeds": evaluation.seeds, "config": evaluation.config}
 
 
 def evaluate(exp: experiment.Experiment, spec: SearchSpec, top_k: int,

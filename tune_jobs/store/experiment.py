@@ -19,7 +19,7 @@ from typing import Any
 from trainables.data.locations import resolve_data
 from tune_jobs.spec.search_spec import SearchSpec
 from tune_jobs.store import uri
-from tune_jobs.store.rows import TrialRow, load_rows
+from tune_jobs.store.rows import FinalEval, TrialRow, load_rows
 
 SPEC_FILE = "metatune_spec.json"
 DATA_FILE = "task_data.json"  # which data each task used, written when the search starts
@@ -101,10 +101,11 @@ class Experiment:
     def finished(self) -> bool:
         return (self.local / SUMMARY_FILE).is_file()
 
-    def final_eval(self) -> dict[str, Any] | None:
+    def final_eval(self) -> FinalEval | None:
         """The saved test evaluation of the winner, if the search got that far."""
         summary = self.local / SUMMARY_FILE
-        return json.loads(summary.read_text()).get("final_eval") if summary.is_file() else None
+        saved = json.loads(summary.read_text()).get("final_eval") if summary.is_file() else None
+        return FinalEval.from_dict(saved) if saved else None
 
     def task_data(self) -> dict[str, Any] | None:
         """Which data each task used (None for an experiment started before this was kept)."""

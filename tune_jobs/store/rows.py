@@ -58,6 +58,27 @@ class TrialRow:
         return self.stop is StopReason.ERROR
 
 
+@dataclasses.dataclass
+class FinalEval:
+    """The winner re-trained over fresh seeds and scored on the test splits."""
+
+    config: dict[str, Any]
+    seeds: list[int]
+    metrics: dict[str, dict[str, Any]]  # metric key -> {"mean", "std", "values" (one a seed)}
+    transfer_gain: dict[str, Any] | None = None  # per task, with the source minus from scratch
+
+    def mean(self, key: str) -> float | None:
+        return self.metrics[key]["mean"] if key in self.metrics else None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FinalEval:
+        return cls(config=data["config"], seeds=list(data["seeds"]), metrics=data["metrics"],
+                   transfer_gain=data.get("transfer_gain"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 def _statuses(exp: Path) -> dict[str, str]:
     files = sorted(glob.glob(str(exp / "experiment_state-*.json")))
     if not files:

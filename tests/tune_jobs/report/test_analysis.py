@@ -6,7 +6,7 @@ import pytest
 from tests.factories import ROWS, TASKS, curve_row, row
 from trainables.baseline import Baseline
 from tune_jobs.report import analysis
-from tune_jobs.store.rows import StopReason
+from tune_jobs.store.rows import FinalEval, StopReason
 
 
 def test_leaderboard_orders_by_meta_score():
@@ -84,10 +84,11 @@ def test_the_meta_configuration_can_sit_off_the_front_and_three_tasks():
 
 def test_collapsed_predictions_are_flagged_on_validation_and_test():
     rows = [curve_row("t1", [{"a": 0.21, "b": 0.8}], f1={"a": 0.04, "b": 0.79})]
-    final = {"metrics": {"a/test_acc": {"mean": 0.22, "std": 0.0, "values": [0.22]},
-                         "a/test_macro_f1": {"mean": 0.05, "std": 0.0, "values": [0.05]},
-                         "b/test_acc": {"mean": 0.8, "std": 0.0, "values": [0.8]},
-                         "b/test_macro_f1": {"mean": 0.78, "std": 0.0, "values": [0.78]}}}
+    final = FinalEval(config={}, seeds=[1000], metrics={
+        "a/test_acc": {"mean": 0.22, "std": 0.0, "values": [0.22]},
+        "a/test_macro_f1": {"mean": 0.05, "std": 0.0, "values": [0.05]},
+        "b/test_acc": {"mean": 0.8, "std": 0.0, "values": [0.8]},
+        "b/test_macro_f1": {"mean": 0.78, "std": 0.0, "values": [0.78]}})
     found = analysis.collapsed(rows, final, ["a", "b"])
     assert [(c["task"], c["split"]) for c in found] == [("a", "validation"), ("a", "test")]
     assert analysis.collapsed(rows, None, ["b"]) == []
@@ -122,7 +123,7 @@ def test_a_task_with_no_signal_at_the_first_rung_is_named():
     assert analysis.first_rung_signal(rows[:2], ["text", "cnn"], 1, data) == []
     from tune_jobs.report.text import first_rung_lines
 
-    (line,) = first_rung_lines({"first_rung_ignored": [ignored]})
+    (line,) = first_rung_lines([ignored])
     assert "ignored text" in line and "task_options.text.steps_per_unit" in line
 
 

@@ -4,13 +4,21 @@ import json
 
 from tests.factories import ROWS, curve_row, report_spec
 from tune_jobs.report import html, text
+from tune_jobs.report.summary import summarise
+from tune_jobs.store.rows import FinalEval
+
+
+def _write(folder, spec, rows, final=None, origins=None):
+    """The report files of hand-made rows, as the pipeline writes them."""
+    final = FinalEval.from_dict(final) if final else None
+    return html.write_report(folder, spec, rows, summarise(spec, rows, final, origins))
 
 
 def test_write_report_files(tmp_path):
     spec = report_spec(tmp_path, asha={"max_t": 4, "grace_period": 1, "reduction_factor": 2})
     final = {"config": {}, "seeds": [1000, 1001],
              "metrics": {"a/test_acc": {"mean": 0.5, "std": 0.1, "values": [0.4, 0.6]}}}
-    paths = html.write_report(tmp_path, spec, ROWS, final)
+    paths = _write(tmp_path, spec, ROWS, final)
     summary = json.loads(paths["summary"].read_text())
     assert summary["best"]["trial_id"] == "t2" and summary["rungs"] == {"1": 5, "2": 4, "4": 4}
     assert summary["trials_by_outcome"]["completed"] == 3
@@ -23,8 +31,6 @@ def test_write_report_files(tmp_path):
 
 
 def test_text_leaderboard_lines(tmp_path):
-    from tune_jobs.report.analysis import summarise
-
     spec = report_spec(tmp_path)
     lines = text.text_leaderboard(summarise(spec, ROWS, None), top=3).splitlines()
     assert len(lines) == 4 and lines[0].split()[:3] == ["#", "trial", "meta"]
@@ -42,7 +48,7 @@ def test_report_says_per_task_data_tradeoff_collapse_and_no_spread_for_one_seed(
              "metrics": {"a/test_acc": {"mean": 0.2, "std": 0.0, "values": [0.2]}}}
     origins = {"a": {"data": "real", "path": "/d/a.csv", "source": None},
                "b": {"data": "real", "path": "/d/b", "source": "cifar10 (synthetic)"}}
-    paths = html.write_report(tmp_path, spec, rows, final, origins)
+    paths = _write(tmp_path, spec, rows, final, origins)
     page = paths["report"].read_text()
     assert "<b>a</b>: real data (/d/a.csv)" in page
     assert "<b>b</b>: real data (/d/b); transfers from cifar10 (synthetic)" in page
@@ -70,7 +76,7 @@ def test_baselines_sit_next_to_the_tuned_model_everywhere(tmp_path):
     origins = {"a": {"data": "real", "path": "/a", "source": None, "baseline": base},
                "b": {"data": "real", "path": "/b", "source": None,
                      "baseline": {**base, "method": "logreg"}}}
-    paths = html.write_report(tmp_path, spec, rows, final, origins)
+    paths = _write(tmp_path, spec, rows, final, origins)
     summary = json.loads(paths["summary"].read_text())
     assert summary["baselines"]["a"]["beat_baseline"] is True
     assert summary["baselines"]["b"]["beat_baseline"] is False  # 0.25 < 0.49 on test
@@ -80,5 +86,5 @@ def test_baselines_sit_next_to_the_tuned_model_everywhere(tmp_path):
     page = paths["report"].read_text()
     assert "Against the classical baselines" in page
     assert "b: the tuned model (0.2500 test accuracy) did NOT beat the classical baseline" in page
-    lines = text.baseline_lines(summary)
+    lines = text.baseline_lines(summary["baselines"])
     assert lines[0].startswith("a: the tuned model (0.6800 test accuracy) beat")

@@ -34,7 +34,7 @@ def test_run_returns_rows_summary_and_phase_timings(ray_local, syn_dir, cache_di
     assert set(result.timings) == {"prepare", "search", "final_eval", "report"}
     assert all(seconds >= 0 for seconds in result.timings.values())
     assert result.timings["search"] > 0 and result.final is None
-    assert result.summary["best"]["trial_id"] in {r["trial_id"] for r in result.rows}
+    assert result.summary.best["trial_id"] in {r.trial_id for r in result.rows}
     assert set(result.baselines) == set(spec.tasks)
     assert (tmp_path / "pipe" / "report.html").is_file()
     # the same experiment again resumes: nothing left to train, the same rows
