@@ -126,6 +126,37 @@ def checked(spec: SearchSpec) -> tuple[SearchSpec, list[dict[str, Any]], list[di
     return validated(warm_start.resolve, spec)
 
 
+def unfit_resources(spec: SearchSpec, nodes: list[dict[str, Any]]) -> str | None:
+    """Why a trial of ``spec`` can never be placed on these nodes (``ray.nodes()``), or None.
+
+    Each bundle a trial asks for (its resources, or one per task in the scale-out form) must
+    fit one live node, and all of them together the live nodes. Ray would otherwise wait for
+    them forever ("No available node types can fulfill resource request").
+    """
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
+    if spec.task_bundles():
+        bundles = dict(zip((f"task_resources.{t}" for t in spec.tasks), spec.task_bundles(),
+                           strict=True))
+    else:
+        bundles = {"resources": spec.resources.to_ray()}
+    have = {k: sum(n.get(k, 0.0) for n in alive) for k in ("CPU", "GPU")}
+    where = (f"the cluster has {len(alive)} node(s) with {have['CPU']:g} CPUs and "
+             f"{have['GPU']:g} GPUs in all (largest node: "
+             f"{max((n.get('CPU', 0.0) for n in alive), default=0):g} CPUs, "
+             f"{max((n.get('GPU', 0.0) for n in alive), default=0):g} GPUs)")
+    for key, bundle in bundles.items():
+        if not any(all(n.get(k, 0.0) >= v for k, v in bundle.items() if v) for n in alive):
+            asked = ", ".join(f"{k.lower()}={v:g}" for k, v in bundle.items() if v)
+            return (f"{key} asks for {asked} per trial, which no node can give: {where}. "
+                    f"Lower {key}.cpu / {key}.gpu, or add a node that has them")
+    for k in ("CPU", "GPU"):
+        total = sum(b.get(k, 0.0) for b in bundles.values())
+        if total > have[k] + 1e-9:
+            return (f"one trial asks for {total:g} {k}s in all, more than {where}. Lower "
+                    f"the task_resources, or add nodes")
+    return None
+
+
 def run(spec: SearchSpec, *, address: str | None = None, trust_unsigned: bool = False,
         resume: bool = False, points: list[dict[str, Any]] | None = None,
         origins: list[dict[str, Any]] | None = None, callbacks: list[Any] | None = None,
@@ -153,6 +184,7 @@ def run(spec: SearchSpec, *, address: str | None = None, trust_unsigned: bool = 
     if connected is None:
         with _timed(timings, "ray_start"):
             connected = init_ray(address)
+    _check_fits(spec)
     storage = validated(tune_storage.storage_filesystem, spec, connected)
     validated(tune_storage.check_signatures, spec, storage, trust_unsigned)
     if storage.head_store and not resume:
@@ -181,6 +213,14 @@ def run(spec: SearchSpec, *, address: str | None = None, trust_unsigned: bool = 
     with _timed(timings, "report"):
         summary = searching(report, exp, evaluation)
     return SearchResult(exp, summary, evaluation, timings, baselines, bad)
+
+
+def _check_fits(spec: SearchSpec) -> None:
+    import ray
+
+    problem = unfit_resources(spec, ray.nodes())
+    if problem:
+        raise BadInput(problem)
 
 
 def _bad_data() -> dict[str, tuple[str, str]]:

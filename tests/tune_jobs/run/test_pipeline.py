@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tune_jobs.run import pipeline
@@ -41,3 +43,27 @@ def test_run_returns_rows_summary_and_phase_timings(ray_local, syn_dir, cache_di
     again = pipeline.run(spec, resume=True, connected=False, prepared=True, final=False)
     assert again.summary is None and "prepare" not in again.timings
     assert sorted(r.trial_id for r in again.rows) == sorted(r.trial_id for r in result.rows)
+
+
+NODES = [{"Alive": True, "Resources": {"CPU": 2.0}},
+         {"Alive": True, "Resources": {"CPU": 4.0, "GPU": 1.0}},
+         {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}]  # a dead node counts for nothing
+
+
+@pytest.mark.parametrize("sets, problem", [
+    (["resources.cpu=4", "resources.gpu=1"], None),
+    (["resources.cpu=64"], r"^resources asks for cpu=64 per trial, which no node can give: "
+                           r"the cluster has 2 node\(s\) with 6 CPUs and 1 GPUs"),
+    (["resources.gpu=2"], r"resources asks for .*gpu=2.*Lower resources.cpu / resources.gpu"),
+    (["task_resources={newsgroups: {cpu: 4, gpu: 1}, cifar_transfer: {cpu: 2}}"], None),
+    (["task_resources={newsgroups: {cpu: 4, gpu: 1}, cifar_transfer: {cpu: 4}}"],
+     r"^one trial asks for 8 CPUs in all, more than the cluster has"),
+    (["task_resources={newsgroups: {cpu: 5}}"], r"^task_resources.newsgroups asks for cpu=5"),
+])
+def test_a_trial_that_can_never_be_placed_is_refused(sets, problem):
+    """Asking for more than the cluster has used to wait forever in the preparation phase."""
+    found = pipeline.unfit_resources(presets.build("smoke", sets=sets), NODES)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and re.search(problem, found), found
