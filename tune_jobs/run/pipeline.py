@@ -184,7 +184,7 @@ def run(spec: SearchSpec, *, address: str | None = None, trust_unsigned: bool = 
     if connected is None:
         with _timed(timings, "ray_start"):
             connected = init_ray(address)
-    _check_fits(spec)
+    _check_fits(spec, connected)
     storage = validated(tune_storage.storage_filesystem, spec, connected)
     validated(tune_storage.check_signatures, spec, storage, trust_unsigned)
     if storage.head_store and not resume:
@@ -215,12 +215,17 @@ def run(spec: SearchSpec, *, address: str | None = None, trust_unsigned: bool = 
     return SearchResult(exp, summary, evaluation, timings, baselines, bad)
 
 
-def _check_fits(spec: SearchSpec) -> None:
+def _check_fits(spec: SearchSpec, joined: bool) -> None:
+    """Refuse on our own local instance, which can never grow; on a joined cluster, whose
+    autoscaler may still add such a node, say so and go on."""
     import ray
 
     problem = unfit_resources(spec, ray.nodes())
-    if problem:
+    if problem and not joined:
         raise BadInput(problem)
+    if problem:
+        print(f"warning: {problem}; the trials wait until an autoscaler adds it",
+              file=sys.stderr)
 
 
 def _bad_data() -> dict[str, tuple[str, str]]:
