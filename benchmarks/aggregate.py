@@ -25,7 +25,6 @@ ARMS = {"mean": ("mean", 15), "geomean": ("geomean", 15), "mean_slow_60": ("mean
 
 def _search(name: str, how: str, slow_steps: int, data: Path, storage: Path,
             cache: Path) -> dict:
-
     from tune_jobs.report import analysis
     from tune_jobs.run import pipeline
     from tune_jobs.spec import presets

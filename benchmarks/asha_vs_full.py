@@ -25,7 +25,6 @@ TASKS = ["cifar_transfer"]
 
 def _search(name: str, data: Path, storage: Path, cache: Path, seed: int, samples: int,
             max_t: int, full: bool, grace_period: int = 1) -> dict:
-
     from tune_jobs.run import pipeline
     from tune_jobs.spec import presets
 

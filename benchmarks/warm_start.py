@@ -22,7 +22,6 @@ OPTIONS = {"cifar_transfer": {"source_steps": 300, "steps_per_unit": 30, "base_l
 
 def _search(name: str, data: Path, storage: Path, cache: Path, seed: int,
             warm_from: Path | None = None) -> dict:
-
     from tune_jobs.run import pipeline
     from tune_jobs.spec import presets
 

@@ -7,8 +7,12 @@ import os
 os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0",
                   TOKENIZERS_PARALLELISM="false", RAY_AUTH_MODE="token")
 # The key that signs Tune's pickles: the session's own, not the user's (~/.config/metatune).
-os.environ.setdefault("METATUNE_SIGNING_KEY",
-                      os.path.join(__import__("tempfile").mkdtemp(prefix="mt-key-"), "signing.key"))
+# A key named by METATUNE_SIGNING_KEY must exist (only the default one is made on first use).
+if "METATUNE_SIGNING_KEY" not in os.environ:
+    _key = os.path.join(__import__("tempfile").mkdtemp(prefix="mt-key-"), "signing.key")
+    with os.fdopen(os.open(_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as _f:
+        _f.write(__import__("secrets").token_hex(32))
+    os.environ["METATUNE_SIGNING_KEY"] = _key
 
 from pathlib import Path  # noqa: E402
 

@@ -12,9 +12,22 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.data.splits import DataError, Dataset, Split, check_labels, image_chw, three_splits
+from trainables.data.splits import (
+    IMAGE_SIZE,
+    DataError,
+    Dataset,
+    Split,
+    check_labels,
+    image_chw,
+    three_splits,
+)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+# csv's default cap is 128 KiB a field; a long document is a valid example (the tokenizer cuts
+# it at max_length), so any field that fits in memory is read.
+csv.field_size_limit(2**31 - 1)
 
 
 def _read_text_rows(path: Path) -> list[tuple[str, str]]:
@@ -122,9 +135,21 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_npz_arrays(path: Path, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Images as uint8 NCHW with 3 channels, whatever layout and range the .npz used."""
+    """Images as uint8 NCHW with 3 channels, whatever layout and range the .npz used.
+
+    Accepted: x of shape (N, H, W) (grayscale), (N, H, W, C) or (N, C, H, W) with C 1 or 3;
+    uint8 in [0, 255], or a float/int array in [0, 1] or [0, 255] (values outside are
+    clipped). Non-finite values (NaN, inf) are refused.
+    """
+    if x.ndim == 3:
+        x = x[:, None]  # grayscale (N, H, W)
     if x.ndim != 4 or len(x) != len(y):
-        raise DataError(f"{path}: x must be (N, H, W, C) or (N, C, H, W) with N = len(y)")
+        raise DataError(f"{path}: x must be (N, H, W), (N, H, W, C) or (N, C, H, W) with "
+                        "N = len(y)")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        first = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
+        raise DataError(f"{path}: x holds non-finite values (NaN or inf), the first at index "
+                        f"{first}; images must be finite numbers in [0, 1] or [0, 255]")
     if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
         x = x.transpose(0, 3, 1, 2)
     if x.shape[1] == 1:
@@ -132,6 +157,11 @@ def _read_npz_arrays(path: Path, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarr
     if x.dtype != np.uint8:
         x = (np.clip(x, 0, 1) * 255).round().astype(np.uint8) if x.max() <= 1.0 \
             else np.clip(x, 0, 255).astype(np.uint8)
+    if x.shape[2:] != (IMAGE_SIZE, IMAGE_SIZE):  # e.g. 28 x 28 digits: the tasks' size
+        from PIL import Image
+
+        x = np.stack([image_chw(Image.fromarray(img.transpose(1, 2, 0))) for img in x]) \
+            if len(x) else np.zeros((0, 3, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     return x, y
 
 

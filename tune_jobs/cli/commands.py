@@ -82,6 +82,9 @@ def add_parsers(sub: Any) -> None:
     ex.add_argument("--storage")
     ex.add_argument("--fallback", action="store_true",
                     help="if the winner's best checkpoint is damaged, export its best intact one")
+    ex.add_argument("--force", action="store_true",
+                    help="write into --out even if it is not empty (files of the same name are "
+                         "replaced)")
 
 
 def build_spec(args: argparse.Namespace) -> SearchSpec:
@@ -248,6 +251,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from tune_jobs.report.export import export_best
 
     exp = validated(experiment.load, args.name, args.storage)
+    _check_export_folder(Path(args.out), exp, args.force)
     best = best_row(exp.rows)
     warning = checkpoint_fallback(best) if best is not None else None
     if warning and not args.fallback:
@@ -260,6 +264,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"{task}: {Path(args.out) / task}  (val_acc {info['val_acc_after_export']:.4f}, "
               f"reported {info['reported_val_acc']:.4f})")
     return 0
+
+
+def _check_export_folder(out: Path, exp: Any, force: bool) -> None:
+    """--out is a new or empty folder outside the experiment (or the user said --force)."""
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out} is a file; pass a folder (it is created if missing)")
+    if out.resolve().is_relative_to(exp.local.resolve()):
+        raise BadInput(f"--out {out} is inside the experiment folder {exp.path}; pass a folder "
+                       "outside it")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise BadInput(f"--out {out} is not empty; pass a new or empty folder, or --force to "
+                       "write into it")
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:

@@ -57,7 +57,14 @@ def path_of(spec: SearchSpec) -> str:
 
 
 def saved_spec(path: str) -> SearchSpec | None:
-    data = uri.read_json(f"{path.rstrip('/')}/{SPEC_FILE}")
+    """The spec saved with the experiment at ``path`` (None if there is none); a damaged one
+    raises ValueError naming the file and how to recover."""
+    file = f"{path.rstrip('/')}/{SPEC_FILE}"
+    try:
+        data = uri.read_json(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{file} is damaged ({exc}); `metatune run` with the experiment's "
+                         "settings and --name rewrites it, and then resumes its trials") from None
     return None if data is None else SearchSpec.from_dict(data)
 
 
@@ -133,6 +140,10 @@ def load(name: str, given_storage: str | None) -> Experiment:
     root = storage_root(given_storage)
     path = join(root, name)
     spec = saved_spec(path)
+    if spec is None and uri.is_file(f"{path}/tuner.pkl"):  # Tune's state, without ours
+        raise ValueError(f"{path} holds an experiment's trials but no {SPEC_FILE}; `metatune "
+                         f"run --name {name}` with the settings it was started with rewrites "
+                         "it, and then resumes its trials")
     if spec is None:
         raise ValueError(f"no experiment {name!r} under {root} "
                          "(pass --storage, or see `metatune status`)")

@@ -35,13 +35,22 @@ class UnsignedState(ValueError):
     """A Tune state file without a valid signature: it was not written by this key's owner."""
 
 
+DEFAULT_KEY = "~/.config/metatune/signing.key"
+
+
 def key_path() -> Path:
-    return Path(os.environ.get("METATUNE_SIGNING_KEY", "~/.config/metatune/signing.key")).expanduser()
+    return Path(os.environ.get("METATUNE_SIGNING_KEY", DEFAULT_KEY)).expanduser()
 
 
 def load_key() -> bytes:
-    """The signing key, created (mode 600) on first use."""
+    """The signing key, created (mode 600) on first use at the default path only: a key file
+    named by $METATUNE_SIGNING_KEY must exist (a mistyped path would otherwise make a new key,
+    and every experiment signed with the real one would then be refused)."""
     path = key_path()
+    if not path.is_file() and "METATUNE_SIGNING_KEY" in os.environ:
+        raise ValueError(f"METATUNE_SIGNING_KEY={os.environ['METATUNE_SIGNING_KEY']}: no such "
+                         f"key file. Point it at the key your experiments were signed with, or "
+                         f"unset it to use (and on first use create) {DEFAULT_KEY}")
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:

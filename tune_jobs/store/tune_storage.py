@@ -62,8 +62,11 @@ def check_signatures(spec: SearchSpec, storage: Storage, trust: bool = False) ->
     except signing.UnsignedState as exc:
         if not trust:
             raise ValueError(
-                f"refusing to resume {spec.experiment}: {exc}. Ray Tune's state files are "
-                "pickles that run code when loaded, and nothing was loaded. If this folder is "
-                "yours and no one else can write to it, pass --trust-unsigned to sign it as it is"
+                f"refusing to resume {spec.experiment}: {exc} (checked with the key "
+                f"{signing.key_path()}). Ray Tune's state files are pickles that run code when "
+                "loaded, and nothing was loaded. If the folder was signed with another key, "
+                "set METATUNE_SIGNING_KEY to that key file. --trust-unsigned signs every state "
+                "file as it is now, a changed one too: pass it only for a folder that no one "
+                "else can write to"
             ) from None
         signing.sign_existing(fs, exp)

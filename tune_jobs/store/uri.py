@@ -31,10 +31,15 @@ def _fs(path: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), str(Path(path).expanduser().resolve())
 
 
-def read_json(path: str) -> Any | None:
+def is_file(path: str) -> bool:
     fs, p = _fs(path)
-    if fs.get_file_info(p).type != pafs.FileType.File:
+    return fs.get_file_info(p).type == pafs.FileType.File
+
+
+def read_json(path: str) -> Any | None:
+    if not is_file(path):
         return None
+    fs, p = _fs(path)
     with fs.open_input_stream(p) as f:
         return json.loads(f.read().decode())
 

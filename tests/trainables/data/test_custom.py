@@ -62,3 +62,30 @@ def test_empty_class_folder_named(tmp_path):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "imgs" / "a" / "0.png")
     with pytest.raises(DataError, match="class 'b' has no images"):
         load_image_task("x", tmp_path / "imgs")
+
+
+def test_a_long_csv_field_is_read(tmp_path):
+    """csv's default cap is 128 KiB a field; a 2 MB document is an example like any other."""
+    long = tmp_path / "long.csv"
+    rows = [("word " * 400_000, "a")] + [(f"text {i}", "ab"[i % 2]) for i in range(40)]
+    long.write_text("text,label\n" + "\n".join(f"{t},{lab}" for t, lab in rows))
+    ds = load_text_task("long", long)
+    assert max(len(t) for s in ds.splits.values() for t in s.x) == 2_000_000
+
+
+@pytest.mark.parametrize("shape", [(30, 28, 28), (30, 28, 28, 1), (30, 1, 28, 28)])
+def test_grayscale_npz_layouts_are_accepted_at_the_tasks_size(tmp_path, shape):
+    x = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    np.savez(tmp_path / "g.npz", x=x, y=np.arange(30) % 3)
+    train = load_image_task("g", tmp_path / "g.npz").splits["train"].x
+    assert train.shape[1:] == (3, 32, 32) and train.dtype == np.uint8
+    assert (train[:, 0] == train[:, 1]).all()  # grey: the same in every channel
+
+
+def test_non_finite_images_are_refused_naming_the_first(tmp_path):
+    x = np.random.default_rng(0).random((30, 32, 32, 3))
+    x[4, 1, 2, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", x=x, y=np.arange(30) % 3)
+    with pytest.raises(DataError, match=r"nan.npz: x holds non-finite values .* index "
+                                        r"\(4, 1, 2, 0\)"):
+        load_image_task("n", tmp_path / "nan.npz")

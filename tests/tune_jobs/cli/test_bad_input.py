@@ -106,6 +106,17 @@ def files(syn_dir, tmp_path_factory):
                                              "data_dir": str(syn_dir), "data_kind": "synthetic"})
     experiment.save_spec(spec)
     f["storage"] = storage
+    spec_text = (storage / "taken" / experiment.SPEC_FILE).read_text()
+    (storage / "cut").mkdir()
+    (storage / "cut" / experiment.SPEC_FILE).write_text(spec_text[: len(spec_text) // 2])
+    (storage / "nospec").mkdir()
+    (storage / "nospec" / "tuner.pkl").write_bytes(b"tune's state")
+    f["full"] = root / "full"
+    f["full"].mkdir()
+    (f["full"] / "keep.txt").write_text("mine")
+    x = np.random.default_rng(0).random((30, 32, 32, 3))
+    x[4, 1, 2, 0] = np.nan
+    np.savez(f.setdefault("nan", root / "nan.npz"), x=x, y=np.arange(30) % 3)
     return f
 
 
@@ -210,6 +221,23 @@ CASES = [
      lambda f: ["no experiment 'nope'"]),
     ("export missing", lambda f, d: ["export", "nope", "--storage", str(f["storage"]), "--out",
                                      "/tmp/x"], lambda f: ["no experiment 'nope'"]),
+    ("export into a non-empty folder", lambda f, d: ["export", "taken", "--storage",
+                                                     str(f["storage"]), "--out", str(f["full"])],
+     lambda f: [f"--out {f['full']} is not empty", "--force"]),
+    ("export to a file", lambda f, d: ["export", "taken", "--storage", str(f["storage"]),
+                                       "--out", str(f["a_file"])],
+     lambda f: [f"--out {f['a_file']} is a file"]),
+    ("export into the experiment", lambda f, d: ["export", "taken", "--storage",
+                                                 str(f["storage"]), "--out",
+                                                 str(f["storage"] / "taken" / "models")],
+     lambda f: ["is inside the experiment folder"]),
+    ("spec cut short", lambda f, d: ["best", "cut", "--storage", str(f["storage"])],
+     lambda f: [str(f["storage"] / "cut" / "metatune_spec.json"), "is damaged", "--name"]),
+    ("spec deleted", lambda f, d: ["status", "nospec", "--storage", str(f["storage"])],
+     lambda f: [f"{f['storage'] / 'nospec'} holds an experiment's trials but no "
+                "metatune_spec.json", "run --name nospec"]),
+    ("npz with NaN", lambda f, d: ["run", "--data", d, *custom("i", "image", f["nan"])],
+     lambda f: [str(f["nan"]), "non-finite", "(4, 1, 2, 0)"]),
     ("warm start missing", lambda f, d: ["run", "--data", d, "--storage", str(f["storage"]),
                                          "--warm-start", "nope"],
      lambda f: ["--warm-start nope", "no experiment 'nope'"]),

@@ -73,7 +73,8 @@ def test_signing_layer_signs_tune_state_and_verify_catches_changes(tmp_path, mon
     """The signing filesystem on a plain local folder: Tune's state files get sidecars as they
     are written (and moved), others do not, and verify refuses a changed or unsigned one."""
 
-    monkeypatch.setenv("METATUNE_SIGNING_KEY", str(tmp_path / "key"))
+    monkeypatch.delenv("METATUNE_SIGNING_KEY")
+    monkeypatch.setenv("HOME", str(tmp_path))  # the default key, made on first use
     fs = signing.signing(pafs.LocalFileSystem())
     exp = str(tmp_path / "exp")
     fs.create_dir(f"{exp}/trial_1", recursive=True)
@@ -82,7 +83,7 @@ def test_signing_layer_signs_tune_state_and_verify_catches_changes(tmp_path, mon
         with fs.open_output_stream(f"{exp}/{name}") as f:
             f.write(data)
     fs.move(f"{exp}/tmp-state", f"{exp}/experiment_state-1.json")  # renamed into a state file
-    assert oct((tmp_path / "key").stat().st_mode & 0o777) == "0o600"
+    assert oct((tmp_path / ".config/metatune/signing.key").stat().st_mode & 0o777) == "0o600"
     assert (tmp_path / "exp" / "tuner.pkl.metatune-sig").is_file()
     assert (tmp_path / "exp" / "experiment_state-1.json.metatune-sig").is_file()
     assert not (tmp_path / "exp" / "trial_1" / "result.json.metatune-sig").exists()
@@ -97,3 +98,12 @@ def test_signing_layer_signs_tune_state_and_verify_catches_changes(tmp_path, mon
     with pytest.raises(signing.UnsignedState, match="params.pkl does not match its signature"):
         signing.verify(fs, exp)
     assert signing.sign_existing(fs, exp) == 3 and signing.verify(fs, exp) == 3
+
+
+def test_a_named_key_that_does_not_exist_is_refused_not_made(tmp_path, monkeypatch):
+    """A mistyped METATUNE_SIGNING_KEY once made a new key silently, and every experiment signed
+    with the real one was then refused as tampered."""
+    monkeypatch.setenv("METATUNE_SIGNING_KEY", str(tmp_path / "typo.key"))
+    with pytest.raises(ValueError, match=r"METATUNE_SIGNING_KEY=.*typo.key: no such key file"):
+        signing.load_key()
+    assert not (tmp_path / "typo.key").exists()
