@@ -200,6 +200,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{args.name}: {len(exp.rows)} trials at {exp.path}")
         summary = summarise(exp.spec, exp.rows, None)
         print(text_leaderboard(summary))
+        if exp.interrupted:
+            print(f"warning: {exp.interrupted}", file=sys.stderr)
         _warn_damaged(summary)
         return 0
     found = validated(experiment.list_local, args.storage)
@@ -209,8 +211,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     for exp in found:
         best = best_row(exp.rows)
         score = f"{best.metrics[objective.META_SCORE]:.4f}" if best else "–"
-        print(f"{exp.spec.experiment:<28} "
-              f"{'finished' if exp.finished else 'running/unfinished':<19} "
+        state = "interrupted" if exp.interrupted else \
+            "finished" if exp.finished else "running/unfinished"
+        print(f"{exp.spec.experiment:<28} {state:<19} "
               f"{len(exp.rows):>3} trials  best meta-score {score}")
     return 0
 
@@ -235,6 +238,8 @@ def cmd_best(args: argparse.Namespace) -> int:
         return 0
     print_best(summary)
     print(f"  checkpoint: {summary.best['checkpoint']}")
+    if exp.interrupted:
+        print(f"warning: {exp.interrupted}; these figures are provisional", file=sys.stderr)
     return 0
 
 

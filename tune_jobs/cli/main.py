@@ -1,6 +1,7 @@
 """The ``metatune`` command line: parse, validate, hand over. No search logic lives here.
 
-Exit codes: 0 success, 2 bad input (nothing was started), 1 a failed search or command.
+Exit codes: 0 success, 2 bad input (nothing was started), 1 a failed search or command, 130 / 143
+a search stopped by Ctrl-C / SIGTERM (its state saved: `metatune resume` continues it).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import traceback
 from trainables.data.splits import DataError
 from tune_jobs.cli import commands, data
 from tune_jobs.run.pipeline import BadInput, SearchFailed
+from tune_jobs.run.stops import Interrupted
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it; SIGTERM gives 143
 
 
 def _environment_defaults() -> None:
@@ -53,9 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exception(exc.__cause__ or exc, file=sys.stderr)
         print(f"metatune: the search failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except Interrupted as exc:  # the search stopped in order on SIGINT / SIGTERM
+        print(f"metatune: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
-        print("metatune: interrupted; `metatune resume` continues the experiment", file=sys.stderr)
-        return EXIT_FAILED
+        print("metatune: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `metatune … | head` closed the pipe: not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK

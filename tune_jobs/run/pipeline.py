@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -24,10 +25,11 @@ from tune_jobs.report.analysis import best_row
 from tune_jobs.report.html import write_report
 from tune_jobs.report.summary import Summary, summarise
 from tune_jobs.run import prepare, search, warm_start
+from tune_jobs.run.stops import Interrupted, StopSignals
 from tune_jobs.spec.search_spec import SearchSpec
 from tune_jobs.store import experiment, tune_storage, uri
 from tune_jobs.store.experiment import Experiment
-from tune_jobs.store.rows import FinalEval, TrialRow
+from tune_jobs.store.rows import FinalEval, StopReason, TrialRow
 
 PHASES = ("ray_start", "prepare", "search", "final_eval", "report")
 
@@ -181,9 +183,40 @@ def run(spec: SearchSpec, *, address: str | None = None, trust_unsigned: bool = 
             print(f"  {line}")
         data_used = data_origins(spec.trial_settings())  # read already: the loaders' caches
         print(f"results and checkpoints: {path}")
+    stops = StopSignals()
+    with stops.installed():
+        try:
+            baselines = _through_the_search(spec, stops, timings, address, connected, resume,
+                                            trust_unsigned, prepared, data_used, points,
+                                            origins, callbacks)
+            if stops.signum is not None:  # Tune stopped gracefully and saved its state
+                raise KeyboardInterrupt
+            exp = Experiment(spec, path)
+            bad = _bad_data()
+            if bad or not final:
+                return SearchResult(exp, None, None, timings, baselines, bad)
+            with _timed(timings, "final_eval"):
+                evaluation = searching(final_evaluation, exp)
+            with _timed(timings, "report"):
+                summary = searching(report, exp, evaluation)
+        except KeyboardInterrupt:  # before the trials, or after them: at once
+            raise _interrupted(spec, stops.signum or signal.SIGINT,
+                               resume or stops.fit_started) from None
+    return SearchResult(exp, summary, evaluation, timings, baselines, bad)
+
+
+def _through_the_search(spec: SearchSpec, stops: StopSignals, timings: dict[str, float],
+                        address: str | None, connected: bool | None, resume: bool,
+                        trust_unsigned: bool, prepared: bool, data_used: dict[str, Any] | None,
+                        points: list[dict[str, Any]] | None,
+                        origins: list[dict[str, Any]] | None,
+                        callbacks: list[Any] | None) -> dict[str, Baseline]:
+    """Ray, the storage and its signature check, the preparation phase and the Tuner."""
+    path = experiment.path_of(spec)
     if connected is None:
         with _timed(timings, "ray_start"):
             connected = init_ray(address)
+        stops.take()  # ray.init installed its own SIGTERM handler
     _check_fits(spec, connected)
     storage = validated(tune_storage.storage_filesystem, spec, connected)
     validated(tune_storage.check_signatures, spec, storage, trust_unsigned)
@@ -201,18 +234,23 @@ def run(spec: SearchSpec, *, address: str | None = None, trust_unsigned: bool = 
         print(f"warm start: {len(points or [])} configuration(s) from "
               f"{', '.join(sorted({o['experiment'] for o in origins}))} are evaluated first"
               + (" in the box they span" if spec.warm_start.space == "box" else ""))
-    with _timed(timings, "search"):
+    with _timed(timings, "search"), stops.fitting():
         searching(search.run_search, spec, storage, callbacks=callbacks, resume=resume,
                   points=points)
-    exp = Experiment(spec, path)
-    bad = _bad_data()
-    if bad or not final:
-        return SearchResult(exp, None, None, timings, baselines, bad)
-    with _timed(timings, "final_eval"):
-        evaluation = searching(final_evaluation, exp)
-    with _timed(timings, "report"):
-        summary = searching(report, exp, evaluation)
-    return SearchResult(exp, summary, evaluation, timings, baselines, bad)
+    return baselines
+
+
+def _interrupted(spec: SearchSpec, signum: int, started: bool) -> Interrupted:
+    """The stop, recorded in the experiment folder (``status`` and ``best`` show it) when the
+    search had started, so that nothing reads it as finished."""
+    if not started:
+        return Interrupted(signum, spec.experiment, None, spec.num_samples)
+    rows = Experiment(spec, experiment.path_of(spec)).rows
+    done = sum(1 for r in rows if r.stop in (StopReason.COMPLETED, StopReason.STOPPED,
+                                             StopReason.ERROR))
+    stop = Interrupted(signum, spec.experiment, done, spec.num_samples)
+    experiment.mark_interrupted(spec, str(stop))
+    return stop
 
 
 def _check_fits(spec: SearchSpec, joined: bool) -> None:
@@ -263,4 +301,5 @@ def report(exp: Experiment, evaluation: FinalEval | None) -> Summary:
                         exp.transfers())
     write_report(exp.local, exp.spec, exp.rows, summary)
     uri.publish(exp.local, exp.path, experiment.REPORT_FILES)
+    experiment.clear_interrupted(exp.spec)  # finished: no longer provisional
     return summary

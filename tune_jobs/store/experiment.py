@@ -24,6 +24,7 @@ from tune_jobs.store.rows import FinalEval, TrialRow, load_rows
 SPEC_FILE = "metatune_spec.json"
 DATA_FILE = "task_data.json"  # which data each task used, written when the search starts
 SUMMARY_FILE = "summary.json"
+INTERRUPTED_FILE = "interrupted.json"  # written when a signal stopped the search, removed when it ends
 REPORT_FILES = [SUMMARY_FILE, "leaderboard.csv", "report.html", "plots"]
 
 
@@ -72,6 +73,18 @@ def save_spec(spec: SearchSpec) -> None:
     uri.write_json(f"{path_of(spec)}/{SPEC_FILE}", {**spec.to_dict(), "saved_at": time.time()})
 
 
+def mark_interrupted(spec: SearchSpec, message: str) -> None:
+    uri.write_json(f"{path_of(spec)}/{INTERRUPTED_FILE}", {"message": message, "at": time.time()})
+
+
+def clear_interrupted(spec: SearchSpec) -> None:
+    file = Path(uri.local_view(path_of(spec))) / INTERRUPTED_FILE
+    if not uri.is_uri(path_of(spec)):
+        file.unlink(missing_ok=True)
+    elif uri.is_file(f"{path_of(spec)}/{INTERRUPTED_FILE}"):
+        uri.write_json(f"{path_of(spec)}/{INTERRUPTED_FILE}", {})
+
+
 def save_task_data(spec: SearchSpec, origins: dict[str, Any]) -> None:
     uri.write_json(f"{path_of(spec)}/{DATA_FILE}", origins)
 
@@ -106,7 +119,14 @@ class Experiment:
 
     @property
     def finished(self) -> bool:
-        return (self.local / SUMMARY_FILE).is_file()
+        return (self.local / SUMMARY_FILE).is_file() and self.interrupted is None
+
+    @property
+    def interrupted(self) -> str | None:
+        """How a signal stopped the search, if it did and it has not been resumed to its end."""
+        file = self.local / INTERRUPTED_FILE
+        saved = json.loads(file.read_text()) if file.is_file() else None
+        return saved.get("message") if saved else None
 
     def final_eval(self) -> FinalEval | None:
         """The saved test evaluation of the winner, if the search got that far."""

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -120,3 +122,48 @@ def test_a_trial_killed_mid_unit_resumes_and_changes_nothing(ray_local, syn_dir,
     # … from its unit-1 checkpoint: the units go on where they were, none is reported twice
     assert history == [1, 2, 3], history
     assert _board(tmp_path / "chaos") == _board(tmp_path / "calm")
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_mid_search_stops_in_order_and_resume_finishes(sig, code, syn_dir, joined,
+                                                                tmp_path):
+    """Ctrl-C (or SIGTERM) while trials run: Tune saves its state, no final evaluation runs,
+    the exit code is the shell's, `status` says interrupted, and `resume` finishes it."""
+    from tests.factories import SMALL, cli
+
+    args = ["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "stop",
+            "--storage", str(tmp_path), "--num-samples", "3", "--set", "asha.max_t=3",
+            "--set", "asha.grace_period=3", "--set", "final_eval.seeds=1", *SMALL]
+    driver = subprocess.Popen([sys.executable, "-m", "tune_jobs.cli", *args], env=joined,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    exp = tmp_path / "stop"
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(driver.stdout), daemon=True)
+    reader.start()
+    deadline = time.time() + 300
+    while time.time() < deadline:  # the first unit reported: its leaderboard line printed
+        if any(line.startswith("[metatune] leaderboard") for line in list(lines)):
+            break
+        time.sleep(0.2)
+    else:
+        driver.kill()
+        pytest.fail("no trial reported")
+    driver.send_signal(sig)
+    err = driver.stderr.read()
+    driver.wait(180)
+    reader.join(30)
+    out = "".join(lines)
+    assert driver.returncode == code, out[-2000:] + err[-2000:]
+    assert re.search(r"metatune: interrupted \(SIG(INT|TERM)\): \d of 3 trials done; "
+                     r"`metatune resume stop` continues it", err), err[-2000:]
+    assert "re-training the winner" not in out and "best meta-configuration" not in out
+    assert not (exp / "summary.json").exists()
+    status = cli(["status", "--storage", str(tmp_path)], joined)
+    assert re.search(r"^stop\s+interrupted", status.stdout, re.M), status.stdout
+    resumed = cli(["resume", "stop", "--storage", str(tmp_path)], joined)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    summary = json.loads((exp / "summary.json").read_text())
+    assert summary["trials_by_outcome"] == {"completed": 3}, summary["trials_by_outcome"]
+    assert not (exp / "interrupted.json").exists()
+    status = cli(["status", "--storage", str(tmp_path)], joined)
+    assert re.search(r"^stop\s+finished", status.stdout, re.M), status.stdout
