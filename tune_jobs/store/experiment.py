@@ -124,35 +124,55 @@ class Experiment:
     @property
     def interrupted(self) -> str | None:
         """How a signal stopped the search, if it did and it has not been resumed to its end."""
-        file = self.local / INTERRUPTED_FILE
-        saved = json.loads(file.read_text()) if file.is_file() else None
+        saved = _derived(self.local / INTERRUPTED_FILE, "it is taken as not interrupted")
         return saved.get("message") if saved else None
 
     def final_eval(self) -> FinalEval | None:
         """The saved test evaluation of the winner, if the search got that far."""
-        summary = self.local / SUMMARY_FILE
-        saved = json.loads(summary.read_text()).get("final_eval") if summary.is_file() else None
-        return FinalEval.from_dict(saved) if saved else None
+        saved = (_derived(self.local / SUMMARY_FILE, "the winner's test evaluation is lost: "
+                          "`metatune resume` runs it again") or {}).get("final_eval")
+        try:
+            return FinalEval.from_dict(saved) if saved else None
+        except (KeyError, TypeError) as exc:
+            print(f"warning: {self.local / SUMMARY_FILE}: its final_eval is incomplete "
+                  f"({exc!r}); `metatune resume` runs the test evaluation again",
+                  file=sys.stderr)
+            return None
 
     def task_data(self) -> dict[str, Any] | None:
         """Which data each task used (None for an experiment started before this was kept)."""
-        file = self.local / DATA_FILE
-        return json.loads(file.read_text()) if file.is_file() else None
+        return _derived(self.local / DATA_FILE, "the report goes without each task's data "
+                        "and baseline")
 
     def warm_origins(self) -> list[dict[str, Any]]:
         """The earlier searches' configurations this one started from (empty: a cold start)."""
-        file = self.local / "warm_start.json"
-        return json.loads(file.read_text()) if file.is_file() else []
+        return _derived(self.local / "warm_start.json", "the report goes without the warm "
+                        "start's origins") or []
 
     def transfers(self) -> list[dict[str, Any]]:
         """Results of `metatune transfer` to unseen tasks, by task."""
-        return [json.loads(f.read_text()) for f in sorted(self.local.glob("transfer-*.json"))]
+        found = (_derived(f, "the report goes without it")
+                 for f in sorted(self.local.glob("transfer-*.json")))
+        return [t for t in found if t is not None]
 
     def where(self, local_path: str) -> str:
         """A path inside the local view, named where it really lives (the URI, if remote)."""
         if not uri.is_uri(self.path):
             return local_path
         return self.path.rstrip("/") + "/" + str(Path(local_path).relative_to(self.local))
+
+
+def _derived(file: Path, loss: str) -> Any | None:
+    """A JSON file of the experiment that the trial results do not hold (None if missing). An
+    unreadable one (cut short by a crash or a full disk) is one warning, not a traceback: the
+    report is rebuilt from the trials without it."""
+    if not file.is_file():
+        return None
+    try:
+        return json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        print(f"warning: {file} is unreadable ({exc}); {loss}", file=sys.stderr)
+        return None
 
 
 def load(name: str, given_storage: str | None) -> Experiment:

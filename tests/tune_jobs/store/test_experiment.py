@@ -48,6 +48,20 @@ def test_old_experiment_reads_in_status_best_and_report(legacy, capsys):
     assert summary["best"]["trial_id"] == best["best"]["trial_id"]
 
 
+def test_a_cut_short_summary_is_one_warning_and_report_rebuilds_it(legacy, capsys):
+    """A crash or a full disk can leave summary.json cut short: best and report say so once
+    and rebuild from the trial results (the test evaluation it held is lost: resume reruns it)."""
+    summary = legacy / "legacy" / "summary.json"
+    summary.write_text(summary.read_text()[:300])
+    assert main(["best", "legacy", "--storage", str(legacy), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["final_eval"] is None
+    assert err.count("summary.json is unreadable") == 1 and "resume" in err
+    assert "Traceback" not in err
+    assert main(["report", "legacy", "--storage", str(legacy)]) == 0
+    assert json.loads(summary.read_text())["num_trials"] == 2  # whole again
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_old_experiment_resumes(legacy, joined):
