@@ -136,8 +136,9 @@ def unfit_resources(spec: SearchSpec, nodes: list[dict[str, Any]]) -> str | None
     them forever ("No available node types can fulfill resource request").
     """
     alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
-    if spec.task_bundles():
-        bundles = dict(zip((f"task_resources.{t}" for t in spec.tasks), spec.task_bundles(),
+    task_bundles = spec.task_bundles()
+    if task_bundles:
+        bundles = dict(zip((f"task_resources.{t}" for t in spec.tasks), task_bundles,
                            strict=True))
     else:
         bundles = {"resources": spec.resources.to_ray()}

@@ -78,11 +78,11 @@ def mark_interrupted(spec: SearchSpec, message: str) -> None:
 
 
 def clear_interrupted(spec: SearchSpec) -> None:
-    file = Path(uri.local_view(path_of(spec))) / INTERRUPTED_FILE
-    if not uri.is_uri(path_of(spec)):
-        file.unlink(missing_ok=True)
-    elif uri.is_file(f"{path_of(spec)}/{INTERRUPTED_FILE}"):
-        uri.write_json(f"{path_of(spec)}/{INTERRUPTED_FILE}", {})
+    file = f"{path_of(spec)}/{INTERRUPTED_FILE}"
+    if not uri.is_uri(file):
+        Path(file).unlink(missing_ok=True)
+    elif uri.is_file(file):  # an object store: an empty mark reads as "not interrupted"
+        uri.write_json(file, {})
 
 
 def save_task_data(spec: SearchSpec, origins: dict[str, Any]) -> None:
