@@ -200,8 +200,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{args.name}: {len(exp.rows)} trials at {exp.path}")
         summary = summarise(exp.spec, exp.rows, None)
         print(text_leaderboard(summary))
-        if exp.interrupted:
-            print(f"warning: {exp.interrupted}", file=sys.stderr)
+        if provisional := exp.provisional:
+            print(f"warning: {provisional}", file=sys.stderr)
         _warn_damaged(summary)
         return 0
     found = validated(experiment.list_local, args.storage)
@@ -211,8 +211,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for exp in found:
         best = best_row(exp.rows)
         score = f"{best.metrics[objective.META_SCORE]:.4f}" if best else "–"
-        state = "interrupted" if exp.interrupted else \
-            "finished" if exp.finished else "running/unfinished"
+        state = ("running" if exp.running else "interrupted" if exp.interrupted else
+                 "finished" if exp.finished else "unfinished")
         print(f"{exp.spec.experiment:<28} {state:<19} "
               f"{len(exp.rows):>3} trials  best meta-score {score}")
     return 0
@@ -238,14 +238,16 @@ def cmd_best(args: argparse.Namespace) -> int:
         return 0
     print_best(summary)
     print(f"  checkpoint: {summary.best['checkpoint']}")
-    if exp.interrupted:
-        print(f"warning: {exp.interrupted}; these figures are provisional", file=sys.stderr)
+    if provisional := exp.provisional:
+        print(f"warning: {provisional}", file=sys.stderr)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     exp = validated(experiment.load, args.name, args.storage)
     summary = pipeline.report(exp, exp.final_eval())
+    if summary.provisional:
+        print(f"warning: {summary.provisional}", file=sys.stderr)
     _warn_damaged(summary)
     print(f"report: {exp.path}/report.html\nsummary: {exp.path}/{experiment.SUMMARY_FILE}\n"
           f"leaderboard: {exp.path}/leaderboard.csv")

@@ -73,6 +73,7 @@ def render_html(summary: Summary, images: dict[str, Path]) -> str:
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>Metatune report: {html.escape(summary.experiment)}</title><style>{style}</style></head><body>
 <h1>Metatune: {html.escape(summary.experiment)}</h1>
+{_provisional(summary)}
 {_data_line(summary)}
 <p>Trials: {summary.num_trials} ({outcomes}).</p>
 {_collapsed(summary)}
@@ -225,6 +226,12 @@ def _damaged(summary: Summary) -> str:
     return ('<h3 style="color:#b00">Damaged checkpoints</h3><p>These failed their checksums and '
             "are never restored or exported." + (f" {html.escape(note)}" if note else "") + "</p>"
             + _table(items, ["trial_id", "path", "meta_score", "problem"]))
+
+
+def _provisional(summary: Summary) -> str:
+    if not summary.provisional:
+        return ""
+    return f'<p class="warn">Provisional: {html.escape(summary.provisional)}.</p>'
 
 
 def write_report(exp_dir: str | Path, spec: SearchSpec, rows: list[TrialRow],

@@ -57,6 +57,7 @@ class Summary:
     checkpoint_fallback: str | None
     transfers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     best: dict[str, Any] | None = None
+    provisional: str | None = None  # why the figures are not final (still running, interrupted)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of summary.json (no ``best`` key before a trial has reported)."""

@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from trainables.baseline import Baseline
@@ -173,11 +173,38 @@ def run(spec: SearchSpec, *, address: str | None = None, trust_unsigned: bool = 
     it joined a cluster), and ``prepared`` when it has run the preparation phase for these
     tasks already.
     """
+    if not resume:
+        validated(experiment.check_same, spec)
+    with _one_writer(spec):
+        return _run(spec, address, trust_unsigned, resume, points, origins, callbacks, final,
+                    connected, prepared)
+
+
+@contextmanager
+def _one_writer(spec: SearchSpec) -> Iterator[None]:
+    """The experiment's writer lock for the whole run (a second writer: exit 2)."""
+    from tune_jobs.store import writer_lock
+
+    with ExitStack() as stack:
+        try:
+            stale = stack.enter_context(writer_lock.writing(experiment.path_of(spec),
+                                                            spec.experiment))
+        except (writer_lock.ExperimentBusy, OSError) as exc:
+            raise BadInput(str(exc)) from exc
+        if stale is not None:
+            print(f"the previous search of {spec.experiment} ({stale}) is no longer running: "
+                  "taking its place")
+        yield
+
+
+def _run(spec: SearchSpec, address: str | None, trust_unsigned: bool, resume: bool,
+         points: list[dict[str, Any]] | None, origins: list[dict[str, Any]] | None,
+         callbacks: list[Any] | None, final: bool, connected: bool | None,
+         prepared: bool) -> SearchResult:
     timings: dict[str, float] = {}
     path = experiment.path_of(spec)
     data_used = None
     if not resume:
-        validated(experiment.check_same, spec)
         print(f"experiment {spec.experiment}: {spec.num_samples} trials on "
               f"{', '.join(spec.tasks)} with {spec.data_kind} data from {spec.data_dir}")
         for line in validated(check_data, spec.trial_settings(), spec.data == "real"):
@@ -199,7 +226,7 @@ def run(spec: SearchSpec, *, address: str | None = None, trust_unsigned: bool = 
             with _timed(timings, "final_eval"):
                 evaluation = searching(final_evaluation, exp)
             with _timed(timings, "report"):
-                summary = searching(report, exp, evaluation)
+                summary = searching(report, exp, evaluation, finished=True)
         except KeyboardInterrupt:  # before the trials, or after them: at once
             raise _interrupted(spec, stops.signum or signal.SIGINT,
                                resume or stops.fit_started) from None
@@ -296,11 +323,17 @@ def final_evaluation(exp: Experiment) -> FinalEval | None:
     return evaluation
 
 
-def report(exp: Experiment, evaluation: FinalEval | None) -> Summary:
-    """Write the report files (published to a URI storage too); returns the summary."""
+def report(exp: Experiment, evaluation: FinalEval | None, finished: bool = False) -> Summary:
+    """Write the report files (published to a URI storage too); returns the summary.
+
+    ``finished``: the search that wrote ``exp`` has just ended. Otherwise (``metatune report``)
+    a search still running or one that was interrupted makes the figures provisional.
+    """
     summary = summarise(exp.spec, exp.rows, evaluation, exp.task_data(), exp.warm_origins(),
                         exp.transfers())
+    summary.provisional = None if finished else exp.provisional
     write_report(exp.local, exp.spec, exp.rows, summary)
     uri.publish(exp.local, exp.path, experiment.REPORT_FILES)
-    experiment.clear_interrupted(exp.spec)  # finished: no longer provisional
+    if finished:
+        experiment.clear_interrupted(exp.spec)
     return summary

@@ -119,7 +119,26 @@ class Experiment:
 
     @property
     def finished(self) -> bool:
-        return (self.local / SUMMARY_FILE).is_file() and self.interrupted is None
+        if self.provisional is not None or not (self.local / SUMMARY_FILE).is_file():
+            return False
+        return not (_derived(self.local / SUMMARY_FILE, "") or {}).get("provisional")
+
+    @property
+    def running(self) -> str | None:
+        """The live search writing this experiment now (host, pid, since), if one is."""
+        from tune_jobs.store.writer_lock import writer
+
+        holder = writer(self.path)
+        return None if holder is None else str(holder)
+
+    @property
+    def provisional(self) -> str | None:
+        """Why what this experiment shows is not final yet: still running, or interrupted."""
+        if (holder := self.running) is not None:
+            return f"the search is still running ({holder}); these figures are provisional"
+        if (stopped := self.interrupted) is not None:
+            return f"{stopped}; these figures are provisional"
+        return None
 
     @property
     def interrupted(self) -> str | None:

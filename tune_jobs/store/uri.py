@@ -7,6 +7,7 @@ local, else a mirror in the cache, with the report files published back to the U
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -36,23 +37,38 @@ def is_file(path: str) -> bool:
     return fs.get_file_info(p).type == pafs.FileType.File
 
 
-def read_json(path: str) -> Any | None:
+def read_text(path: str) -> str | None:
+    """The file's text, or None when there is no such file."""
     if not is_file(path):
         return None
     fs, p = _fs(path)
     with fs.open_input_stream(p) as f:
-        return json.loads(f.read().decode())
+        return f.read().decode()
+
+
+def read_json(path: str) -> Any | None:
+    text = read_text(path)
+    return None if text is None else json.loads(text)
+
+
+def write_text(path: str, text: str) -> None:
+    """Write a file whole or not at all: temp + rename on local disks, one object on object
+    stores. A full disk leaves the old file as it was."""
+    fs, p = _fs(path)
+    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
+    tmp = p + ".tmp"
+    try:
+        with fs.open_output_stream(tmp) as f:
+            f.write(text.encode())
+        fs.move(tmp, p)
+    except OSError:
+        with contextlib.suppress(OSError):
+            fs.delete_file(tmp)
+        raise
 
 
 def write_json(path: str, data: Any) -> None:
-    """Write JSON atomically on local disks (temp + rename); as one object on object stores."""
-    fs, p = _fs(path)
-    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
-    blob = json.dumps(data, indent=1, default=str).encode()
-    tmp = p + ".tmp"
-    with fs.open_output_stream(tmp) as f:
-        f.write(blob)
-    fs.move(tmp, p)
+    write_text(path, json.dumps(data, indent=1, default=str))
 
 
 def local_view(exp: str) -> Path:

@@ -4,11 +4,14 @@ seconds; `test_e2e` covers the same entry point as separate processes."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -26,7 +29,7 @@ class _Evil:
 
 
 @pytest.fixture(scope="module")
-def files(syn_dir, tmp_path_factory):
+def files(syn_dir, tmp_path_factory, request):
     """Broken data sets and files, each in the real on-disk format with one thing wrong."""
     root = tmp_path_factory.mktemp("bad")
     f: dict[str, Path] = {}
@@ -111,6 +114,14 @@ def files(syn_dir, tmp_path_factory):
     (storage / "cut" / experiment.SPEC_FILE).write_text(spec_text[: len(spec_text) // 2])
     (storage / "nospec").mkdir()
     (storage / "nospec" / "tuner.pkl").write_bytes(b"tune's state")
+    experiment.save_spec(dataclasses.replace(spec, name="busy"))
+    holder = subprocess.Popen(  # another search, writing "busy" for as long as the module runs
+        [sys.executable, "-c", "import sys, time\nfrom tune_jobs.store.writer_lock import "
+         "writing\nwith writing(sys.argv[1], 'busy'):\n    print('held', flush=True)\n"
+         "    time.sleep(3600)", str(storage / "busy")], stdout=subprocess.PIPE, text=True)
+    request.addfinalizer(holder.kill)
+    assert holder.stdout.readline().strip() == "held"
+    f["busy_pid"] = holder.pid
     f["full"] = root / "full"
     f["full"].mkdir()
     (f["full"] / "keep.txt").write_text("mine")
@@ -248,6 +259,9 @@ CASES = [
      lambda f: ["warm_start.space='sphere'"]),
     ("set reference", lambda f, d: ["run", "--set", "task_options.newsgroups.reference=best"],
      lambda f: ["newsgroups.reference='best'"]),
+    ("experiment being written", lambda f, d: ["resume", "busy", "--storage", str(f["storage"])],
+     lambda f: ["experiment 'busy' is being written by another metatune search",
+                f"pid {f['busy_pid']} on "]),
     ("preset unknown", lambda f, d: ["run", "--preset", "huge"], lambda f: ["--preset 'huge'"]),
 ]
 

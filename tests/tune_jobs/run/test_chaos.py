@@ -128,7 +128,8 @@ def test_a_trial_killed_mid_unit_resumes_and_changes_nothing(ray_local, syn_dir,
 def test_a_signal_mid_search_stops_in_order_and_resume_finishes(sig, code, syn_dir, joined,
                                                                 tmp_path):
     """Ctrl-C (or SIGTERM) while trials run: Tune saves its state, no final evaluation runs,
-    the exit code is the shell's, `status` says interrupted, and `resume` finishes it."""
+    the exit code is the shell's, `status` says interrupted, and `resume` finishes it. While it
+    runs, a second driver of the same experiment is refused, and `status`/`best` say it runs."""
     from tests.factories import SMALL, cli
 
     args = ["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "stop",
@@ -160,8 +161,21 @@ def test_a_signal_mid_search_stops_in_order_and_resume_finishes(sig, code, syn_d
     assert not (exp / "summary.json").exists()
     status = cli(["status", "--storage", str(tmp_path)], joined)
     assert re.search(r"^stop\s+interrupted", status.stdout, re.M), status.stdout
-    resumed = cli(["resume", "stop", "--storage", str(tmp_path)], joined)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    resumed = subprocess.Popen([sys.executable, "-m", "tune_jobs.cli", "resume", "stop",
+                                "--storage", str(tmp_path)], env=joined, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    if sig == signal.SIGINT:  # meanwhile: one writer, and the readers say that it runs
+        assert resumed.stdout.readline().startswith("Ray: ")  # it holds the experiment
+        second = cli(args, joined)
+        assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
+        assert f"experiment 'stop' is being written by another metatune search (pid " \
+               f"{resumed.pid} on " in second.stderr, second.stderr[-2000:]
+        status = cli(["status", "--storage", str(tmp_path)], joined)
+        assert re.search(r"^stop\s+running", status.stdout, re.M), status.stdout
+        best = cli(["best", "stop", "--storage", str(tmp_path)], joined)
+        assert "the search is still running" in best.stderr, best.stderr[-2000:]
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, out[-3000:] + err[-3000:]
     summary = json.loads((exp / "summary.json").read_text())
     assert summary["trials_by_outcome"] == {"completed": 3}, summary["trials_by_outcome"]
     assert not (exp / "interrupted.json").exists()
