@@ -13,6 +13,7 @@ Loading a checkpoint to use its tensors always hashes in full.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -40,6 +41,35 @@ def _sha256(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+# Writes to the storage that failed as their file was closed, in this process, oldest first.
+# pyarrow's ``copy_files`` (with which Tune uploads checkpoints and trial files) does not raise
+# what a stream raises on close: the file is then missing (never partial, see
+# tune_jobs.store.signing), and the trainable asks here after each checkpoint it reports.
+FAILED_WRITES: list[Exception] = []
+
+
+def take_failed_writes() -> list[Exception]:
+    """The writes that failed on close since the last call (and forget them)."""
+    failed = FAILED_WRITES[:]
+    del FAILED_WRITES[:len(failed)]
+    return failed
+
+
+class DiskFull(OSError):
+    """No space was left where a checkpoint was being written: the message names the place and
+    the bytes that did not fit. The search stops at once (a retry would fail the same way)."""
+
+    @classmethod
+    def of(cls, exc: OSError, folder: str | Path) -> DiskFull | None:
+        """A full disk in ``exc``, said as one line, or None when ``exc`` is something else."""
+        if exc.errno != errno.ENOSPC and "No space left on device" not in str(exc):
+            return None
+        size = sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
+        where = exc.filename or "the storage"
+        return cls(f"disk full at {where} (needed about {size / 2**20:.1f} MiB for this "
+                   "checkpoint)")
 
 
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> Path:

@@ -16,7 +16,7 @@ import ray
 import torch
 from ray import tune
 
-from trainables.checkpoint import CheckpointError
+from trainables.checkpoint import CheckpointError, DiskFull, take_failed_writes
 from trainables.config import MetaConfig, TaskSpec, TrialSettings
 from trainables.meta import MetaTrial, TaskRunner, assemble, read_trial, write_trial
 
@@ -108,7 +108,7 @@ def restore(trial: Any, checkpoint: tune.Checkpoint) -> None:
     """Continue from Tune's checkpoint; if it is damaged, from the newest intact one before it.
 
     Falling back is said aloud (the trial's log names both checkpoints and the unit it goes on
-    from); with none intact, the damaged checkpoint's own error stands.
+    from); with none intact, the trial starts over.
     """
     import pyarrow.fs as pafs
 
@@ -133,7 +133,10 @@ def restore(trial: Any, checkpoint: tune.Checkpoint) -> None:
         print(f"warning: checkpoint {path} is damaged ({damaged}); going on from the previous "
               f"intact checkpoint {other} at unit {trial.units}", file=sys.stderr, flush=True)
         return
-    raise damaged
+    # Nothing intact to go on from (the first checkpoint was cut short by a full disk, say):
+    # the trial starts over; its units are trained again and reported again.
+    print(f"warning: checkpoint {path} is damaged ({damaged}) and no earlier one is intact; "
+          "the trial starts over from unit 0", file=sys.stderr, flush=True)
 
 
 def meta_trainable(config: dict[str, Any], settings: TrialSettings,
@@ -169,10 +172,24 @@ def meta_trainable(config: dict[str, Any], settings: TrialSettings,
                 trial.save(tmp)
                 report["time/save_s"] = time.perf_counter() - begun
                 begun = time.perf_counter()
-                tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
+                _report_checkpoint(report, tmp)
         else:
             tune.report(report)
         timing["time/report_s"] = time.perf_counter() - begun
+
+
+def _report_checkpoint(report: dict[str, Any], folder: str) -> None:
+    """``tune.report`` with the checkpoint in ``folder``; a write that failed on the way (a full
+    disk: one line naming where, :class:`DiskFull`) fails the trial instead of passing."""
+    try:
+        tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
+        failed = take_failed_writes()  # what pyarrow did not raise
+        if failed:
+            raise failed[0]
+    except OSError as exc:
+        if (full := DiskFull.of(exc, folder)) is None:
+            raise
+        raise full from None
 
 
 def prepare_shared(spec: TaskSpec, settings: TrialSettings) -> dict[str, Any]:
@@ -184,9 +201,12 @@ def prepare_shared(spec: TaskSpec, settings: TrialSettings) -> dict[str, Any]:
 
     started = time.perf_counter()
     device = prepare_process(settings)
-    build_task(spec, MetaConfig(), settings, device)
+    task, _ = build_task(spec, MetaConfig(), settings, device)
+    params = sum(p.numel() * p.element_size() for p in task.learner.model.parameters())
     return {"task": spec.name, "seconds": time.perf_counter() - started, "device": device,
-            "node_id": _node_id(), "baseline": task_baseline(spec, settings)}
+            "node_id": _node_id(), "baseline": task_baseline(spec, settings),
+            # a checkpoint at most: every weight trained, with Adam's two moments
+            "checkpoint_bytes": 3 * params}
 
 
 def prepare(settings: TrialSettings, resources: list[dict[str, float]]) -> Any:

@@ -299,7 +299,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     for line in validated(check_data, spec.trial_settings(), spec.data == "real"):
         print(f"  {line}")
     connected = pipeline.init_ray(args.address)
-    baselines = searching(validated, prepare.prepare, spec)
+    baselines = searching(validated, prepare.prepare, spec).baselines
     short = (transfer.short_search_winner(spec, args.search_budget, connected)
              if args.search_budget else None)
     result = searching(transfer.evaluate, exp, spec, args.top_k, baselines[args.task], short)

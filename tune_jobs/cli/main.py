@@ -13,7 +13,7 @@ import traceback
 
 from trainables.data.splits import DataError
 from tune_jobs.cli import commands, data
-from tune_jobs.run.pipeline import BadInput, SearchFailed
+from tune_jobs.run.pipeline import BadInput, DiskFull, SearchFailed
 from tune_jobs.run.stops import Interrupted
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     except (BadInput, DataError) as exc:
         print(f"metatune: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except DiskFull as exc:  # one line: where, and what to do
+        print(f"metatune: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except SearchFailed as exc:
         traceback.print_exception(exc.__cause__ or exc, file=sys.stderr)
         print(f"metatune: the search failed: {exc}", file=sys.stderr)

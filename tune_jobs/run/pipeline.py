@@ -11,6 +11,7 @@ preparation phase → the Tuner → the final test evaluation → the report. Ba
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import signal
 import sys
@@ -42,6 +43,10 @@ class SearchFailed(RuntimeError):
     """The search, its evaluation or its report failed after it started (exit code 1)."""
 
 
+class DiskFull(SearchFailed):
+    """The storage's disk filled up (exit code 1, said in one line: where, and what to do)."""
+
+
 def validated(fn: Callable[..., Any], *args: Any) -> Any:
     """Run a step whose ValueError/OSError means bad input (exit 2)."""
     try:
@@ -56,6 +61,11 @@ def searching(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
     except (BadInput, KeyboardInterrupt):
         raise
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise DiskFull(f"disk full at {exc.filename or 'the storage'}: {exc.strerror}. "
+                           "Free space there and run the command again") from exc
+        raise SearchFailed(f"{type(exc).__name__}: {exc}") from exc
     except Exception as exc:
         raise SearchFailed(f"{type(exc).__name__}: {exc}") from exc
 
@@ -217,6 +227,7 @@ def _run(spec: SearchSpec, address: str | None, trust_unsigned: bool, resume: bo
             baselines = _through_the_search(spec, stops, timings, address, connected, resume,
                                             trust_unsigned, prepared, data_used, points,
                                             origins, callbacks)
+            _check_disk_full(spec)
             if stops.signum is not None:  # Tune stopped gracefully and saved its state
                 raise KeyboardInterrupt
             exp = Experiment(spec, path)
@@ -253,7 +264,10 @@ def _through_the_search(spec: SearchSpec, stops: StopSignals, timings: dict[str,
     baselines: dict[str, Baseline] = {}
     if not prepared:
         with _timed(timings, "prepare"):
-            baselines = searching(validated, prepare.prepare, spec)  # bad data: 2; a crash: 1
+            done = searching(validated, prepare.prepare, spec)  # bad data: 2; a crash: 1
+        baselines = done.baselines
+        if warning := prepare.check_disk_space(spec, done.checkpoint_bytes, path):
+            print(f"warning: {warning}", file=sys.stderr)
     if data_used is not None and baselines:
         experiment.save_task_data(spec, {t: {**data_used[t], "baseline": baselines[t].to_dict()}
                                          for t in spec.tasks})
@@ -292,6 +306,17 @@ def _check_fits(spec: SearchSpec, joined: bool) -> None:
     if problem:
         print(f"warning: {problem}; the trials wait until an autoscaler adds it",
               file=sys.stderr)
+
+
+def _check_disk_full(spec: SearchSpec) -> None:
+    """A trial found the storage's disk full: the search stopped there (no retry makes space).
+    Every file that did land is whole, so `resume` continues once there is space again."""
+    from tune_jobs.run.data_guard import DISK_FULL
+
+    if DISK_FULL:
+        first = next(iter(DISK_FULL.values()))
+        raise DiskFull(f"{first}. The search stopped there; free space, then `metatune resume "
+                       f"{spec.experiment}` continues from the last complete checkpoints")
 
 
 def _bad_data() -> dict[str, tuple[str, str]]:

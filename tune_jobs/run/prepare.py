@@ -1,28 +1,70 @@
-"""The preparation phase: every task's shared work built once, before any trial starts."""
+"""The preparation phase: every task's shared work built once, before any trial starts; and
+the disk space the search will need, checked against what its storage has free."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import shutil
+from pathlib import Path
+
 from trainables.baseline import Baseline
 from tune_jobs.spec.search_spec import SearchSpec
+from tune_jobs.store import uri
 
 
-def prepare(spec: SearchSpec) -> dict[str, Baseline]:
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """What the preparation phase found: each task's baseline, and a trial checkpoint's size at
+    most (every weight of every task trained, with Adam's two moments)."""
+
+    baselines: dict[str, Baseline]
+    checkpoint_bytes: int
+
+
+def prepare(spec: SearchSpec) -> Prepared:
     """The preparation phase, before any trial starts: every task's shared items (data,
     tokenizer and token arrays, source model, classical baseline) are built once, side by side
     as Ray tasks with the trials' resources, so that no trial slot waits on another's lock.
-    Prints each task as it is done; returns each task's baseline. Bad data raises the loader's
-    DataError (exit 2)."""
+    Prints each task as it is done. Bad data raises the loader's DataError (exit 2)."""
     from trainables.trainable import prepare as prepare_tasks
 
     resources = spec.task_bundles() or [spec.resources.to_ray()] * len(spec.tasks)
     print(f"preparing {len(spec.tasks)} task(s) before the trials: data, tokenizers, source "
           "models, classical baselines (once per cache; seconds when they are there) ...",
           flush=True)
-    baselines = {}
+    baselines, size = {}, 0
     for done in prepare_tasks(spec.trial_settings(), resources):
         b = baselines[done["task"]] = done["baseline"]
+        size += done["checkpoint_bytes"]
         print(f"  prepared {done['task']} in {done['seconds']:.1f} s on {done['device']}; "
               f"classical baseline: val_acc {b.val_acc:.4f}, test_acc "
               f"{b.test_acc if b.test_acc is not None else float('nan'):.4f} ({b.method})",
               flush=True)
-    return {t: baselines[t] for t in spec.tasks}
+    return Prepared({t: baselines[t] for t in spec.tasks}, size)
+
+
+def disk_need(spec: SearchSpec, checkpoint_bytes: int) -> tuple[int, str]:
+    """The bytes the search's checkpoints may take at most, and the product that gives them."""
+    per_trial = math.ceil(spec.asha.max_t / spec.checkpoint_every)
+    kept = min(spec.keep_checkpoints, per_trial)
+    need = checkpoint_bytes * kept * spec.num_samples
+    return need, (f"{checkpoint_bytes / 2**20:.1f} MiB per checkpoint × {kept} kept × "
+                  f"{spec.num_samples} trials")
+
+
+def check_disk_space(spec: SearchSpec, checkpoint_bytes: int, folder: str) -> str | None:
+    """A warning when the storage folder has less free space than the search may need."""
+    if uri.is_uri(folder):
+        return None  # an object store: no free-space figure to read
+    need, how = disk_need(spec, checkpoint_bytes)
+    existing = Path(folder)
+    while not existing.exists():
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if free >= need:
+        return None
+    return (f"{folder} has {free / 2**20:.0f} MiB free, and the search may write up to about "
+            f"{need / 2**20:.0f} MiB of checkpoints ({how}). Free space there, lower "
+            "keep_checkpoints, or pass another --storage")
+

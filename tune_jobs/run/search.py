@@ -54,11 +54,11 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list[Any] | None 
     :func:`tune_jobs.store.tune_storage.storage_filesystem`: always the signing layer)."""
     from ray import tune
 
-    from tune_jobs.run.data_guard import SEEN, DataErrorStop
+    from tune_jobs.run import data_guard
     from tune_jobs.run.trial_history import KeepHistory
 
-    SEEN.clear()  # a new search starts with no bad-data stop (a restored one: run_search)
-    guard = DataErrorStop()
+    data_guard.clear()  # a new search starts with no stop (a restored one: run_search)
+    guard = data_guard.DataErrorStop()
 
     tune_config = tune.TuneConfig(
         metric=objective.META_SCORE, mode="max", scheduler=build_scheduler(spec),
@@ -76,14 +76,6 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list[Any] | None 
         stop=guard, callbacks=[*(callbacks or []), guard, KeepHistory()], verbose=1)
     return tune.Tuner(build_trainable(spec), param_space=param_space(spec.space),
                       tune_config=tune_config, run_config=run_config)
-
-
-
-
-
-
-
-
 
 
 def run_search(spec: SearchSpec, storage: Storage, callbacks: list[Any] | None = None,
@@ -109,5 +101,5 @@ def run_search(spec: SearchSpec, storage: Storage, callbacks: list[Any] | None =
     experiment.save_spec(spec)
     from tune_jobs.run import data_guard
 
-    data_guard.SEEN.clear()  # the restored stopper shares it: only this run's stops count
+    data_guard.clear()  # the restored stopper shares them: only this run's stops count
     return tuner.fit()

@@ -98,13 +98,21 @@ def _statuses(exp: Path) -> dict[str, str]:
 
 
 def _history(path: Path) -> list[dict[str, Any]]:
-    rows = []
+    """A trial's results, one per unit, along the line it went on with: a trial restored from
+    an earlier checkpoint (the last one was cut short by a full disk, say) reports its units
+    again, and the later report of a unit replaces that unit and what came after it."""
+    rows: list[dict[str, Any]] = []
     if path.is_file():
         for line in path.read_text().splitlines():
             try:
-                rows.append(json.loads(line))
+                entry = json.loads(line)
             except json.JSONDecodeError:  # a line cut short by a crash: ignore it
                 continue
+            units = entry.get("units")
+            if isinstance(units, int):
+                rows = [r for r in rows if not isinstance(r.get("units"), int)
+                        or r["units"] < units]
+            rows.append(entry)
     return rows
 
 

@@ -12,6 +12,8 @@ allowed to read any of them; nothing is unpickled to check it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fnmatch
 import hashlib
 import hmac
@@ -24,6 +26,8 @@ from typing import Any
 
 import pyarrow
 import pyarrow.fs as pafs
+
+from trainables.checkpoint import FAILED_WRITES
 
 SUFFIX = ".metatune-sig"
 # The files Tune unpickles (some of them named .json); all are written by the driver.
@@ -101,19 +105,34 @@ def _digest(key: bytes, data: bytes) -> str:
     return hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
-class _SigningWriter:
-    """A write stream that hashes what passes through and writes the sidecar on close."""
+class _WholeWriter:
+    """A write stream whose file appears whole or not at all, and (for a Tune state file) with
+    its signature.
 
-    def __init__(self, fs: pafs.FileSystem, path: str) -> None:
+    On a local disk the bytes go to a hidden temporary name (``.NAME.part-<hex>``, which no
+    listing of Tune's matches) and are renamed into place on close; a failed write (a full
+    disk) removes the temporary file and leaves the old file, if any, as it was. On the head
+    store and object stores a file already appears whole when it is closed. A state file's
+    signature sidecar is written the same way, after the file itself is whole.
+    """
+
+    def __init__(self, fs: pafs.FileSystem, path: str, sign: bool) -> None:
         self.fs, self.path = fs, path
-        self.inner = fs.open_output_stream(path)
-        self.mac = hmac.new(load_key(), digestmod=hashlib.sha256)
+        self.atomic = fs.type_name == "local"
+        self.target = _part_name(path) if self.atomic else path
+        self.inner = fs.open_output_stream(self.target)
+        self.mac = hmac.new(load_key(), digestmod=hashlib.sha256) if sign else None
         self.closed = False
 
     def write(self, data: Any) -> int:
-        data = bytes(data)
-        self.mac.update(data)
-        self.inner.write(data)
+        data = memoryview(data).cast("B")  # no copy
+        try:
+            self.inner.write(data)
+        except OSError as exc:
+            self._abort()
+            raise _named(exc, self.path) from None
+        if self.mac is not None:
+            self.mac.update(data)
         return len(data)
 
     def flush(self) -> None:
@@ -122,13 +141,55 @@ class _SigningWriter:
     def close(self) -> None:
         if self.closed:
             return
-        self.inner.close()
-        with self.fs.open_output_stream(self.path + SUFFIX) as f:
-            f.write(self.mac.hexdigest().encode())
         self.closed = True
+        try:
+            self.inner.close()
+            if self.mac is not None:
+                _write_whole(self.fs, self.path + SUFFIX, self.mac.hexdigest().encode(),
+                             self.atomic)
+            if self.atomic:
+                self.fs.move(self.target, self.path)
+        except Exception as exc:  # pyarrow's copy_files drops an error raised here: record it
+            self._abort()
+            named = _named(exc, self.path) if isinstance(exc, OSError) else exc
+            FAILED_WRITES.append(named)  # see trainables.checkpoint.take_failed_writes
+            raise named from None
+
+    def _abort(self) -> None:
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.inner.close()
+        if self.atomic:
+            _delete_quietly(self.fs, self.target)
 
     def writable(self) -> bool:
         return True
+
+
+def _named(exc: OSError, path: str) -> OSError:
+    """The error with the file it was writing (pyarrow's own says only "Error writing bytes");
+    a full disk keeps its errno, ENOSPC, for whoever reports it."""
+    if exc.errno == errno.ENOSPC or "No space left on device" in str(exc):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+    return exc
+
+
+def _part_name(path: str) -> str:
+    folder, _, name = path.rpartition("/")
+    return f"{folder}/.{name}.part-{secrets.token_hex(8)}"
+
+
+def _write_whole(fs: pafs.FileSystem, path: str, data: bytes, atomic: bool) -> None:
+    target = _part_name(path) if atomic else path
+    try:
+        with fs.open_output_stream(target) as f:
+            f.write(data)
+        if atomic:
+            fs.move(target, path)
+    except OSError:
+        if atomic:
+            _delete_quietly(fs, target)
+        raise
 
 
 class SigningHandler(pafs.FileSystemHandler):
@@ -198,9 +259,8 @@ class SigningHandler(pafs.FileSystemHandler):
         return self.inner.open_input_file(path)
 
     def open_output_stream(self, path: str, metadata: Any = None) -> pyarrow.NativeFile:
-        if is_state_file(path):
-            return pyarrow.PythonFile(_SigningWriter(self.inner, path), mode="w")
-        return self.inner.open_output_stream(path)
+        writer = _WholeWriter(self.inner, path, sign=is_state_file(path))
+        return pyarrow.PythonFile(writer, mode="w")
 
     def open_append_stream(self, path: str, metadata: Any = None) -> pyarrow.NativeFile:
         if is_state_file(path):
@@ -246,8 +306,7 @@ def verify(fs: pafs.FileSystem, exp_path: str) -> int:
 def _sign_file(fs: pafs.FileSystem, path: str, key: bytes) -> None:
     with fs.open_input_stream(path) as f:
         digest = _digest(key, f.read())
-    with fs.open_output_stream(path + SUFFIX) as f:
-        f.write(digest.encode())
+    _write_whole(fs, path + SUFFIX, digest.encode(), fs.type_name == "local")
 
 
 def sign_existing(fs: pafs.FileSystem, exp_path: str) -> int:

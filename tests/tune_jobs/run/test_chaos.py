@@ -181,3 +181,55 @@ def test_a_signal_mid_search_stops_in_order_and_resume_finishes(sig, code, syn_d
     assert not (exp / "interrupted.json").exists()
     status = cli(["status", "--storage", str(tmp_path)], joined)
     assert re.search(r"^stop\s+finished", status.stdout, re.M), status.stdout
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MiB tmpfs (root only): too small for the smoke search's checkpoints."""
+    mnt = tmp_path / "small_disk"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_disk_stops_in_one_line_and_resume_finishes_once_there_is_space(
+        small_disk, syn_dir, joined):
+    """The storage fills up at the first checkpoint: one line names the file and the MiB, no
+    partial or empty state file is left, `status` reads the experiment, and once the disk has
+    room `resume` finishes every trial with nothing dropped. (On the head store, which this
+    joined search writes through, a checkpoint whose last bytes did not fit is found after it
+    was reported: the trial goes on from the one before, and reports those units again.)"""
+    from tests.factories import SMALL, cli
+
+    args = ["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "full",
+            "--storage", str(small_disk), "--num-samples", "3", "--set", "asha.max_t=3",
+            "--set", "asha.grace_period=3", "--set", "final_eval.seeds=1", *SMALL]
+    full = cli(args, joined)
+    assert full.returncode == 1, full.stdout[-2000:] + full.stderr[-3000:]
+    assert re.search(r"warning: \S+ has \d+ MiB free, and the search may write up to about "
+                     r"\d+ MiB of checkpoints", full.stderr), full.stderr[-3000:]
+    ours = [line for line in full.stderr.splitlines() if line.startswith("metatune:")]
+    assert len(ours) == 1, full.stderr[-3000:]
+    assert re.match(rf"metatune: disk full at {small_disk}/full/\S+ \(needed about [\d.]+ MiB "
+                    r"for this checkpoint\)\. The search stopped there; free space, then "
+                    r"`metatune resume full` continues", ours[0]), ours[0]
+    exp = small_disk / "full"
+    partial = [p for p in exp.rglob("*") if p.is_file() and (".part-" in p.name or (
+        p.stat().st_size == 0 and p.suffix in (".pkl", ".json", ".safetensors")
+        and p.name != "result.json"))]  # (an empty result.json: a trial with no result yet)
+    assert not partial, partial
+    status = cli(["status", "full", "--storage", str(small_disk)], joined)
+    assert status.returncode == 0, status.stderr[-2000:]
+    subprocess.run(["mount", "-o", "remount,size=200m", str(small_disk)], check=True)
+    resumed = cli(["resume", "full", "--storage", str(small_disk)], joined)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    summary = json.loads((exp / "summary.json").read_text())
+    assert summary["trials_by_outcome"] == {"completed": 3}, summary["trials_by_outcome"]
+    from tune_jobs.store.rows import load_rows
+
+    for row in load_rows(exp, ["newsgroups", "cifar_transfer"], 3):  # every unit, once
+        assert [h["units"] for h in row.history] == [1, 2, 3], (row.trial_id, row.history)

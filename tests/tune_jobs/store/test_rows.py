@@ -39,3 +39,15 @@ def test_rows_from_a_folder_skip_torn_lines_and_incomplete_checkpoints(tmp_path)
     assert row.stop is StopReason.STOPPED and row.stopped == "stopped by ASHA at unit 2"
     assert row.metrics["meta_score"] == pytest.approx(0.2) and len(row.history) == 2
     assert row.checkpoints == [] and best_checkpoint(row) is None
+
+
+def test_a_unit_reported_again_replaces_the_line_after_it(tmp_path):
+    """A trial restored from an earlier checkpoint reports its units again: the later report
+    of a unit is the one the trial went on with."""
+    from tune_jobs.store.rows import _history
+
+    lines = [{"units": 1, "m": 0.1}, {"units": 2, "m": 0.2}, {"units": 2, "m": 0.25},
+             {"units": 3, "m": 0.3}]
+    result = tmp_path / "result.json"
+    result.write_text("\n".join(json.dumps(x) for x in lines) + "\n{\"units\": 4, ")
+    assert _history(result) == [lines[0], lines[2], lines[3]]

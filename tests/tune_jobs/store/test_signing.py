@@ -107,3 +107,43 @@ def test_a_named_key_that_does_not_exist_is_refused_not_made(tmp_path, monkeypat
     with pytest.raises(ValueError, match=r"METATUNE_SIGNING_KEY=.*typo.key: no such key file"):
         signing.load_key()
     assert not (tmp_path / "typo.key").exists()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MiB tmpfs (root only)."""
+    import subprocess
+
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("name", ["tensors.safetensors", "tuner.pkl"])
+def test_a_full_disk_leaves_no_file_and_names_the_path(tiny_disk, tmp_path, name):
+    """Written through the signing layer, a file lands whole or not at all: on a full disk the
+    error is ENOSPC naming the file, and neither the file, its signature nor a temporary part
+    is left; an older version of the file stays as it was."""
+    import errno
+    import os
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / name).write_bytes(os.urandom(3 << 20))
+    fs = signing.signing(pafs.LocalFileSystem())
+    (tiny_disk / "old").mkdir()
+    (tiny_disk / "old" / name).write_bytes(b"the old version")
+    for dest in ("new", "old"):
+        fs.create_dir(str(tiny_disk / dest))
+        with pytest.raises(OSError) as failed:
+            pafs.copy_files(str(src), str(tiny_disk / dest), destination_filesystem=fs)
+        assert failed.value.errno == errno.ENOSPC
+        assert failed.value.filename == str(tiny_disk / dest / name)
+    assert os.listdir(tiny_disk / "new") == []
+    assert os.listdir(tiny_disk / "old") == [name]
+    assert (tiny_disk / "old" / name).read_bytes() == b"the old version"
