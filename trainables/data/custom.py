@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +31,31 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 csv.field_size_limit(2**31 - 1)
 
 
+EMPTY_TEXT_LIMIT = 0.5  # a larger share of empty texts is refused; any share at all is said
+
+
 def _read_text_rows(path: Path) -> list[tuple[str, str]]:
+    """(text, label) rows of a CSV/JSONL file; a DataError naming the file (and line) if bad."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    try:
+        rows = _parse_text_rows(path)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at byte "
+                        f"offset {exc.start}); save the file as UTF-8") from None
+    if not rows:
+        raise DataError(f"{path}: no examples")
+    empty = [i for i, (text, _) in enumerate(rows) if not text.strip()]
+    if len(empty) > EMPTY_TEXT_LIMIT * len(rows):
+        raise DataError(f"{path}: {len(empty)} of {len(rows)} texts are empty (more than "
+                        f"{EMPTY_TEXT_LIMIT:.0%}); is 'text' the right column?")
+    if empty:
+        print(f"warning: {path}: {len(empty)} of {len(rows)} texts are empty (the first is "
+              f"example {empty[0] + 1}); they train as empty inputs", file=sys.stderr)
+    return rows
+
+
+def _parse_text_rows(path: Path) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     if path.suffix.lower() == ".csv":
         with open(path, newline="", encoding="utf-8") as f:
@@ -58,8 +81,6 @@ def _read_text_rows(path: Path) -> list[tuple[str, str]]:
                 rows.append((str(obj["text"]), str(obj["label"])))
     else:
         raise DataError(f"{path}: unsupported text format; use .csv or .jsonl")
-    if not rows:
-        raise DataError(f"{path}: no examples")
     return rows
 
 
@@ -88,7 +109,8 @@ def load_text_task(name: str, train: str | Path, test: str | Path | None = None,
         test_split = Split([r[0] for r in test_rows], np.asarray(test_y, dtype=np.int64))
     else:
         test_split = None
-    return Dataset(name, three_splits(x, y, test_split, val_frac, seed), names, "custom",
+    return Dataset(name, three_splits(x, y, test_split, val_frac, seed, str(train), names),
+                   names, "custom",
                    str(train))
 
 
@@ -185,8 +207,8 @@ def load_image_task(name: str, train: str | Path, test: str | Path | None = None
         if test is not None:
             tx, tl, _ = _read_image_folder(Path(test), names)
             test_data = Split(tx, np.asarray(tl, dtype=np.int64))
-    return Dataset(name, three_splits(x, y, test_data, val_frac, seed), names, "custom",
-                   str(train))
+    return Dataset(name, three_splits(x, y, test_data, val_frac, seed, str(train), names),
+                   names, "custom", str(train))
 
 
 def load_unlabelled(path: str | Path) -> Dataset:

@@ -146,5 +146,6 @@ def load_hf_task(name: str, kind: str, src: HFSource, val_frac: float = 0.1, see
         test_split = Split(test_x, arrays["test_y"])
     else:
         test_split = None
-    return Dataset(name, three_splits(x, y, test_split, val_frac, seed), names, "custom",
-                   src.name, {"hf": src.__dict__})
+    return Dataset(name, three_splits(x, y, test_split, val_frac, seed,
+                                      f"hf={src.name!r} ({src.train_split} split)", names),
+                   names, "custom", src.name, {"hf": src.__dict__})

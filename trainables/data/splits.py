@@ -73,9 +73,27 @@ def carve_validation(
 
 
 def three_splits(x: Any, y: np.ndarray, test: Split | None, val_frac: float,
-                 seed: int) -> dict[str, Split]:
+                 seed: int, where: str = "the training data",
+                 names: Sequence[str] | None = None) -> dict[str, Split]:
     """Every task's split rule: the given test split, else one carved from the data (seed + 1);
-    then the validation split carved from what remains (seed). Stratified and seeded."""
+    then the validation split carved from what remains (seed). Stratified and seeded.
+
+    A class too small for the stratified splits is a DataError naming ``where`` and the class
+    (by its name in ``names``), rather than scikit-learn's "least populated class" message.
+    """
+    need = 2 if test is not None else 3  # one each for train and validation (and test)
+    counts = np.bincount(np.asarray(y, dtype=np.int64))
+    small = [(c, int(n)) for c, n in enumerate(counts) if 0 < n < need]
+    if small:
+        c, n = small[0]
+        label = repr(names[c]) if names is not None and c < len(names) else str(c)
+        raise DataError(
+            f"{where}: class {label} has {n} example{'s' if n != 1 else ''} "
+            f"({len(small)} class(es) have fewer than {need}); the stratified "
+            f"{'validation' if test is not None else 'validation and test'} split"
+            f"{'' if test is not None else 's'} need at least {need} examples of every class"
+            f"{'' if test is not None else ' (2 with a separate test file)'}. Add examples of "
+            "it, or leave it out")
     if test is None:
         rest, test = carve_validation(x, y, val_frac, seed + 1)
         x, y = rest.x, rest.y

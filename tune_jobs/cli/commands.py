@@ -163,6 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec, points, origins = pipeline.checked(spec)  # before Ray; bad input: 2
     if args.dry_run:
         print(json.dumps(spec.to_dict(), indent=1, default=str))
+        print(pipeline.budget_line(spec), file=sys.stderr)  # stdout stays the spec's JSON
         return 0
     from tune_jobs.run.progress import LeaderboardCallback
 

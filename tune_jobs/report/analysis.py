@@ -152,6 +152,32 @@ def asha_rungs(max_t: int, grace_period: int, reduction_factor: float,
     return sorted({int(m) for b in sched._brackets for m, _ in b._rungs} | {max_t})
 
 
+def planned_budget(num_samples: int, max_t: int, grace_period: int, reduction_factor: float,
+                   brackets: int = 1) -> str:
+    """The search's budget in trial-units, said before it starts: at most (every trial to
+    ``max_t``) and about how much ASHA is expected to spend (a 1/reduction_factor share of the
+    trials goes on past each rung, and at least the best one; brackets weighted alike)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    sched = ASHAScheduler(time_attr="units", metric="m", mode="max", max_t=max_t,
+                          grace_period=grace_period, reduction_factor=reduction_factor,
+                          brackets=brackets)
+    per_bracket = []
+    for bracket in sched._brackets:
+        rungs = sorted(int(m) for m, _ in bracket._rungs)
+        units, done, going_on = 0.0, 0, float(num_samples)
+        for rung in [*rungs, max_t]:
+            units += (rung - done) * going_on
+            done, going_on = rung, max(going_on / reduction_factor, 1.0)  # the best goes on
+        per_bracket.append(units)
+    expected = sum(per_bracket) / len(per_bracket)
+    milestones = asha_rungs(max_t, grace_period, reduction_factor, brackets)[:-1]
+    return (f"planned budget: at most {num_samples * max_t:,} trial-units ({num_samples} trials "
+            f"× {max_t} units); about {expected:,.0f} expected under ASHA (rungs at "
+            f"{', '.join(map(str, milestones)) or 'none'}; 1 in {reduction_factor:g} goes on "
+            "at each)")
+
+
 def rung_counts(rows: list[TrialRow], milestones: list[int]) -> dict[int, int]:
     """How many trials reached each milestone."""
     return {m: sum(1 for r in rows if r.units >= m) for m in milestones}

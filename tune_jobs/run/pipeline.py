@@ -22,7 +22,7 @@ from typing import Any
 
 from trainables.baseline import Baseline
 from trainables.tasks import check_data, data_origins
-from tune_jobs.report.analysis import best_row
+from tune_jobs.report.analysis import best_row, planned_budget
 from tune_jobs.report.html import write_report
 from tune_jobs.report.summary import Summary, summarise
 from tune_jobs.run import prepare, search, warm_start
@@ -138,6 +138,12 @@ def checked(spec: SearchSpec) -> tuple[SearchSpec, list[dict[str, Any]], list[di
     return validated(warm_start.resolve, spec)
 
 
+def budget_line(spec: SearchSpec) -> str:
+    asha = spec.asha
+    return planned_budget(spec.num_samples, asha.max_t, asha.grace_period,
+                          asha.reduction_factor, asha.brackets)
+
+
 def unfit_resources(spec: SearchSpec, nodes: list[dict[str, Any]]) -> str | None:
     """Why a trial of ``spec`` can never be placed on these nodes (``ray.nodes()``), or None.
 
@@ -217,6 +223,7 @@ def _run(spec: SearchSpec, address: str | None, trust_unsigned: bool, resume: bo
     if not resume:
         print(f"experiment {spec.experiment}: {spec.num_samples} trials on "
               f"{', '.join(spec.tasks)} with {spec.data_kind} data from {spec.data_dir}")
+        print(budget_line(spec))
         for line in validated(check_data, spec.trial_settings(), spec.data == "real"):
             print(f"  {line}")
         data_used = data_origins(spec.trial_settings())  # read already: the loaders' caches

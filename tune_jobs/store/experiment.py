@@ -206,8 +206,9 @@ def load(name: str, given_storage: str | None) -> Experiment:
     if spec is None:
         raise ValueError(f"no experiment {name!r} under {root} "
                          "(pass --storage, or see `metatune status`)")
-    # Where it was found wins over where it was made: a moved or copied folder is itself.
-    return Experiment(dataclasses.replace(spec, storage=root), path)
+    # Where it was found wins over where it was made: a moved, copied or renamed folder is
+    # itself (Tune restores from wherever its state is; the spec is saved again on resume).
+    return Experiment(dataclasses.replace(spec, storage=root, name=name), path)
 
 
 def list_local(given_storage: str | None) -> list[Experiment]:

@@ -89,3 +89,21 @@ def test_non_finite_images_are_refused_naming_the_first(tmp_path):
     with pytest.raises(DataError, match=r"nan.npz: x holds non-finite values .* index "
                                         r"\(4, 1, 2, 0\)"):
         load_image_task("n", tmp_path / "nan.npz")
+
+
+def test_empty_texts_are_counted_and_a_majority_refused(tmp_path, capsys):
+    from trainables.data.custom import load_text_task
+    from trainables.data.splits import DataError
+
+    quarter = tmp_path / "quarter.csv"
+    quarter.write_text("text,label\n" + "\n".join(
+        f"{'' if i % 4 == 0 else f'text {i}'},{'ab'[i % 2]}" for i in range(40)))
+    data = load_text_task("q", quarter)
+    assert len(data.splits["train"]) + len(data.splits["val"]) + len(data.splits["test"]) == 40
+    assert f"warning: {quarter}: 10 of 40 texts are empty (the first is example 1)" \
+        in capsys.readouterr().err
+    most = tmp_path / "most.csv"
+    most.write_text("text,label\n" + "\n".join(
+        f"{'' if i % 4 else 't'},{'ab'[i % 2]}" for i in range(40)))
+    with pytest.raises(DataError, match=r"most\.csv: 30 of 40 texts are empty"):
+        load_text_task("m", most)

@@ -122,6 +122,15 @@ def files(syn_dir, tmp_path_factory, request):
     request.addfinalizer(holder.kill)
     assert holder.stdout.readline().strip() == "held"
     f["busy_pid"] = holder.pid
+    f["tiny_class"] = root / "tiny_class.csv"
+    f["tiny_class"].write_text("text,label\n" + "\n".join(
+        f"text {i},{'ab'[i % 2]}" for i in range(40)) + "\nlonely text,c\n")
+    f["latin1"] = root / "latin1.csv"
+    f["latin1"].write_bytes(("text,label\n" + "\n".join(
+        f"caf\xe9 {i},{'ab'[i % 2]}" for i in range(40))).encode("latin-1"))
+    f["mostly_empty"] = root / "mostly_empty.csv"
+    f["mostly_empty"].write_text("text,label\n" + "\n".join(
+        f"{'' if i % 4 else 'x'},{'ab'[i % 2]}" for i in range(40)))
     f["full"] = root / "full"
     f["full"].mkdir()
     (f["full"] / "keep.txt").write_text("mine")
@@ -259,6 +268,14 @@ CASES = [
      lambda f: ["warm_start.space='sphere'"]),
     ("set reference", lambda f, d: ["run", "--set", "task_options.newsgroups.reference=best"],
      lambda f: ["newsgroups.reference='best'"]),
+    ("custom csv one-example class", lambda f, d: ["run", "--data", d, *custom(
+        "t", "text", f["tiny_class"])], lambda f: [str(f["tiny_class"]), "class 'c' has 1 example",
+                                                  "need at least 3 examples of every class"]),
+    ("custom csv not utf-8", lambda f, d: ["run", "--data", d, *custom("t", "text", f["latin1"])],
+     lambda f: [str(f["latin1"]), "not UTF-8", "byte 0xe9"]),
+    ("custom csv mostly empty texts", lambda f, d: ["run", "--data", d, *custom(
+        "t", "text", f["mostly_empty"])], lambda f: [str(f["mostly_empty"]),
+                                                    "30 of 40 texts are empty"]),
     ("experiment being written", lambda f, d: ["resume", "busy", "--storage", str(f["storage"])],
      lambda f: ["experiment 'busy' is being written by another metatune search",
                 f"pid {f['busy_pid']} on "]),

@@ -41,7 +41,9 @@ def test_dry_run_prints_the_finalised_spec(no_ray, capsys, syn_dir, tmp_path):
     code = main(["run", "--preset", "smoke", "--data", str(syn_dir), "--storage",
                      str(tmp_path), "--tasks", "newsgroups", "--dry-run"])
     assert code == 0
-    spec = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    spec = json.loads(out)  # stdout is the spec alone; the planned budget goes to stderr
+    assert "planned budget: at most 64 trial-units (8 trials × 8 units)" in err
     assert spec["name"] == "metatune-smoke" and spec["storage"] == str(tmp_path)
     assert spec["data_dir"] == str(syn_dir) and spec["data_kind"] == "synthetic"
     assert spec["tasks"] == ["newsgroups"] and spec["asha"]["max_t"] == 8

@@ -144,3 +144,15 @@ def test_param_importance_takes_log_scale_from_the_space(monkeypatch):
     columns = dict(zip(["lr_scale", "weight_decay"], seen[-1].T, strict=True))
     assert np.allclose(columns["weight_decay"], np.log(decay))
     assert np.allclose(columns["lr_scale"], [1, 2, 3, 4, 5])  # uniform here: not logged
+
+
+def test_the_planned_budget_at_most_and_under_asha():
+    from tune_jobs.report.analysis import planned_budget
+
+    # 8 trials to rung 2, 4 of them on to 4, 2 on to 8: 16 + 8 + 8
+    line = planned_budget(8, 8, 2, 2)
+    assert line.startswith("planned budget: at most 64 trial-units (8 trials × 8 units); "
+                           "about 32 expected under ASHA (rungs at 2, 4;"), line
+    # a huge max_t is said plainly: the best trial alone runs on to it
+    huge = planned_budget(8, 100_000, 1, 2)
+    assert "at most 800,000 trial-units" in huge and "about 100,0" in huge, huge

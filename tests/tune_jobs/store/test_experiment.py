@@ -64,9 +64,22 @@ def test_a_cut_short_summary_is_one_warning_and_report_rebuilds_it(legacy, capsy
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_old_experiment_resumes(legacy, joined):
+def test_a_renamed_experiment_is_the_folder_it_is_in(legacy):
+    (legacy / "legacy").rename(legacy / "moved")
+    exp = experiment.load("moved", str(legacy))
+    assert exp.spec.experiment == "moved" and exp.path == str(legacy / "moved")
+    assert experiment.path_of(exp.spec) == exp.path
+    assert len(exp.rows) == 2
+
+
+def test_old_experiment_resumes_from_a_renamed_folder(legacy, joined):
+    """An experiment written by an older Metatune, and moved to another name since, resumes
+    where it is now."""
+    (legacy / "legacy").rename(legacy / "moved")
     env = {**joined, "METATUNE_SIGNING_KEY": str(FIXTURE / "signing.key")}
-    proc = cli(["resume", "legacy", "--storage", str(legacy)], env)
+    proc = cli(["resume", "moved", "--storage", str(legacy)], env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "the winner is the one already evaluated" in proc.stdout
-    assert len(experiment.load("legacy", str(legacy)).rows) == 2
+    assert len(experiment.load("moved", str(legacy)).rows) == 2
+    saved = json.loads((legacy / "moved" / experiment.SPEC_FILE).read_text())
+    assert saved["name"] == "moved"
