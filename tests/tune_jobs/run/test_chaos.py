@@ -124,17 +124,35 @@ def test_a_trial_killed_mid_unit_resumes_and_changes_nothing(ray_local, syn_dir,
     assert _board(tmp_path / "chaos") == _board(tmp_path / "calm")
 
 
+def _signal_args(name: str, storage: Path, syn_dir: Path) -> list[str]:
+    from tests.factories import SMALL
+
+    return ["run", "--preset", "smoke", "--data", str(syn_dir), "--name", name,
+            "--storage", str(storage), "--num-samples", "3", "--set", "asha.max_t=3",
+            "--set", "asha.grace_period=3", "--set", "final_eval.seeds=1", *SMALL]
+
+
+@pytest.fixture(scope="module")
+def undisturbed(syn_dir, joined, tmp_path_factory) -> list[tuple[str, int]]:
+    """The leaderboard of the signal tests' search, run without a signal."""
+    from tests.factories import cli
+
+    storage = tmp_path_factory.mktemp("undisturbed")
+    calm = cli(_signal_args("stop", storage, syn_dir), joined)
+    assert calm.returncode == 0, calm.stdout[-2000:] + calm.stderr[-2000:]
+    return _board(storage / "stop")
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_mid_search_stops_in_order_and_resume_finishes(sig, code, syn_dir, joined,
-                                                                tmp_path):
+                                                                undisturbed, tmp_path):
     """Ctrl-C (or SIGTERM) while trials run: Tune saves its state, no final evaluation runs,
-    the exit code is the shell's, `status` says interrupted, and `resume` finishes it. While it
+    the exit code is the shell's, `status` says interrupted, and `resume` finishes it with the
+    leaderboard of an undisturbed search (the same configurations, each to its end). While it
     runs, a second driver of the same experiment is refused, and `status`/`best` say it runs."""
-    from tests.factories import SMALL, cli
+    from tests.factories import cli
 
-    args = ["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "stop",
-            "--storage", str(tmp_path), "--num-samples", "3", "--set", "asha.max_t=3",
-            "--set", "asha.grace_period=3", "--set", "final_eval.seeds=1", *SMALL]
+    args = _signal_args("stop", tmp_path, syn_dir)
     driver = subprocess.Popen([sys.executable, "-m", "tune_jobs.cli", *args], env=joined,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     exp = tmp_path / "stop"
@@ -174,10 +192,16 @@ def test_a_signal_mid_search_stops_in_order_and_resume_finishes(sig, code, syn_d
         assert re.search(r"^stop\s+running", status.stdout, re.M), status.stdout
         best = cli(["best", "stop", "--storage", str(tmp_path)], joined)
         assert "the search is still running" in best.stderr, best.stderr[-2000:]
+        report = cli(["report", "stop", "--storage", str(tmp_path)], joined)
+        assert report.returncode == 0, report.stderr[-2000:]
+        assert "the search is still running" in report.stderr, report.stderr[-2000:]
+        assert "Provisional: the search is still running" in (exp / "report.html").read_text()
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, out[-3000:] + err[-3000:]
     summary = json.loads((exp / "summary.json").read_text())
     assert summary["trials_by_outcome"] == {"completed": 3}, summary["trials_by_outcome"]
+    assert _board(exp) == undisturbed
+    assert summary["provisional"] is None and "Provisional" not in (exp / "report.html").read_text()
     assert not (exp / "interrupted.json").exists()
     status = cli(["status", "--storage", str(tmp_path)], joined)
     assert re.search(r"^stop\s+finished", status.stdout, re.M), status.stdout
