@@ -86,9 +86,12 @@ class Task(Protocol):
 
 def parse_task(name: str, options: dict[str, Any] | None = None,
                custom: dict[str, Any] | None = None,
-               labels: tuple[str, str] | None = None) -> TaskSpec:
+               labels: tuple[str, str] | None = None,
+               kind_defaults: dict[str, dict[str, Any]] | None = None) -> TaskSpec:
     """The typed spec of task ``name`` from its options (and its custom declaration, if any).
 
+    ``kind_defaults`` (a preset's ``kind_options``) are the model and budget options of every
+    task of a kind, built-in or custom, under the task's own declaration and options.
     ``labels`` name the two mappings (options, declaration) in errors the way the caller's
     users write them; by default both are the task's name. Raises ValueError naming the
     mapping, the key and the value. A custom task's ``train`` must exist.
@@ -100,7 +103,10 @@ def parse_task(name: str, options: dict[str, Any] | None = None,
     kind, data_keys = _kind_and_data_keys(name, opts, custom, custom_label)
     model_cls = MODEL_OPTIONS[kind]
     allowed = field_names(TaskBudget) | field_names(model_cls) | data_keys
+    defaults = (kind_defaults or {}).get(kind) or {}
     _check_known(((custom_label, custom or {}), (options_label, options or {})), allowed)
+    check_kind_defaults(kind, defaults)
+    opts = {**defaults, **opts}
     budget = replace(DEFAULT_BUDGETS[kind], **{k: opts[k] for k in field_names(TaskBudget) if k in opts})
     model = _model_options(model_cls, opts, where)
     return TaskSpec(name=name, kind=kind, budget=budget, model=model,
@@ -108,6 +114,14 @@ def parse_task(name: str, options: dict[str, Any] | None = None,
                     # a custom task has no published reference: its baseline is measured instead
                     reference=opts.get("reference", "baseline" if custom is not None else None),
                     hf=_hf_source(opts, where), **_data_paths(opts, where))
+
+
+def check_kind_defaults(kind: str, defaults: Any) -> None:
+    """A preset's options for every task of ``kind``: only model and budget options."""
+    label = f"kind_options.{kind}"
+    _check_mappings(((label, defaults),))
+    _check_known(((label, defaults or {}),),
+                 field_names(TaskBudget) | field_names(MODEL_OPTIONS[kind]))
 
 
 def _check_mappings(sections: tuple[tuple[str, Any], ...]) -> None:
@@ -204,13 +218,14 @@ def trial_settings(tasks: list[str] | tuple[str, ...], data_dir: str,
 def parse_tasks(tasks: list[str] | tuple[str, ...],
                 task_options: dict[str, dict[str, Any]] | None = None,
                 custom_tasks: dict[str, dict[str, Any]] | None = None,
-                labels: Any = None) -> tuple[TaskSpec, ...]:
+                labels: Any = None,
+                kind_defaults: dict[str, dict[str, Any]] | None = None) -> tuple[TaskSpec, ...]:
     """Every named task parsed; ``labels(name)`` gives :func:`parse_task` its labels."""
     task_options, custom_tasks = task_options or {}, custom_tasks or {}
     if isinstance(tasks, str) or not isinstance(tasks, (list, tuple)) or not tasks:
         raise ValueError(f"tasks={tasks!r} is invalid: a list naming at least one task")
     return tuple(parse_task(t, task_options.get(t), custom_tasks.get(t),
-                            labels(t) if labels else None) for t in tasks)
+                            labels(t) if labels else None, kind_defaults) for t in tasks)
 
 
 def chance(num_classes: int) -> float:
@@ -313,6 +328,13 @@ def build_task(spec: TaskSpec, meta: MetaConfig, settings: TrialSettings,
                       settings.cache_dir), cfg
 
 
+def _source_label(source: Dataset) -> str:
+    """Where a transfer source's images come from: its file or folder (or the built-in name),
+    its kind of data, and how many images it has."""
+    where = source.path if source.source == "custom" else source.name
+    return f"{where} ({source.source}, {len(source.splits['train'])} images)"
+
+
 def data_origins(settings: TrialSettings) -> dict[str, dict[str, str | None]]:
     """Which data each task used: its own (real, synthetic or custom) and its transfer
     source's (image tasks), for a report that says it per task."""
@@ -320,7 +342,7 @@ def data_origins(settings: TrialSettings) -> dict[str, dict[str, str | None]]:
     for spec in settings.tasks:
         target, source = load_data(spec, settings.data_dir, settings.split_seed, settings.cache_dir)
         out[spec.name] = {"data": target.source, "path": target.path,
-                          "source": None if source is None else f"{source.name} ({source.source})"}
+                          "source": None if source is None else _source_label(source)}
     return out
 
 
@@ -346,6 +368,6 @@ def check_data(settings: TrialSettings, require_real: bool = False) -> list[str]
         sizes = " ".join(f"{s}={len(d)}" for s, d in target.splits.items())
         line = f"{spec.name}: {target.source} data, {target.num_classes} classes, {sizes}"
         if source is not None:
-            line += f"; source {source.name} ({source.source}, {len(source.splits['train'])} train)"
+            line += f"; source: {_source_label(source)}"
         lines.append(line)
     return lines

@@ -110,3 +110,20 @@ def test_trial_settings_parse_every_task_once():
     assert settings.task("newsgroups").model.model == "tiny"
     with pytest.raises(ValueError, match=r"^tasks='newsgroups' is invalid"):
         trial_settings("newsgroups", "/data")
+
+
+def test_the_source_line_names_a_custom_source_file(tmp_path, syn_dir, cache_dir):
+    from trainables.tasks import check_data
+    from tune_jobs.spec import presets
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "target.npz", x=rng.integers(0, 255, (60, 32, 32, 3), dtype=np.uint8),
+             y=np.arange(60) % 3)
+    np.savez(tmp_path / "source_images.npz",
+             x=rng.integers(0, 255, (50, 32, 32, 3), dtype=np.uint8))
+    spec = presets.build("smoke", overrides={"cache_dir": cache_dir}, sets=[
+        "tasks=[shapes]",
+        f"custom_tasks.shapes={{type: image, train: {tmp_path / 'target.npz'}, "
+        f"source: {tmp_path / 'source_images.npz'}, source_method: autoencoder}}"])
+    (line,) = check_data(spec.trial_settings(str(syn_dir)), False)
+    assert line.endswith(f"; source: {tmp_path / 'source_images.npz'} (custom, 50 images)"), line

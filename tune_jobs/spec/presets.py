@@ -32,10 +32,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         # search trains whole models; the real presets search unfreeze_frac over [0, 1].
         "space": {"lr_scale": {"loguniform": [0.3, 3.0]}, "batch_size": [16, 32],
                   "optimizer": ["adamw"], "unfreeze_frac": 1.0},
-        "task_options": {
-            "newsgroups": {"model": "tiny", "max_length": 64, "base_lr": 3e-3,
-                           "steps_per_unit": 40},
-            "cifar_transfer": {"source_steps": 400, "steps_per_unit": 20, "base_lr": 2e-3},
+        # Every task of a kind, built-in or custom, takes these (its task_options win).
+        "kind_options": {
+            "text": {"model": "tiny", "max_length": 64, "base_lr": 3e-3, "steps_per_unit": 40},
+            "image": {"source_steps": 400, "steps_per_unit": 20, "base_lr": 2e-3},
         },
     },
     # A real pretrained BERT-family model (all-MiniLM-L6-v2) and real data, sized for a laptop.
@@ -43,11 +43,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": "real", "num_samples": 12,
         "asha": {"max_t": 8, "grace_period": 2, "reduction_factor": 2},
         "resources": {"cpu": 2, "gpu": 0},
-        "task_options": {
-            "newsgroups": {"model": "minilm", "max_length": 128, "base_lr": 5e-5,
-                           "steps_per_unit": 25, "train_limit": 4000, "val_limit": 1000},
-            "cifar_transfer": {"source_steps": 3000, "steps_per_unit": 50,
-                               "train_limit": 20000, "val_limit": 2000},
+        "kind_options": {
+            "text": {"model": "minilm", "max_length": 128, "base_lr": 5e-5,
+                     "steps_per_unit": 25, "train_limit": 4000, "val_limit": 1000},
+            "image": {"source_steps": 3000, "steps_per_unit": 50, "train_limit": 20000,
+                      "val_limit": 2000},
         },
     },
     # bert-base-uncased and full data on GPUs; two trials share a GPU.
@@ -55,17 +55,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": "real", "num_samples": 32,
         "asha": {"max_t": 16, "grace_period": 2, "reduction_factor": 3},
         "resources": {"cpu": 4, "gpu": 0.5}, "bf16": True,
-        # BERT on half a GPU and the CNN on CPUs, side by side within each trial.
-        "task_resources": {"newsgroups": {"cpu": 2, "gpu": 0.5}, "cifar_transfer": {"cpu": 2}},
-        "task_options": {
-            "newsgroups": {"model": "bert-base-uncased", "max_length": 256, "base_lr": 3e-5,
-                           "steps_per_unit": 100},
-            "cifar_transfer": {"source_steps": 10000, "steps_per_unit": 100, "width": 2.0},
+        # BERT on half a GPU and the CNN on CPUs, side by side within each trial (by kind: a
+        # custom text task gets a GPU share too).
+        "task_resources": {"text": {"cpu": 2, "gpu": 0.5}, "image": {"cpu": 2}},
+        "kind_options": {
+            "text": {"model": "bert-base-uncased", "max_length": 256, "base_lr": 3e-5,
+                     "steps_per_unit": 100},
+            "image": {"source_steps": 10000, "steps_per_unit": 100, "width": 2.0},
         },
     },
 }
 # Sections whose entries are named by the user (a task, a MetaConfig field): --set may add one.
-OPEN_SECTIONS = ("task_options", "custom_tasks", "task_resources", "space")
+OPEN_SECTIONS = ("kind_options", "task_options", "custom_tasks", "task_resources", "space")
 
 
 class _Loader(yaml.SafeLoader):

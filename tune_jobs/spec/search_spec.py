@@ -17,7 +17,7 @@ from typing import Any
 
 from trainables.config import MetaConfig, TaskSpec, TrialSettings, fail, field_names
 from trainables.objective import AGGREGATES
-from trainables.tasks import parse_task, parse_tasks
+from trainables.tasks import KINDS, check_kind_defaults, parse_task, parse_tasks
 from tune_jobs.spec.domain import parse_space
 
 # Each MetaConfig field: a distribution (log-uniform where the scale is multiplicative), a
@@ -189,6 +189,9 @@ class SearchSpec:
     # connected to an existing cluster and storage is a local path (not s3://, gs://, …).
     head_store: str | bool = "auto"
     space: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_SPACE))
+    # A preset's model and budget options for every task of a kind ("text", "image"), built-in
+    # or custom; a task's own task_options (and custom declaration) win over them.
+    kind_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     task_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per task
     custom_tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> declaration
     # Filled by experiment.finalise from the environment, then saved with the experiment.
@@ -226,32 +229,46 @@ class SearchSpec:
             fail("bf16", self.bf16, "must be true or false")
         if self.head_store not in ("auto", True, False):
             fail("head_store", self.head_store, "auto, true or false")
+        for name in self.task_resources:
+            if name not in self.tasks and name not in KINDS:
+                raise ValueError(f"task_resources.{name} names no task of this search "
+                                 f"{list(self.tasks)}, nor a kind of task {sorted(KINDS)}")
+        _check_space(self.space)
+        unknown_kinds = sorted(set(self.kind_options) - set(KINDS))
+        if unknown_kinds:
+            raise ValueError(f"kind_options.{unknown_kinds[0]} is not a kind of task; use "
+                             f"{sorted(KINDS)}")
+        for kind, defaults in self.kind_options.items():
+            check_kind_defaults(kind, defaults)
+        source = json.dumps([list(self.tasks), self.kind_options, self.task_options,
+                             self.custom_tasks], sort_keys=True, default=str)
+        if self.parsed is None or self.parsed.source != source:
+            object.__setattr__(self, "parsed", _Parsed(source, self._parse_tasks()))
         if self.device == "cuda" and not self._asks_for_gpus():
             fail("device", self.device, "a trial gets a GPU only if it asks for one: set "
                   "resources.gpu (e.g. 0.5 to pack two trials on a GPU), or device=auto")
-        for name in self.task_resources:
-            if name not in self.tasks:
-                raise ValueError(f"task_resources.{name} names no task of this search "
-                                 f"{list(self.tasks)}")
-        _check_space(self.space)
-        source = json.dumps([list(self.tasks), self.task_options, self.custom_tasks],
-                            sort_keys=True, default=str)
-        if self.parsed is None or self.parsed.source != source:
-            object.__setattr__(self, "parsed", _Parsed(source, self._parse_tasks()))
 
     def _parse_tasks(self) -> tuple[TaskSpec, ...]:
         """Every task's options, by the tasks' own parser; options of a task that this search
         does not run (a preset's, say) are checked too, so a typo never waits for later."""
-        parsed = parse_tasks(self.tasks, self.task_options, self.custom_tasks, task_labels)
+        parsed = parse_tasks(self.tasks, self.task_options, self.custom_tasks, task_labels,
+                             self.kind_options)
         for name in sorted((set(self.task_options) | set(self.custom_tasks)) - set(self.tasks)):
             parse_task(name, self.task_options.get(name), self.custom_tasks.get(name),
-                       task_labels(name))
+                       task_labels(name), self.kind_options)
         return parsed
 
     def _asks_for_gpus(self) -> bool:
         if self.task_resources:
-            return all(self.task_resources.get(t, Resources()).gpu > 0 for t in self.tasks)
+            return all(self._task_resources(t).gpu > 0 for t in self.tasks)
         return self.resources.gpu > 0
+
+    def _task_resources(self, task: str) -> Resources:
+        """A task's own bundle, else its kind's (a preset's), else 1 CPU."""
+        if task in self.task_resources:
+            return self.task_resources[task]
+        kind = next(t.kind for t in self.parsed.tasks if t.name == task)
+        return self.task_resources.get(kind, Resources())
 
     @property
     def experiment(self) -> str:
@@ -278,7 +295,7 @@ class SearchSpec:
                           ("warm_start", WarmStart)):
             if key in data:
                 data[key] = _section(part, data[key], key)
-        for key in ("task_resources", "task_options", "custom_tasks", "space"):
+        for key in ("task_resources", "kind_options", "task_options", "custom_tasks", "space"):
             if key in data and not isinstance(data[key], dict):
                 fail(key, data[key], "must be a mapping")
         data["task_resources"] = {
@@ -307,10 +324,11 @@ class SearchSpec:
             device=self.device, bf16=self.bf16, checkpoint_every=self.checkpoint_every)
 
     def task_bundles(self) -> list[dict[str, float]] | None:
-        """One resource bundle per task in the scale-out form (unnamed tasks get 1 CPU)."""
+        """One resource bundle per task in the scale-out form: the task's own, else its kind's
+        ("text", "image"), else 1 CPU."""
         if not self.task_resources:
             return None
-        return [self.task_resources.get(t, Resources()).to_ray() for t in self.tasks]
+        return [self._task_resources(t).to_ray() for t in self.tasks]
 
 
 def _check_space(space: dict[str, Any]) -> None:

@@ -45,3 +45,22 @@ def test_transfer_to_an_unseen_task(syn_dir, joined, tmp_path):
         bad = cli(["transfer", "src", "--storage", str(tmp_path), *args], joined)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr[-1500:]
         assert "Traceback" not in bad.stderr
+
+
+def test_a_transfer_takes_the_search_preset_for_an_unseen_custom_task(tmp_path, syn_dir):
+    """Under --preset smoke, an unseen custom text task with no task_options gets the smoke
+    preset's tiny model and budget (offline, nothing to download), as the search's tasks did."""
+    from tune_jobs.run.transfer import transfer_spec
+    from tune_jobs.spec import presets
+    from tune_jobs.store.experiment import Experiment
+
+    (tmp_path / "extra.csv").write_text("text,label\n" + "\n".join(
+        f"x {i},{i % 2}" for i in range(20)))
+    spec = presets.build("smoke", overrides={"storage": str(tmp_path), "name": "src",
+                                             "data_dir": str(syn_dir), "data_kind": "synthetic"})
+    extra = {"custom_tasks": {"extra": {"type": "text", "train": str(tmp_path / "extra.csv")}}}
+    new = transfer_spec(Experiment(spec, str(tmp_path / "src")), "extra", extra, 1)
+    (task,) = new.parsed.tasks
+    smoke = presets.PRESETS["smoke"]["kind_options"]["text"]
+    assert task.model.model == "tiny" and task.model.max_length == smoke["max_length"]
+    assert task.budget.steps_per_unit == smoke["steps_per_unit"]

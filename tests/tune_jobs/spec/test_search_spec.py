@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from trainables.config import MetaConfig, TaskSpec, TextOptions, VisionOptions
@@ -54,11 +55,47 @@ def test_every_source_gives_the_same_type(tmp_path):
 
 def test_sets_merge_into_task_options_and_add_sections():
     spec = presets.build("smoke", sets=["task_options.newsgroups.max_length=32",
+                                        "kind_options.text.steps_per_unit=7",
                                         "space.dropout={uniform: [0.0, 0.5]}"])
-    assert spec.task_options["newsgroups"] == {**presets.PRESETS["smoke"]["task_options"][
-        "newsgroups"], "max_length": 32}  # merged, not replaced
+    assert spec.task_options["newsgroups"] == {"max_length": 32}
+    assert spec.kind_options["text"] == {**presets.PRESETS["smoke"]["kind_options"]["text"],
+                                         "steps_per_unit": 7}  # merged, not replaced
     assert spec.space["dropout"] == {"uniform": [0.0, 0.5]}
-    assert spec.trial_settings(".").task("newsgroups").model.max_length == 32
+    task = spec.trial_settings(".").task("newsgroups")
+    assert task.model.max_length == 32 and task.budget.steps_per_unit == 7
+    assert task.model.model == "tiny"  # the rest from the preset's text options
+
+
+@pytest.mark.parametrize("preset, model", [("smoke", "tiny"), ("cpu", "minilm"),
+                                           ("gpu", "bert-base-uncased")])
+def test_a_preset_applies_to_every_task_of_a_kind(preset, model, tmp_path):
+    """A custom text task (a file, or hf:) under a preset takes the preset's text model and
+    budget, and a custom image task its image options; the task's own options still win."""
+    (tmp_path / "t.csv").write_text("text,label\n" + "\n".join(f"x {i},{i % 2}"
+                                                                for i in range(20)))
+    (tmp_path / "hf").mkdir()
+    np.savez(tmp_path / "i.npz", x=np.zeros((20, 32, 32, 3), np.uint8), y=np.arange(20) % 2)
+    spec = presets.build(preset, sets=[
+        "tasks=[t, h, i, newsgroups]",
+        f"custom_tasks.t={{type: text, train: {tmp_path / 't.csv'}}}",
+        f"custom_tasks.h={{type: text, hf: {tmp_path / 'hf'}}}",
+        f"custom_tasks.i={{type: image, train: {tmp_path / 'i.npz'}}}",
+        "task_options.h.max_length=16"])
+    kinds = presets.PRESETS[preset]["kind_options"]
+    by_name = {t.name: t for t in spec.parsed.tasks}
+    for name in ("t", "h", "newsgroups"):
+        assert by_name[name].model.model == model
+        assert by_name[name].budget.steps_per_unit == kinds["text"]["steps_per_unit"]
+    assert by_name["h"].model.max_length == 16
+    assert by_name["t"].model.max_length == kinds["text"]["max_length"]
+    assert by_name["i"].model.source_steps == kinds["image"]["source_steps"]
+
+
+def test_kind_options_are_checked():
+    with pytest.raises(ValueError, match=r"kind_options\.audio is not a kind of task"):
+        presets.build("smoke", sets=["kind_options.audio={model: tiny}"])
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['remove'\] in kind_options\.text"):
+        presets.build("smoke", sets=["kind_options.text.remove=[headers]"])
 
 
 def test_exponent_floats_are_numbers():
