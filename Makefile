@@ -16,7 +16,7 @@ export TOKENIZERS_PARALLELISM := false
 
 $(STAMP): pyproject.toml $(wildcard constraints/*.txt)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[dev,pretrained]'
+	$(BIN)/pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[dev,pretrained,mlflow]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -25,7 +25,7 @@ from trainables.tasks import check_data, data_origins
 from tune_jobs.report.analysis import best_row, planned_budget
 from tune_jobs.report.html import write_report
 from tune_jobs.report.summary import Summary, summarise
-from tune_jobs.run import prepare, search, warm_start
+from tune_jobs.run import prepare, search, tracking, warm_start
 from tune_jobs.run.stops import Interrupted, StopSignals
 from tune_jobs.spec.search_spec import SearchSpec
 from tune_jobs.store import experiment, tune_storage, uri
@@ -135,6 +135,7 @@ def checked(spec: SearchSpec) -> tuple[SearchSpec, list[dict[str, Any]], list[di
     """The spec as it will run (storage and name settled, warm start resolved), with the warm
     start's configurations and where they came from. Touches no cluster; bad input: BadInput."""
     spec = validated(experiment.finalise, spec)
+    validated(tracking.check_available, spec)
     return validated(warm_start.resolve, spec)
 
 
@@ -245,6 +246,7 @@ def _run(spec: SearchSpec, address: str | None, trust_unsigned: bool, resume: bo
                 evaluation = searching(final_evaluation, exp)
             with _timed(timings, "report"):
                 summary = searching(report, exp, evaluation, finished=True)
+            tracking.finish(spec, exp.local, summary.to_dict(), "FINISHED")
         except KeyboardInterrupt:  # before the trials, or after them: at once
             raise _interrupted(spec, stops.signum or signal.SIGINT,
                                resume or stops.fit_started) from None
@@ -299,6 +301,7 @@ def _interrupted(spec: SearchSpec, signum: int, started: bool) -> Interrupted:
                                              StopReason.ERROR))
     stop = Interrupted(signum, spec.experiment, done, spec.num_samples)
     experiment.mark_interrupted(spec, str(stop))
+    tracking.finish(spec, Experiment(spec, experiment.path_of(spec)).local, {}, "KILLED")
     return stop
 
 

@@ -54,7 +54,7 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list[Any] | None 
     :func:`tune_jobs.store.tune_storage.storage_filesystem`: always the signing layer)."""
     from ray import tune
 
-    from tune_jobs.run import data_guard
+    from tune_jobs.run import data_guard, tracking
     from tune_jobs.run.trial_history import KeepHistory
 
     data_guard.clear()  # a new search starts with no stop (a restored one: run_search)
@@ -73,7 +73,8 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list[Any] | None 
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=spec.keep_checkpoints, checkpoint_score_attribute=objective.META_SCORE,
             checkpoint_score_order="max"),
-        stop=guard, callbacks=[*(callbacks or []), guard, KeepHistory()], verbose=1)
+        stop=guard, callbacks=[*(callbacks or []), guard, KeepHistory(),
+                               *tracking.callbacks(spec)], verbose=1)
     return tune.Tuner(build_trainable(spec), param_space=param_space(spec.space),
                       tune_config=tune_config, run_config=run_config)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,6 +158,26 @@ class WarmStart:
             fail("warm_start.space", self.space, "keep or box")
 
 
+_TRACKING_URI = re.compile(r"^(databricks(://\S*)?|[A-Za-z][A-Za-z0-9+.-]*://\S+)$")
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where the search is tracked besides its folder (:mod:`tune_jobs.run.tracking`)."""
+
+    # an MLflow tracking URI (http://host:5000, sqlite:///path/mlflow.db, databricks), true for
+    # a SQLite store inside the experiment folder, or false
+    mlflow: str | bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.mlflow, bool):
+            return
+        if not isinstance(self.mlflow, str) or not _TRACKING_URI.match(self.mlflow):
+            fail("tracking.mlflow", self.mlflow, "a tracking URI (http://host:5000, "
+                 "sqlite:///path/mlflow.db, databricks), true for a SQLite store in the "
+                 "experiment folder, or false")
+
+
 @dataclass(frozen=True)
 class SearchSpec:
     """One search, complete and checked. Defaults are the known-good baseline."""
@@ -182,6 +203,7 @@ class SearchSpec:
     checkpoint_every: int = 1  # budget units between checkpoints
     final_eval: FinalEval = field(default_factory=FinalEval)
     warm_start: WarmStart = field(default_factory=WarmStart)
+    tracking: Tracking = field(default_factory=Tracking)
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool = False  # bf16 autocast on CUDA
     cache_dir: str | None = None  # shared-work cache; None = $METATUNE_CACHE or ~/.cache/metatune
@@ -292,7 +314,7 @@ class SearchSpec:
             fail("tasks", tasks, "a list of task names")
         data["tasks"] = tuple(tasks)
         for key, part in (("asha", Asha), ("final_eval", FinalEval), ("resources", Resources),
-                          ("warm_start", WarmStart)):
+                          ("warm_start", WarmStart), ("tracking", Tracking)):
             if key in data:
                 data[key] = _section(part, data[key], key)
         for key in ("task_resources", "kind_options", "task_options", "custom_tasks", "space"):

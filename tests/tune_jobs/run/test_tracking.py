@@ -1,0 +1,121 @@
+"""MLflow tracking, read back with MLflow's own client: a parent run per search, a nested child
+run per trial with its metrics per unit, no unit logged twice after a resume, and a tracker that
+cannot be reached is one warning (the end-to-end run against a real server: test_e2e)."""
+
+from __future__ import annotations
+
+import pickle
+import socket
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("mlflow")
+
+from tune_jobs.run import tracking  # noqa: E402
+from tune_jobs.spec import presets  # noqa: E402
+
+
+def _spec(tmp_path, mlflow):
+    return presets.build("smoke", overrides={"storage": str(tmp_path), "name": "exp"},
+                         sets=[f"tracking.mlflow={mlflow}", "asha.max_t=3"])
+
+
+def _trial(trial_id, units=0):
+    return SimpleNamespace(trial_id=trial_id, config={"lr_scale": 1.5, "batch_size": 16},
+                           last_result={"units": units})
+
+
+def _result(unit):
+    return {"units": unit, "meta_score": 0.1 * unit, "newsgroups/val_acc": 0.2 * unit,
+            "cifar_transfer/val_acc": 0.3 * unit, "time/setup_s": 1.0, "done": False}
+
+
+def test_trials_nest_under_the_search_and_a_resume_logs_no_unit_twice(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    spec = _spec(tmp_path, "true")
+    uri = tracking.tracking_uri(spec)
+    assert uri == f"sqlite:///{tmp_path}/exp/mlflow.db"
+    (tmp_path / "exp").mkdir()
+    callback = tracking.callbacks(spec)[0]
+    callback.setup()
+    for unit in (1, 2):
+        callback.on_trial_result(0, [], _trial("t1"), _result(unit))
+    # the driver stops; Tune pickles its callbacks, and a resume unpickles them
+    resumed = pickle.loads(pickle.dumps(callback))
+    resumed.setup()
+    for unit in (1, 2, 3):  # the trial goes on from its checkpoint: unit 2 reported again
+        resumed.on_trial_result(0, [], _trial("t1"), _result(unit))
+    resumed.on_trial_complete(0, [], _trial("t1", units=3))
+    assert not resumed.tracker.broken and not callback.tracker.broken
+
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.get_experiment_by_name("exp").experiment_id
+    runs = client.search_runs([exp_id])
+    parent = next(r for r in runs if r.data.tags[tracking.TAG_TRIAL] == "none")
+    (child,) = [r for r in runs if r.data.tags[tracking.TAG_TRIAL] == "t1"]
+    assert len(runs) == 2  # one parent and one child, also after the resume
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert parent.data.params["asha.max_t"] == "3" and parent.data.params["preset"] == "smoke"
+    assert parent.data.tags["metatune.tasks"] == "newsgroups,cifar_transfer"
+    assert child.data.params == {"lr_scale": "1.5", "batch_size": "16"}
+    history = client.get_metric_history(child.info.run_id, "newsgroups/val_acc")
+    assert [(m.step, round(m.value, 3)) for m in history] == [(1, 0.2), (2, 0.4), (3, 0.6)]
+    assert "time/setup_s" not in child.data.metrics
+    assert child.data.tags["metatune.stop_reason"] == "completed"
+    assert child.data.tags["metatune.rung"] == "3" and child.info.status == "FINISHED"
+
+    # the search's outcome and report files on the parent, twice (a resume): no repeats
+    local = tmp_path / "exp"
+    (local / "summary.json").write_text("{}")
+    (local / "plots").mkdir()
+    (local / "plots" / "curves.png").write_bytes(b"png")
+    summary = {"best": {"trial_id": "t1", "config": {"lr_scale": 1.5}, "meta_score": 0.3,
+                        "regret": {"newsgroups": 0.0}, "val_acc": {"newsgroups": 0.6}},
+               "final_eval": {"metrics": {"test_meta_score": {"mean": 0.25, "std": 0.01}}},
+               "baselines": {"newsgroups": {"baseline_val_acc": 0.5, "baseline_test_acc": 0.4}},
+               "task_data": {"newsgroups": {"path": "/data/news"}}}
+    for _ in range(2):
+        tracking.finish(spec, local, summary, "FINISHED")
+    parent = client.get_run(parent.info.run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["test/test_meta_score/mean"] == 0.25
+    assert parent.data.metrics["baseline/newsgroups/val_acc"] == 0.5
+    assert len(client.get_metric_history(parent.info.run_id, "winner/meta_score")) == 1
+    assert parent.data.tags["metatune.winner.trial_id"] == "t1"
+    assert parent.data.tags["metatune.data.newsgroups"] == "/data/news"
+    names = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"summary.json", "plots"} <= names
+
+
+def test_a_tracker_that_cannot_be_reached_is_one_warning(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spec = _spec(tmp_path, f"http://127.0.0.1:{port}")
+    callback = tracking.callbacks(spec)[0]
+    callback.setup()
+    for unit in (1, 2):
+        callback.on_trial_result(0, [], _trial("t1"), _result(unit))
+    tracking.finish(spec, tmp_path, {}, "FINISHED")  # the search's end: not said again
+    err = capsys.readouterr().err
+    assert err.count(f"warning: MLflow tracking at http://127.0.0.1:{port} failed") == 1, err
+    assert "the search goes on without it" in err and callback.tracker.broken
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("notauri", "tracking.mlflow='notauri' is invalid: a tracking URI"),
+    ("{}", "tracking.mlflow={} is invalid"),
+])
+def test_bad_tracking_settings(tmp_path, value, problem):
+    with pytest.raises(ValueError, match=problem.replace("(", r"\(").replace("{", r"\{")):
+        _spec(tmp_path, value)
+
+
+def test_true_needs_a_local_experiment_folder():
+    spec = presets.build("smoke", overrides={"storage": "s3://bucket/x", "name": "exp"},
+                         sets=["tracking.mlflow=true"])
+    with pytest.raises(ValueError, match="must be local"):
+        tracking.tracking_uri(spec)
