@@ -119,3 +119,84 @@ def test_true_needs_a_local_experiment_folder():
                          sets=["tracking.mlflow=true"])
     with pytest.raises(ValueError, match="must be local"):
         tracking.tracking_uri(spec)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` on 127.0.0.1, with its own SQLite store and artifact folder."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+         "--artifacts-destination", str(tmp_path / "server-artifacts")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        pytest.fail(f"mlflow server did not start: {server.stderr.read()[-2000:]}")
+    yield url
+    server.terminate()
+    server.wait(30)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_smoke_search_tracked_on_an_mlflow_server_and_resumed(mlflow_server, syn_dir, joined,
+                                                                tmp_path):
+    """End to end over HTTP: the search's parent run, a nested child per trial with its units,
+    the report files as artifacts, and `resume` of the finished search repeats nothing."""
+    from mlflow.tracking import MlflowClient
+
+    from tests.factories import SMALL, cli
+
+    args = ["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "tracked",
+            "--storage", str(tmp_path / "results"), "--num-samples", "3",
+            "--set", "asha.max_t=2", "--set", "asha.grace_period=1",
+            "--set", "final_eval.seeds=1", "--set", f"tracking.mlflow={mlflow_server}", *SMALL]
+    first = cli(args, joined)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "MLflow tracking" not in first.stderr  # no warning
+
+    def runs():
+        client = MlflowClient(tracking_uri=mlflow_server)
+        exp_id = client.get_experiment_by_name("tracked").experiment_id
+        found = client.search_runs([exp_id])
+        parent = next(r for r in found if r.data.tags[tracking.TAG_TRIAL] == "none")
+        children = [r for r in found if r is not parent]
+        return client, parent, children
+
+    client, parent, children = runs()
+    assert len(children) == 3 and parent.info.status == "FINISHED"
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    for child in children:
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "meta_score")]
+        assert steps == list(range(1, int(child.data.tags["metatune.units"]) + 1)), steps
+        assert child.data.tags["metatune.stop_reason"] in ("completed", "stopped by ASHA")
+        assert "lr_scale" in child.data.params
+    assert "test/test_meta_score/mean" in parent.data.metrics
+    names = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"report.html", "summary.json", "leaderboard.csv", "plots"} <= names, names
+
+    again = cli(["resume", "tracked", "--storage", str(tmp_path / "results")], joined)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    client, parent2, children2 = runs()
+    assert parent2.info.run_id == parent.info.run_id and len(children2) == 3
+    for child in children2:
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "meta_score")]
+        assert len(steps) == len(set(steps)), steps
+    assert len(client.get_metric_history(parent.info.run_id, "winner/meta_score")) == 1
