@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -16,6 +17,34 @@ from trainables.objective import AGGREGATES
 
 SCHEDULES = ("linear", "cosine", "constant")
 OPTIMIZERS = ("adamw", "sgd")
+
+# Quiet library defaults (each library's own switches, read at its import): no load reports or
+# progress bars from transformers, datasets and the Hub; the user's own settings win.
+QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "HF_DATASETS_VERBOSITY": "error",
+             "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+
+
+def quiet_libraries() -> None:
+    """Inside trials: no load reports or download bars from transformers and datasets, and no
+    per-checkpoint lines from Ray Train, unless the user set their verbosity. Warnings and
+    errors still show; this is their own logging and progress-bar switches, nothing filtered."""
+    import logging
+    import os
+
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    if "transformers" in sys.modules and os.environ["TRANSFORMERS_VERBOSITY"] == "error":
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    if "datasets" in sys.modules and os.environ["HF_DATASETS_VERBOSITY"] == "error":
+        import datasets
+
+        datasets.utils.logging.set_verbosity_error()
+        datasets.disable_progress_bars()
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # "Checkpoint successfully created"
+
 
 
 def fail(key: str, value: Any, rule: str) -> NoReturn:

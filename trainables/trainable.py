@@ -17,7 +17,7 @@ import torch
 from ray import tune
 
 from trainables.checkpoint import CheckpointError, DiskFull, take_failed_writes
-from trainables.config import MetaConfig, TaskSpec, TrialSettings
+from trainables.config import MetaConfig, TaskSpec, TrialSettings, quiet_libraries
 from trainables.meta import MetaTrial, TaskRunner, assemble, read_trial, write_trial
 
 
@@ -33,7 +33,9 @@ def _allotted() -> tuple[int, str]:
 
 
 def prepare_process(settings: TrialSettings) -> str:
-    """Give this process the threads Ray allotted it; the device it should train on."""
+    """Give this process the threads Ray allotted it (and quiet libraries); the device it
+    should train on."""
+    quiet_libraries()
     threads, device = _allotted()
     torch.set_num_threads(threads)
     if settings.device == "cuda" and device != "cuda":

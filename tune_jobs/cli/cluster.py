@@ -42,10 +42,12 @@ def metatune_jobs(address: str, token: str | None) -> list[dict[str, Any]]:
 
 
 def last_leaderboard(logs: str) -> str | None:
-    """The last leaderboard block the search printed to its job log."""
+    """The last leaderboard block the search printed to its job log; while it runs (the block
+    comes at its end), its last few per-unit lines."""
     start = logs.rfind(LEADERBOARD_MARK)
     if start < 0:
-        return None
+        updates = [ln for ln in logs.splitlines() if ln.startswith("[metatune] ")]
+        return "\n".join(updates[-5:]) or None
     block = []
     for line in logs[start:].splitlines():
         if block and not line.startswith("  "):

@@ -24,6 +24,8 @@ from tune_jobs.spec.search_spec import SearchSpec
 from tune_jobs.store import experiment, uri
 from tune_jobs.store.rows import best_checkpoint, checkpoint_fallback
 
+VERBOSE_HELP = ("also show Ray Tune's own output: its trial table, progress and log lines "
+                "(by default only Metatune's own lines)")
 TRUST_HELP = ("resume an experiment whose Tune state files carry no valid Metatune signature, "
               "signing them as they are (only for a folder no one else can write)")
 
@@ -46,11 +48,13 @@ def add_parsers(sub: Any) -> None:
                           "--set warm_start.space=box also shrinks the space to them)")
     run.add_argument("--dry-run", action="store_true", help="validate and print the spec only")
     run.add_argument("--trust-unsigned", action="store_true", help=TRUST_HELP)
+    run.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     res = sub.add_parser("resume", help="continue an interrupted experiment")
     res.add_argument("name")
     res.add_argument("--storage")
     res.add_argument("--address")
     res.add_argument("--trust-unsigned", action="store_true", help=TRUST_HELP)
+    res.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     st = sub.add_parser("status", help="list experiments, or show one's leaderboard")
     st.add_argument("name", nargs="?")
     st.add_argument("--storage")
@@ -168,15 +172,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tune_jobs.run.progress import LeaderboardCallback
 
     result = pipeline.run(spec, address=args.address, trust_unsigned=args.trust_unsigned,
-                          points=points, origins=origins,
-                          callbacks=[LeaderboardCallback(list(spec.tasks), spec.experiment)])
+                          points=points, origins=origins, verbose=args.verbose,
+                          callbacks=[LeaderboardCallback(list(spec.tasks), spec.experiment,
+                                                         spec.asha.max_t)])
     return print_outcome(result)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     exp = validated(experiment.load, args.name, args.storage)
     result = pipeline.run(exp.spec, address=args.address, trust_unsigned=args.trust_unsigned,
-                          resume=True)
+                          resume=True, verbose=args.verbose)
     return print_outcome(result)
 
 

@@ -11,6 +11,7 @@ import os
 import sys
 import traceback
 
+from trainables.config import quiet_libraries
 from trainables.data.splits import DataError
 from tune_jobs.cli import commands, data
 from tune_jobs.run.pipeline import BadInput, DiskFull, SearchFailed
@@ -25,6 +26,9 @@ def _environment_defaults() -> None:
     # Every Ray cluster Metatune starts has token authentication on, and it connects with the
     # token. Ray reads this when it is imported, so it is set before anything imports ray.
     os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # transformers' load reports and datasets' bars (also in the workers of a local instance,
+    # which inherit this environment); see trainables.trainable.quiet_libraries
+    quiet_libraries()  # transformers may be imported already: its own switches then
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from typing import Any
 from trainables import objective
 from trainables.config import MetaConfig, TrialSettings
 from trainables.meta import final_test
+from tune_jobs.run.bars import progress_bar
 from tune_jobs.spec.search_spec import SearchSpec
 from tune_jobs.store.rows import FinalEval
 
@@ -34,7 +35,14 @@ def evaluate_on_test(spec: SearchSpec, config: dict[str, Any]) -> FinalEval | No
                                                   num_gpus=spec.resources.gpu)
     seeds = [FINAL_SEED_BASE + i for i in range(n)]
     settings = spec.trial_settings()
-    runs = ray.get([remote.remote({**config, "seed": s}, settings) for s in seeds])
+    refs = {remote.remote({**config, "seed": s}, settings): i for i, s in enumerate(seeds)}
+    runs: list[Any] = [None] * n
+    with progress_bar(n, "final evaluation", "seed") as bar:
+        pending = list(refs)
+        while pending:
+            (ready,), pending = ray.wait(pending, num_returns=1)
+            runs[refs[ready]] = ray.get(ready)
+            bar.update(1)
     metrics = {}
     for key in runs[0]:
         values = [r[key] for r in runs]

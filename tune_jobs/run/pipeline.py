@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import logging
 import os
 import signal
 import sys
@@ -25,7 +26,7 @@ from trainables.tasks import check_data, data_origins
 from tune_jobs.report.analysis import best_row, planned_budget
 from tune_jobs.report.html import write_report
 from tune_jobs.report.summary import Summary, summarise
-from tune_jobs.run import prepare, search, tracking, warm_start
+from tune_jobs.run import prepare, search, warm_start
 from tune_jobs.run.stops import Interrupted, StopSignals
 from tune_jobs.spec.search_spec import SearchSpec
 from tune_jobs.store import experiment, tune_storage, uri
@@ -118,7 +119,8 @@ def init_ray(address: str | None) -> bool:
             ray.init(address=address)
         else:
             dashboard = os.environ.get("METATUNE_DASHBOARD", "1") != "0"
-            ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1")
+            ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1",
+                     logging_level=logging.WARNING)  # the "Ray:" line below says what started
         if warning := secure_token_file():  # a token Ray has just generated
             print(f"warning: {warning}", file=sys.stderr)
     total = ray.cluster_resources()
@@ -134,6 +136,8 @@ def init_ray(address: str | None) -> bool:
 def checked(spec: SearchSpec) -> tuple[SearchSpec, list[dict[str, Any]], list[dict[str, Any]]]:
     """The spec as it will run (storage and name settled, warm start resolved), with the warm
     start's configurations and where they came from. Touches no cluster; bad input: BadInput."""
+    from tune_jobs.run import tracking  # imports Ray Tune: after the CLI set Ray's environment
+
     spec = validated(experiment.finalise, spec)
     validated(tracking.check_available, spec)
     return validated(warm_start.resolve, spec)
@@ -181,20 +185,21 @@ def run(spec: SearchSpec, *, address: str | None = None, trust_unsigned: bool = 
         resume: bool = False, points: list[dict[str, Any]] | None = None,
         origins: list[dict[str, Any]] | None = None, callbacks: list[Any] | None = None,
         final: bool = True, connected: bool | None = None,
-        prepared: bool = False) -> SearchResult:
+        prepared: bool = False, verbose: bool = False) -> SearchResult:
     """Run (or, with ``resume``, continue) the search of a checked spec, to its report.
 
     ``spec`` has been through :func:`checked`, which also gives ``points`` and ``origins``.
     With ``final=False`` there is neither a test evaluation nor a report (``transfer``'s short
     search, the benchmarks). A caller that has started Ray itself passes ``connected`` (whether
     it joined a cluster), and ``prepared`` when it has run the preparation phase for these
-    tasks already.
+    tasks already. ``verbose`` shows Ray Tune's own output too (its table and log lines).
     """
     if not resume:
         validated(experiment.check_same, spec)
+    search.tune_output(verbose)
     with _one_writer(spec):
         return _run(spec, address, trust_unsigned, resume, points, origins, callbacks, final,
-                    connected, prepared)
+                    connected, prepared, verbose)
 
 
 @contextmanager
@@ -217,7 +222,7 @@ def _one_writer(spec: SearchSpec) -> Iterator[None]:
 def _run(spec: SearchSpec, address: str | None, trust_unsigned: bool, resume: bool,
          points: list[dict[str, Any]] | None, origins: list[dict[str, Any]] | None,
          callbacks: list[Any] | None, final: bool, connected: bool | None,
-         prepared: bool) -> SearchResult:
+         prepared: bool, verbose: bool = False) -> SearchResult:
     timings: dict[str, float] = {}
     path = experiment.path_of(spec)
     data_used = None
@@ -234,7 +239,7 @@ def _run(spec: SearchSpec, address: str | None, trust_unsigned: bool, resume: bo
         try:
             baselines = _through_the_search(spec, stops, timings, address, connected, resume,
                                             trust_unsigned, prepared, data_used, points,
-                                            origins, callbacks)
+                                            origins, callbacks, verbose)
             _check_disk_full(spec)
             if stops.signum is not None:  # Tune stopped gracefully and saved its state
                 raise KeyboardInterrupt
@@ -246,6 +251,8 @@ def _run(spec: SearchSpec, address: str | None, trust_unsigned: bool, resume: bo
                 evaluation = searching(final_evaluation, exp)
             with _timed(timings, "report"):
                 summary = searching(report, exp, evaluation, finished=True)
+            from tune_jobs.run import tracking
+
             tracking.finish(spec, exp.local, summary.to_dict(), "FINISHED")
         except KeyboardInterrupt:  # before the trials, or after them: at once
             raise _interrupted(spec, stops.signum or signal.SIGINT,
@@ -258,7 +265,8 @@ def _through_the_search(spec: SearchSpec, stops: StopSignals, timings: dict[str,
                         trust_unsigned: bool, prepared: bool, data_used: dict[str, Any] | None,
                         points: list[dict[str, Any]] | None,
                         origins: list[dict[str, Any]] | None,
-                        callbacks: list[Any] | None) -> dict[str, Baseline]:
+                        callbacks: list[Any] | None, verbose: bool = False
+                        ) -> dict[str, Baseline]:
     """Ray, the storage and its signature check, the preparation phase and the Tuner."""
     path = experiment.path_of(spec)
     if connected is None:
@@ -287,7 +295,7 @@ def _through_the_search(spec: SearchSpec, stops: StopSignals, timings: dict[str,
               + (" in the box they span" if spec.warm_start.space == "box" else ""))
     with _timed(timings, "search"), stops.fitting():
         searching(search.run_search, spec, storage, callbacks=callbacks, resume=resume,
-                  points=points)
+                  points=points, verbose=verbose)
     return baselines
 
 
@@ -301,6 +309,8 @@ def _interrupted(spec: SearchSpec, signum: int, started: bool) -> Interrupted:
                                              StopReason.ERROR))
     stop = Interrupted(signum, spec.experiment, done, spec.num_samples)
     experiment.mark_interrupted(spec, str(stop))
+    from tune_jobs.run import tracking
+
     tracking.finish(spec, Experiment(spec, experiment.path_of(spec)).local, {}, "KILLED")
     return stop
 

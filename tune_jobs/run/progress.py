@@ -4,7 +4,7 @@ search's own metrics published through Ray's metrics API (dashboard, Prometheus)
 
 from __future__ import annotations
 
-import time
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -60,17 +60,20 @@ class SearchMetrics:
 
 
 class LeaderboardCallback(Callback):
-    """Prints the top trials at most every ``every_s`` seconds and publishes the search metrics."""
+    """One line whenever a trial finishes a unit, stops or fails (nothing between, nothing
+    twice), the whole leaderboard when the search ends, and the search metrics published."""
 
-    def __init__(self, tasks: list[str], experiment: str = "", every_s: float = 20.0,
+    def __init__(self, tasks: list[str], experiment: str = "", max_t: int | None = None,
                  top: int = 5) -> None:
-        self.experiment, self.every_s, self.top = experiment, every_s, top
+        self.experiment, self.max_t, self.top = experiment, max_t, top
         self.metrics = SearchMetrics(tasks)
-        self._last_print = 0.0
         self._gauges: dict[str, Any] | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # gauges live in this process only
         return {**self.__dict__, "_gauges": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:  # also one pickled by an older one
+        self.__dict__.update({"max_t": None, "top": 5, **state})
 
     def _publish(self, trials: list) -> None:
         try:
@@ -87,19 +90,41 @@ class LeaderboardCallback(Callback):
         except Exception as exc:  # metrics are an extra; never let them stop a search
             print(f"[metatune] metrics not published: {exc}", flush=True)
 
+    def _best(self) -> str:
+        scored = [(r[objective.META_SCORE], tid, r["units"])
+                  for tid, r in self.metrics.latest.items() if r[objective.META_SCORE] is not None]
+        if not scored:
+            return ""
+        score, tid, units = max(scored)
+        return f" | best {score:.4f} ({tid}, unit {units})"
+
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
         self.metrics.record(trial.trial_id, result)
         self._publish(trials)
-        if time.monotonic() - self._last_print >= self.every_s:
-            self._last_print = time.monotonic()
-            print(self.render(), flush=True)
+        r = self.metrics.latest[trial.trial_id]
+        of = f"/{self.max_t}" if self.max_t else ""
+        score = r[objective.META_SCORE]
+        accs = ", ".join(f"{t} {r[t]:.3f}" for t in self.metrics.tasks if r[t] is not None)
+        print(f"[metatune] {trial.trial_id} unit {r['units']}{of}: meta "
+              f"{score if score is not None else float('nan'):.4f} ({accs}){self._best()}",
+              flush=True)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._publish(trials)
+        units = self.metrics.units.get(trial.trial_id, 0)
+        how = ("completed" if self.max_t and units >= self.max_t else "stopped by ASHA")
+        print(f"[metatune] {trial.trial_id} {how} at unit {units}{self._best()}", flush=True)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        message, path = failure(trial)
+        print(f"[metatune] {trial.trial_id} failed, retrying from its last checkpoint: "
+              f"{message}\n  error file: {path}", flush=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._publish(trials)
+        message, path = failure(trial)
+        print(f"[metatune] {trial.trial_id} failed: {message}\n  error file: {path}", flush=True)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._publish(trials)
@@ -116,3 +141,16 @@ class LeaderboardCallback(Callback):
             accs = "".join(f"{(r[t] if r[t] is not None else float('nan')):>18.4f}" for t in tasks)
             lines.append(f"  {tid:<14}{r['units'] or 0:>6}{r[objective.META_SCORE]:>9.4f}{accs}")
         return "\n".join(lines)
+
+
+def failure(trial: Any) -> tuple[str, str]:
+    """A failed trial's message (the last line of its error.txt that names an exception) and
+    the error file's path."""
+    path = Path(trial.local_path or "", "error.txt")
+    text = path.read_text(errors="replace") if path.is_file() else ""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    named = [ln for ln in lines if ": " in ln and ln.split(": ", 1)[0].replace(".", "")
+             .replace("_", "").replace("(", "").replace(")", "").isalnum()]
+    message = (named or lines or ["(no error file)"])[-1]
+    return message[:500], str(path)
+

@@ -48,8 +48,26 @@ def build_trainable(spec: SearchSpec) -> Any:
     return trainable_for(spec.trial_settings(), resources, spec.task_bundles())
 
 
+def tune_output(verbose: bool) -> None:
+    """Ray Tune's own console output: by default none but its warnings (Metatune prints its own
+    leaderboard lines and each trial failure with its error file); all of it with --verbose."""
+    import logging
+    import os
+
+    quiet = not verbose
+    logging.getLogger("ray.tune").setLevel(logging.WARNING if quiet else logging.INFO)
+    # Tune's newer console output prints its header box and paths even when silent; its
+    # classic reporter at verbose=0 prints nothing (RunConfig.verbose, set by build_tuner).
+    if quiet:
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # A failed trial's traceback and the closing "Trials did not complete" are said by
+    # Metatune's own lines (the message and the error.txt that holds the traceback).
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        logging.getLogger(name).setLevel(logging.CRITICAL if quiet else logging.NOTSET)
+
+
 def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list[Any] | None = None,
-                points: list[dict[str, Any]] | None = None) -> Any:
+                points: list[dict[str, Any]] | None = None, verbose: bool = False) -> Any:
     """The Tuner of a new experiment, writing through ``storage`` (from
     :func:`tune_jobs.store.tune_storage.storage_filesystem`: always the signing layer)."""
     from ray import tune
@@ -74,13 +92,14 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list[Any] | None 
             num_to_keep=spec.keep_checkpoints, checkpoint_score_attribute=objective.META_SCORE,
             checkpoint_score_order="max"),
         stop=guard, callbacks=[*(callbacks or []), guard, KeepHistory(),
-                               *tracking.callbacks(spec)], verbose=1)
+                               *tracking.callbacks(spec)], verbose=1 if verbose else 0)
     return tune.Tuner(build_trainable(spec), param_space=param_space(spec.space),
                       tune_config=tune_config, run_config=run_config)
 
 
 def run_search(spec: SearchSpec, storage: Storage, callbacks: list[Any] | None = None,
-               resume: bool = False, points: list[dict[str, Any]] | None = None) -> Any:
+               resume: bool = False, points: list[dict[str, Any]] | None = None,
+               verbose: bool = False) -> Any:
     """Start the experiment, or restore it when it already exists. Returns Tune's ResultGrid.
 
     ``storage`` comes from :func:`storage_filesystem`; call :func:`check_signatures` first.
@@ -98,7 +117,7 @@ def run_search(spec: SearchSpec, storage: Storage, callbacks: list[Any] | None =
         if resume:
             raise ValueError(f"no restorable experiment at {experiment.path_of(spec)}; start it "
                              "with `metatune run`")
-        tuner = build_tuner(spec, storage, callbacks, points)
+        tuner = build_tuner(spec, storage, callbacks, points, verbose)
     experiment.save_spec(spec)
     from tune_jobs.run import data_guard
 

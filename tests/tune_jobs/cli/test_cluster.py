@@ -53,3 +53,12 @@ def test_unreachable_dashboard_says_how_to_reach_it():
     with pytest.raises(cluster.DashboardError, match=r"cannot reach the dashboard at "
                                                              r"http://127.0.0.1:9.*SSH tunnel"):
         cluster._get("http://127.0.0.1:9", "/api/jobs/", None)
+
+
+def test_a_running_searchs_log_shows_its_last_unit_lines():
+    from tune_jobs.cli.cluster import last_leaderboard
+
+    logs = "start\n" + "".join(f"[metatune] t{i} unit 1/4: meta 0.{i}\n" for i in range(7))
+    assert last_leaderboard(logs).splitlines() == [
+        f"[metatune] t{i} unit 1/4: meta 0.{i}" for i in range(2, 7)]
+    assert last_leaderboard("nothing yet\n") is None

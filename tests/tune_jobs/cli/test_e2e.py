@@ -28,8 +28,24 @@ def finished(syn_dir, env, tmp_path_factory):
     proc = cli(["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "e2e",
                 "--storage", str(storage), *ARGS], env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    QUIET["stdout"], QUIET["stderr"] = proc.stdout, proc.stderr
     return storage, storage / "e2e", proc.stdout + proc.stderr
 
+
+QUIET: dict[str, str] = {}  # the finished search's own terminal output, as a user sees it
+# Lines of Metatune's own kinds (stdout): what runs where, the data, the preparation, one line
+# per trial event, the closing leaderboard, the final evaluation and the summary.
+OWN = re.compile("|".join([
+    r"experiment \S+: \d+ trials on .+", r"planned budget: .+", r"  \S+: (synthetic|real|custom) data, .+",
+    r"results and checkpoints: .+", r"Ray: .+", r"preparing \d+ task\(s\) before the trials.+",
+    r"  prepared \S+ in .+", r"\[metatune\] .+", r"  trial +units +meta.+",
+    r"  \S+ +\d+ +-?[\d.]+ .+", r"re-training the winner .+", r"  # trial .+", r" *\d+ \S+ +[\d.e-]+ .+",
+    r"best meta-configuration .+", r"  \w+ +\S+", r"  \S+: val_acc .+", r"  \S+: the tuned model .+",
+    r"  per-task trade-off .+", r"  test .+", r"  warning: .+", r"results, checkpoints and report .+",
+    r"  report: .+", r"warm start: .+", r"head store: .+", r""]))
+NOISE = ["Checkpoint successfully created", "LOAD REPORT", "Current best trial", "Trial status",
+         "View detailed results", "Configuration for experiment", "INFO ", "Wrote the latest",
+         "To visualize your results", "Traceback"]
 
 def test_outputs_and_asha(finished):
     storage, exp, out = finished
@@ -269,3 +285,17 @@ def test_a_tampered_tuner_pickle_under_a_checkpoint_named_folder_is_refused(
     err = capsys.readouterr().err
     assert "refusing to resume e2e" in err and "tuner.pkl does not match its signature" in err
     assert not os.path.exists(PLANTED_MARKER)
+
+
+def test_the_terminal_is_quiet_and_says_what_matters(finished):
+    """By default the terminal holds Metatune's own lines only: no Tune table or checkpoint
+    lines, no transformers load reports; the preparation and final evaluation show bars."""
+    out, err = QUIET["stdout"], QUIET["stderr"]
+    for noise in NOISE:
+        assert noise not in out + err, noise
+    strange = [line for line in out.splitlines() if not OWN.fullmatch(line)]
+    assert not strange, strange
+    assert re.search(r"^\[metatune\] \S+ unit 1/4: meta [\d.]+ \(newsgroups", out, re.M)
+    assert re.search(r"^\[metatune\] \S+ (completed|stopped by ASHA) at unit \d", out, re.M)
+    assert "[metatune] preparing: 2/2 tasks" in err
+    assert "[metatune] final evaluation: 2/2 seeds" in err

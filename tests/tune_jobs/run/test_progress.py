@@ -1,5 +1,7 @@
 """The search's own metrics, computed from results (what the gauges publish)."""
 
+import os
+
 from tune_jobs.run.progress import GAUGES, SearchMetrics
 
 
@@ -17,3 +19,18 @@ def test_search_metrics_values():
     assert values[("metatune_task_best_val_acc", (("task", "a"),))] == 0.5
     assert values[("metatune_task_best_val_acc", (("task", "b"),))] == 0.6
     assert {name for name, _, _ in m.values({})} <= set(GAUGES)
+
+
+def test_tune_output_is_quiet_by_default_and_back_with_verbose(monkeypatch):
+    import logging
+
+    from tune_jobs.run.search import tune_output
+
+    monkeypatch.delenv("RAY_AIR_NEW_OUTPUT", raising=False)
+    tune_output(False)
+    assert logging.getLogger("ray.tune").level == logging.WARNING
+    assert logging.getLogger("ray.tune.execution.tune_controller").level == logging.CRITICAL
+    assert os.environ["RAY_AIR_NEW_OUTPUT"] == "0"
+    tune_output(True)
+    assert logging.getLogger("ray.tune").level == logging.INFO
+    assert logging.getLogger("ray.tune.execution.tune_controller").level == logging.NOTSET
