@@ -199,14 +199,29 @@ def prepare_shared(spec: TaskSpec, settings: TrialSettings) -> dict[str, Any]:
     the decoded data, the tokenizer and token arrays, the pretrained source model, and the
     task's classical baseline (:mod:`trainables.baseline`). Run as a Ray
     task before the trials (:func:`prepare`); the trials then only read the cache."""
-    from trainables.tasks import build_task, task_baseline
+    from ray.experimental.tqdm_ray import tqdm
+
+    from trainables.tasks import build_task, load_data, task_baseline
 
     started = time.perf_counter()
     device = prepare_process(settings)
+    # Ray's own distributed tqdm: the driver draws one bar per task, by stage
+    bar = tqdm(total=3, desc=f"[metatune] preparing {spec.name}: data", unit="stage",
+               flush_interval_s=0.5)
+    load_data(spec, settings.data_dir, settings.split_seed, settings.cache_dir)
+    bar.set_description(f"[metatune] preparing {spec.name}: model"
+                        + (" and source" if spec.kind == "image" else ""))
+    bar.update(1)
     task, _ = build_task(spec, MetaConfig(), settings, device)
     params = sum(p.numel() * p.element_size() for p in task.learner.model.parameters())
+    bar.set_description(f"[metatune] preparing {spec.name}: classical baseline")
+    bar.update(1)
+    baseline = task_baseline(spec, settings)
+    bar.set_description(f"[metatune] prepared {spec.name}")
+    bar.update(1)
+    bar.close()
     return {"task": spec.name, "seconds": time.perf_counter() - started, "device": device,
-            "node_id": _node_id(), "baseline": task_baseline(spec, settings),
+            "node_id": _node_id(), "baseline": baseline,
             # a checkpoint at most: every weight trained, with Adam's two moments
             "checkpoint_bytes": 3 * params}
 

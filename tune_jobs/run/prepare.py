@@ -6,11 +6,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import shutil
-import sys
 from pathlib import Path
 
 from trainables.baseline import Baseline
-from tune_jobs.run.bars import progress_bar
 from tune_jobs.spec.search_spec import SearchSpec
 from tune_jobs.store import uri
 
@@ -36,15 +34,14 @@ def prepare(spec: SearchSpec) -> Prepared:
           "models, classical baselines (once per cache; seconds when they are there) ...",
           flush=True)
     baselines, size = {}, 0
-    with progress_bar(len(spec.tasks), "preparing", "task") as bar:
-        for done in prepare_tasks(spec.trial_settings(), resources):
-            b = baselines[done["task"]] = done["baseline"]
-            size += done["checkpoint_bytes"]
-            bar.write(f"  prepared {done['task']} in {done['seconds']:.1f} s on "
-                      f"{done['device']}; classical baseline: val_acc {b.val_acc:.4f}, "
-                      f"test_acc {b.test_acc if b.test_acc is not None else float('nan'):.4f} "
-                      f"({b.method})", file=sys.stdout)
-            bar.update(1)
+    # each task draws its own bar, by stage, from its Ray task (Ray's tqdm_ray)
+    for done in prepare_tasks(spec.trial_settings(), resources):
+        b = baselines[done["task"]] = done["baseline"]
+        size += done["checkpoint_bytes"]
+        print(f"  prepared {done['task']} in {done['seconds']:.1f} s on {done['device']}; "
+              f"classical baseline: val_acc {b.val_acc:.4f}, test_acc "
+              f"{b.test_acc if b.test_acc is not None else float('nan'):.4f} ({b.method})",
+              flush=True)
     return Prepared({t: baselines[t] for t in spec.tasks}, size)
 
 
