@@ -136,7 +136,8 @@ def mlflow_server(tmp_path):
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
          "--artifacts-destination", str(tmp_path / "server-artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)  # its own process group: the server and its workers
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -149,15 +150,24 @@ def mlflow_server(tmp_path):
     else:
         server.kill()
         pytest.fail(f"mlflow server did not start: {server.stderr.read()[-2000:]}")
-    yield url
-    server.terminate()
-    server.wait(30)
+    yield SimpleNamespace(url=url, stop=lambda: _stop(server))
+    _stop(server)
+
+
+def _stop(server) -> None:
+    import os
+    import signal
+
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(30)
 
 
 @pytest.mark.slow
 @pytest.mark.ray
 def test_a_smoke_search_tracked_on_an_mlflow_server_and_resumed(mlflow_server, syn_dir, joined,
                                                                 tmp_path):
+    mlflow_server = mlflow_server.url
     """End to end over HTTP: the search's parent run, a nested child per trial with its units,
     the report files as artifacts, and `resume` of the finished search repeats nothing."""
     from mlflow.tracking import MlflowClient
@@ -200,3 +210,24 @@ def test_a_smoke_search_tracked_on_an_mlflow_server_and_resumed(mlflow_server, s
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "meta_score")]
         assert len(steps) == len(set(steps)), steps
     assert len(client.get_metric_history(parent.info.run_id, "winner/meta_score")) == 1
+
+
+@pytest.mark.slow
+def test_a_server_that_stops_answering_mid_search_is_one_warning(mlflow_server, tmp_path,
+                                                                capsys, monkeypatch):
+    """The tracking server dies after the first units: one warning, and every later call of
+    the search (units, trial ends, the outcome) goes on without tracking and without error."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    spec = _spec(tmp_path, mlflow_server.url)
+    callback = tracking.callbacks(spec)[0]
+    callback.setup()
+    callback.on_trial_result(0, [], _trial("t1"), _result(1))
+    assert not callback.tracker.broken
+    mlflow_server.stop()
+    for unit in (2, 3):
+        callback.on_trial_result(0, [], _trial("t1"), _result(unit))
+    callback.on_trial_complete(0, [], _trial("t1", units=3))
+    tracking.finish(spec, tmp_path, {}, "FINISHED")
+    err = capsys.readouterr().err
+    assert err.count(f"warning: MLflow tracking at {mlflow_server.url} failed") == 1, err
