@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0",
                   TOKENIZERS_PARALLELISM="false", RAY_AUTH_MODE="token")
@@ -99,3 +101,20 @@ def env(cache_dir):
 def joined(env):
     """The env of a command that joins the test session's Ray (started here if it is not up)."""
     return {**env, "RAY_ADDRESS": start_local_ray().get_runtime_context().gcs_address}
+
+
+@contextmanager
+def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (e.g. "3m") mounted at ``where``, for a full disk (root only: the
+    test is skipped, saying so, where it cannot mount)."""
+    import subprocess
+
+    where.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)

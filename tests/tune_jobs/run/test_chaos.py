@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEXT_OPTS, VISION_OPTS
+from tests.conftest import TEXT_OPTS, VISION_OPTS, small_tmpfs
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -209,15 +209,9 @@ def test_a_signal_mid_search_stops_in_order_and_resume_finishes(sig, code, syn_d
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 3 MiB tmpfs (root only): too small for the smoke search's checkpoints."""
-    mnt = tmp_path / "small_disk"
-    mnt.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    """A 3 MiB disk: too small for the smoke search's checkpoints."""
+    with small_tmpfs(tmp_path / "small_disk", "3m") as mnt:
+        yield mnt
 
 
 def test_a_full_disk_stops_in_one_line_and_resume_finishes_once_there_is_space(

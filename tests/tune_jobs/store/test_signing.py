@@ -111,17 +111,11 @@ def test_a_named_key_that_does_not_exist_is_refused_not_made(tmp_path, monkeypat
 
 @pytest.fixture
 def tiny_disk(tmp_path):
-    """A 1 MiB tmpfs (root only)."""
-    import subprocess
+    """A 1 MiB disk."""
+    from tests.conftest import small_tmpfs
 
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    with small_tmpfs(tmp_path / "tiny", "1m") as mnt:
+        yield mnt
 
 
 @pytest.mark.parametrize("name", ["tensors.safetensors", "tuner.pkl"])
