@@ -276,6 +276,10 @@ CASES = [
     ("custom csv mostly empty texts", lambda f, d: ["run", "--data", d, *custom(
         "t", "text", f["mostly_empty"])], lambda f: [str(f["mostly_empty"]),
                                                     "30 of 40 texts are empty"]),
+    ("tracking uri not a uri", lambda f, d: ["run", "--set", "tracking.mlflow=mlflow-server"],
+     lambda f: ["tracking.mlflow='mlflow-server' is invalid: a tracking URI"]),
+    ("tracking unknown key", lambda f, d: ["run", "--set", "tracking.wandb=true"],
+     lambda f: ["unknown key(s) ['wandb'] in tracking"]),
     ("experiment being written", lambda f, d: ["resume", "busy", "--storage", str(f["storage"])],
      lambda f: ["experiment 'busy' is being written by another metatune search",
                 f"pid {f['busy_pid']} on "]),

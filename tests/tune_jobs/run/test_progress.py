@@ -34,3 +34,22 @@ def test_tune_output_is_quiet_by_default_and_back_with_verbose(monkeypatch):
     tune_output(True)
     assert logging.getLogger("ray.tune").level == logging.INFO
     assert logging.getLogger("ray.tune.execution.tune_controller").level == logging.NOTSET
+
+
+def test_a_failed_trial_is_one_line_with_its_message_and_error_file(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from tune_jobs.run.progress import LeaderboardCallback
+
+    (tmp_path / "error.txt").write_text(
+        "Failure # 1 (occurred at 2026-12-02)\nTraceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\nray.exceptions.RayTaskError(ValueError): ray::train()\n'
+        "ValueError: the loss diverged at unit 3 (nan)\n")
+    trial = SimpleNamespace(trial_id="abc_00001", local_path=str(tmp_path), status="ERROR")
+    board = LeaderboardCallback(["t"], "exp", 4)
+    board._gauges = {}  # no metrics publishing in this test
+    board._publish = lambda trials: None
+    board.on_trial_error(0, [trial], trial)
+    out = capsys.readouterr().out
+    assert out == ("[metatune] abc_00001 failed: ValueError: the loss diverged at unit 3 (nan)\n"
+                   f"  error file: {tmp_path / 'error.txt'}\n"), out
