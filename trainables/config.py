@@ -44,6 +44,16 @@ def quiet_libraries() -> None:
         datasets.utils.logging.set_verbosity_error()
         datasets.disable_progress_bars()
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # "Checkpoint successfully created"
+    sys.unraisablehook = _exiting_quietly
+
+
+def _exiting_quietly(unraisable: Any) -> None:
+    """A worker that Ray stops with SIGTERM raises SystemExit from its signal handler; when that
+    lands inside a finalizer, Python reports it as "Exception ignored in …" with a traceback,
+    though the worker is only exiting. That one case is not reported; every other is."""
+    if isinstance(unraisable.exc_value, SystemExit):
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 

@@ -13,6 +13,7 @@ checkpoints add a checksummed manifest on top, so a partly copied checkpoint fol
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -163,10 +164,14 @@ class HeadStore:
 
     def close_write(self, handle: str) -> None:
         f, tmp, full, _ = self._writes.pop(handle)
-        f.flush()
-        os.fsync(f.fileno())
-        f.close()
-        os.replace(tmp, full)  # only now does the file appear under its real name
+        try:
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+            os.replace(tmp, full)  # only now does the file appear under its real name
+        except BaseException:  # a full disk, say: nothing of it stays
+            _discard(f, tmp)
+            raise
         with self._lock:
             if len(self.stats["written"]) < 100_000:
                 self.stats["written"].append(full)
@@ -174,8 +179,7 @@ class HeadStore:
     def abort_write(self, handle: str) -> None:
         f, tmp, _, _ = self._writes.pop(handle, (None, None, None, None))
         if f is not None:
-            f.close()
-            os.remove(tmp)
+            _discard(f, tmp)
 
     def size(self, path: str, node: str) -> int:
         self._count("reads_by_node", node)
@@ -188,6 +192,18 @@ class HeadStore:
 
     def get_stats(self) -> dict[str, Any]:
         return self.stats
+
+
+def _discard(f: Any, tmp: str) -> None:
+    """Close a transfer's temporary file and remove it, even when closing fails (its buffered
+    bytes cannot be flushed to a full disk)."""
+    try:
+        f.close()
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
 
 
 class _Writer(io.RawIOBase):

@@ -101,3 +101,19 @@ def test_a_write_made_while_handling_an_exception_is_kept(store):
                 raise RuntimeError("link down") from None
     assert (root / "exp/trial/result.json").read_bytes() == b'{"units": 1}\n'
     assert not (root / "exp/trial/progress.csv").exists()
+
+
+def test_a_transfer_that_cannot_be_closed_leaves_no_temporary_file(tmp_path):
+    """On a full disk closing the temporary file fails (its buffer cannot be flushed): the
+    file is removed all the same."""
+    from tune_jobs.store.head_store import _discard
+
+    tmp = tmp_path / ".x.part-1"
+    tmp.write_bytes(b"partial")
+
+    class Full:
+        def close(self):
+            raise OSError(28, "No space left on device")
+
+    _discard(Full(), str(tmp))
+    assert not tmp.exists()
