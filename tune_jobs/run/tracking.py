@@ -120,7 +120,9 @@ class Tracker:
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
             from mlflow.tracking import MlflowClient
 
-            logging.getLogger("alembic").setLevel(logging.WARNING)  # the SQLite migrations
+            # the SQLite store's migrations ("Creating initial MLflow database tables...")
+            for name in ("alembic", "mlflow"):
+                logging.getLogger(name).setLevel(logging.WARNING)
             self._client = MlflowClient(tracking_uri=self.uri)
         return self._client
 
