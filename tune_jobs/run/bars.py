@@ -1,5 +1,6 @@
-"""Progress bars for the driver's own phases (the preparation, the final evaluation), with tqdm
-on stderr; Ray-free, so that importing it starts nothing."""
+"""Progress bars for the driver's own phases (the final evaluation), with tqdm on stderr;
+Ray-free, so that importing it starts nothing. (The preparation's bars are drawn from inside
+its Ray tasks, by Ray's tqdm_ray: trainables.trainable.prepare_shared.)"""
 
 from __future__ import annotations
 

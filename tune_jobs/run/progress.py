@@ -4,6 +4,7 @@ search's own metrics published through Ray's metrics API (dashboard, Prometheus)
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -149,8 +150,11 @@ def failure(trial: Any) -> tuple[str, str]:
     path = Path(trial.local_path or "", "error.txt")
     text = path.read_text(errors="replace") if path.is_file() else ""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    named = [ln for ln in lines if ": " in ln and ln.split(": ", 1)[0].replace(".", "")
-             .replace("_", "").replace("(", "").replace(")", "").isalnum()]
+    named = [ln for ln in lines if _EXCEPTION_LINE.match(ln)]
     message = (named or lines or ["(no error file)"])[-1]
     return message[:500], str(path)
+
+
+# "ValueError: …", "trainables.checkpoint.DiskFull: …", "ray.exceptions.RayTaskError(OSError): …"
+_EXCEPTION_LINE = re.compile(r"^[\w.]+(\([\w.]+\))?: ")
 

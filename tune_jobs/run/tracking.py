@@ -86,7 +86,6 @@ class Tracker:
                                 if k not in ("data_dir",)})
         self.tags = {TAG_EXPERIMENT: self.name, "metatune.tasks": ",".join(spec.tasks),
                      "metatune.preset": str(spec.preset), "mlflow.runName": self.name}
-        self.broken = False
         self._client: Any = None
         self._experiment_id: str | None = None
         self._parent: str | None = None
@@ -94,13 +93,17 @@ class Tracker:
     def __getstate__(self) -> dict[str, Any]:  # the client and run ids are found again
         return {**self.__dict__, "_client": None, "_experiment_id": None, "_parent": None}
 
+    @property
+    def broken(self) -> bool:
+        """Whether tracking failed in this process (it is then off for every tracker)."""
+        return self.uri in _BROKEN
+
     def guarded(self, what: str, fn: Any, *args: Any) -> Any:
-        if self.broken or self.uri is None or self.uri in _BROKEN:
+        if self.uri is None or self.broken:
             return None
         try:
             return fn(*args)
         except Exception as exc:  # never let tracking stop a search
-            self.broken = True
             _BROKEN.add(self.uri)  # one warning in this process, whoever tracks next
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             print(f"warning: MLflow tracking at {self.uri} failed ({what}: "
