@@ -43,6 +43,14 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, str]]:
                             f"({x['samples_per_s_metatune']:.0f} vs "
                             f"{x['samples_per_s_plain_pytorch']:.0f} samples/s)", "≥ 0.9×",
                             t["when"]))
+        goals = {"unfreeze_0.0": "≥ 5×", "unfreeze_0.333": "≥ 1.6×", "unfreeze_1.0": "≈ 1×"}
+        for key, f in (t.get("frozen_features") or {}).items():
+            if isinstance(f, dict) and "ratio" in f:
+                out.append((f"Frozen features cached, minilm, {key.replace('_', ' ')} "
+                            f"({f['frozen_blocks']} of 7 blocks frozen), 1 thread",
+                            f"{f['ratio']:.2f}× the plain loop ({f['samples_per_s_metatune']:.0f} "
+                            f"vs {f['samples_per_s_plain_pytorch']:.0f} samples/s)",
+                            goals.get(key, "—"), t["when"]))
         if c := t.get("minilm_checkpoint_mib_per_unit"):
             out.append(("Checkpoint size per trial-unit, minilm (unfreeze_frac 0 / 0.5 / 1)",
                         " / ".join(f"{v} MiB" for v in c.values()), "—", t["when"]))
@@ -64,13 +72,22 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, str]]:
                     f"cold ÷ warm units per seed: {ratios}",
                     "≥ 2× (literature 1.2–2.6×)", w["when"]))
     if s := r.get("sources"):
-        m = s["methods"]
-        out.append((f"Source pretraining, CIFAR-100 stand-in val acc after {s['units']}×"
-                    f"{s['steps_per_unit']} steps ({len(s['seeds'])} seeds; {s['source_steps']}"
-                    " source steps)", ", ".join(f"{k} {v['val_acc']:.3f}" for k, v in m.items())
-                    + "; linear probe on the frozen backbone: "
-                    + ", ".join(f"{k} {v['probe_val_acc']:.3f}" for k, v in m.items()),
-                    "each pretraining above none", s["when"]))
+        for key, where in (("methods", "CIFAR-100 stand-in"),
+                           ("digits", "real digits 5–9 from 0–4 (load_digits)")):
+            m = s.get(key)
+            if not m:
+                continue
+            out.append((f"Source pretraining, {where}: val acc after {s['units']}×"
+                        f"{s['steps_per_unit']} steps ({len(s['seeds'])} seeds; "
+                        f"{s['source_steps']} source steps)",
+                        "fine-tuned from a random head: "
+                        + ", ".join(f"{k} {v['val_acc']:.3f}" for k, v in m.items())
+                        + ("; from the probe (LP-FT): " + ", ".join(
+                            f"{k} {v['val_acc_probe_init']:.3f}" for k, v in m.items())
+                           if all("val_acc_probe_init" in v for v in m.values()) else "")
+                        + "; linear probe on the frozen backbone: "
+                        + ", ".join(f"{k} {v['probe_val_acc']:.3f}" for k, v in m.items()),
+                        "each pretraining above none", s["when"]))
     if g := r.get("aggregate"):
         result = "; ".join(
             f"{arm}: {'named' if a['first_rung_check_names_slow_task'] else 'not named'}, "

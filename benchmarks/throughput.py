@@ -83,6 +83,54 @@ def _checkpoint_bytes(data: Path, cache: Path) -> dict:
     return {k: round(v / 2**20, 1) for k, v in out.items()}
 
 
+def _plain_full_loop(task, steps: int) -> float:
+    """What a PyTorch user writes for a partly frozen model: the whole model forward on token
+    batches (the frozen blocks too), backward into the trained blocks, AdamW on those."""
+    import torch
+
+    model, order = task.learner.model, task.learner.order
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    model.train()
+    t = time.perf_counter()
+    for _ in range(steps):
+        batch = task._tokens("train", order.next().numpy())
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss = loss_fn(logits, batch["labels"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    float(loss)
+    return time.perf_counter() - t
+
+
+def _frozen_features(data: Path, cache: Path, quick: bool) -> dict:
+    """Part 2 of issue 20: minilm on a text task at unfreeze_frac 0, 1/3 and 1, a trial's
+    units (frozen blocks read from the features cache) against the plain loop above."""
+    out: dict = {"model": "minilm", "max_length": 128, "batch_size": 32,
+                 "goal": "≥ 5× at unfreeze 0, ≥ 1.6× at 1/3, no change at 1"}
+    for frac in (0.0, 1 / 3, 1.0):
+        steps = 3 if quick else 6
+        task, cfg, _ = _task("minilm", data, cache, steps=steps, unfreeze=frac)
+        build = time.perf_counter()
+        task.learner.train_unit()  # warm-up (the features were built, once, with the task)
+        _plain_full_loop(task, 1)
+        ours, plain = [], []
+        for _ in range(2 if quick else 3):  # interleaved: noise hits both alike
+            t = time.perf_counter()
+            task.learner.train_unit()
+            ours.append(time.perf_counter() - t)
+            plain.append(_plain_full_loop(task, steps))
+        samples = steps * cfg.batch_size
+        out[f"unfreeze_{round(frac, 3)}"] = {
+            "frozen_blocks": task.depth, "cached": task.features is not None,
+            "samples_per_s_metatune": round(samples / min(ours), 1),
+            "samples_per_s_plain_pytorch": round(samples / min(plain), 1),
+            "ratio": round(min(plain) / min(ours), 2),
+            "setup_s": round(time.perf_counter() - build - sum(ours) - sum(plain), 1)}
+    return out
+
+
 def run(tmp: Path, quick: bool = False) -> dict:
     import torch
 
@@ -100,5 +148,6 @@ def run(tmp: Path, quick: bool = False) -> dict:
     else:
         out["minilm"] = _compare(task, cfg, rounds=2 if quick else 3)
         out["minilm_checkpoint_mib_per_unit"] = _checkpoint_bytes(data, cache)
+        out["frozen_features"] = _frozen_features(data, cache, quick)
     out["goal"] = "≥ 0.9× a plain PyTorch loop"
     return save("throughput", out)

@@ -15,6 +15,9 @@ starts the classifier head from that fit, then fine-tunes (LP-FT, Kumar et al., 
 from __future__ import annotations
 
 import hashlib
+import inspect
+import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,10 +55,10 @@ def cached(parts: dict[str, Any], nbytes: int, build: Callable[[], dict[str, np.
     A full disk during the build removes the half-built entry (it is never used) and raises
     :class:`~trainables.checkpoint.DiskFull` naming the folder and the bytes needed.
     """
+    if limit <= 0:  # the cache is off
+        return None
     folder = cache.entry_path(NAMESPACE, parts, cache_dir)
     if not folder.is_dir():
-        if limit <= 0:
-            return None
         root = folder.parent
         root.mkdir(parents=True, exist_ok=True)
         # one budget for the whole namespace: a check and its build are one step
@@ -79,7 +82,9 @@ def _build(parts: dict[str, Any], nbytes: int, build: Callable[[], dict[str, np.
         cache.build_once(NAMESPACE, parts, write, cache_dir)
     except OSError as exc:
         folder = cache.entry_path(NAMESPACE, parts, cache_dir)
-        if (full := DiskFull.of(exc, folder.parent)) is None:
+        # numpy reports a short write without ENOSPC: the free space says what it was
+        if DiskFull.of(exc, folder.parent) is None and \
+                shutil.disk_usage(folder.parent).free >= nbytes:
             raise
         raise DiskFull(f"disk full at {folder.parent} writing frozen features (needed about "
                        f"{nbytes / 2**20:.1f} MiB); free space there, or set "
@@ -101,8 +106,15 @@ def fit_probe(train: np.ndarray, labels: np.ndarray, num_classes: int,
     z = (x - mean) / std
     folds = min(3, int(np.bincount(labels).max()), int(np.bincount(labels)[np.unique(labels)].min()))
     if folds >= 2:
-        fit = LogisticRegressionCV(Cs=[0.001, 0.01, 0.1, 1.0], cv=folds, max_iter=300,
-                                   random_state=seed).fit(z, labels)
+        extra = ({"use_legacy_attributes": False}  # scikit-learn >= 1.8: no FutureWarning
+                 if "use_legacy_attributes" in inspect.signature(LogisticRegressionCV).parameters
+                 else {})
+        # scored by log loss: a calibrated start, not only an accurate one
+        with warnings.catch_warnings():  # scikit-learn 1.9's notices of its next defaults
+            warnings.simplefilter("ignore", FutureWarning)
+            fit = LogisticRegressionCV(Cs=[0.01, 0.1, 1.0], cv=folds, max_iter=200,
+                                       scoring="neg_log_loss", random_state=seed,
+                                       **extra).fit(z, labels)
     else:  # a class with one example: no fold to hold out
         fit = LogisticRegression(C=0.1, max_iter=300, random_state=seed).fit(z, labels)
     coef = np.zeros((num_classes, x.shape[1]))
@@ -122,7 +134,7 @@ def probe(parts: dict[str, Any], features: Callable[[], np.ndarray], labels: np.
     """The probe head's ``(weight, bias)`` fitted on ``features()`` (training split), cached by
     ``parts`` with the other shared work: every trial with the same features starts from it."""
     arrays = cache.get_or_build(
-        "probes", {**parts, "probe": "logreg-cv/1"},
+        "probes", {**parts, "probe": "logreg-cv-logloss/1"},
         lambda: dict(zip(("weight", "bias"), fit_probe(features(), labels, num_classes))),
         cache_dir)
     return torch.from_numpy(arrays["weight"]), torch.from_numpy(arrays["bias"])

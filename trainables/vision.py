@@ -249,7 +249,7 @@ class VisionTask:
 
     def __init__(self, source: Dataset | None, target: Dataset, opts: VisionOptions,
                  cfg: TrainConfig, val_limit: int = 0, cache_dir: str | None = None) -> None:
-        self.opts, self.cfg = opts, cfg
+        self.opts, self.cfg, self.cache_dir = opts, cfg, cache_dir
         self.dataset = trial_view(target, opts.train_limit, val_limit)
         train = self.dataset.splits["train"]
         if source is None:  # source: none — the same CNN from scratch, the no-transfer baseline
@@ -265,12 +265,101 @@ class VisionTask:
         else:
             model = transfer_model(weights, target.num_classes, opts.width, cfg.dropout,
                                    cfg.seed)
-        if weights is not None:  # from scratch, every layer trains: nothing to keep frozen
-            apply_unfreeze(model, cfg.unfreeze_frac)
-        batches = ImageBatches(self.dataset, self.source_info["mean"], self.source_info["std"],
-                               cfg.eval_batch_size, opts.augment)
-        self.learner = Learner(model, cfg, len(train), batches.train, batches.evaluate, _forward)
+        # from scratch, every layer trains: nothing to keep frozen
+        self.depth = (len(model.blocks()) - apply_unfreeze(model, cfg.unfreeze_frac)
+                      if weights is not None else 0)
+        self.batches = ImageBatches(self.dataset, self.source_info["mean"],
+                                    self.source_info["std"], cfg.eval_batch_size, opts.augment)
+        # augmented images change at every step: their frozen features cannot be cached
+        self.features = (self._features(model, self.depth)
+                         if self.depth and not opts.augment else None)
+        if cfg.head_init == "probe":
+            self._probe(model)
+        if self.features is None:
+            train_batch, eval_batches, forward = self.batches.train, self.batches.evaluate, _forward
+        else:
+            train_batch, eval_batches, forward = self._cached_train, self._cached_eval, self._upper
+        self.learner = Learner(model, cfg, len(train), train_batch, eval_batches, forward,
+                               frozen=model.blocks()[:self.depth])
 
+    def _upper(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        h = batch["h"]
+        for block in model.blocks()[self.depth:]:
+            h = block(h)
+        return model.head(model.dropout(h))
+
+    def _cached_train(self, idx: torch.Tensor, generator: torch.Generator) -> Batch:
+        assert self.features is not None
+        rows = idx.numpy()
+        return {"h": torch.from_numpy(np.array(self.features["train"][rows], dtype=np.float32)),
+                "labels": self.batches.splits["train"][1][idx].long()}
+
+    def _cached_eval(self, split: str) -> Iterator[Batch]:
+        assert self.features is not None
+        feats, y = self.features[split], self.batches.splits[split][1]
+        for s in range(0, len(y), self.batches.eval_batch):
+            yield {"h": torch.from_numpy(np.array(feats[s:s + self.batches.eval_batch],
+                                                  dtype=np.float32)),
+                   "labels": y[s:s + self.batches.eval_batch].long()}
+
+    def _compute(self, model: SmallCNN, depth: int) -> dict[str, np.ndarray]:
+        """The lowest ``depth`` blocks' output for every image of every split (eval mode)."""
+        device = pick_device(self.cfg.device)
+        model.eval().to(device)
+        out = {}
+        with torch.no_grad():
+            for split in self.dataset.splits:
+                parts = []
+                for batch in self.batches.evaluate(split):
+                    h = batch["x"].to(device)
+                    for block in model.blocks()[:depth]:
+                        h = block(h)
+                    parts.append(h.float().cpu().numpy().astype(self.cfg.feature_dtype))
+                out[split] = (np.concatenate(parts) if parts else
+                              np.zeros((0, *self._shape(model, depth)), self.cfg.feature_dtype))
+        model.train()
+        return out
+
+    @staticmethod
+    def _shape(model: SmallCNN, depth: int) -> tuple[int, ...]:
+        with torch.no_grad():
+            h = torch.zeros(1, 3, 32, 32)
+            for block in model.blocks()[:depth]:
+                h = block(h)
+        return tuple(h.shape[1:])
+
+    def _feature_key(self, model: SmallCNN, depth: int) -> dict[str, Any]:
+        from trainables.features import params_digest
+
+        return {"kind": "image", "frozen": params_digest(model.blocks()[:depth]), "depth": depth,
+                "data": self.dataset.fingerprint(), "mean": self.source_info["mean"],
+                "std": self.source_info["std"], "dtype": self.cfg.feature_dtype}
+
+    def _features(self, model: SmallCNN, depth: int) -> dict[str, np.ndarray] | None:
+        """The frozen blocks' output from the cache, built once; None when it does not fit."""
+        from trainables.features import cached
+
+        per_image = (int(np.prod(self._shape(model, depth)))
+                     * np.dtype(self.cfg.feature_dtype).itemsize)
+        nbytes = per_image * sum(len(d) for d in self.dataset.splits.values())
+        return cached(self._feature_key(model, depth), nbytes,
+                      lambda: self._compute(model, depth), self.cfg.feature_cache, self.cache_dir)
+
+    def _probe(self, model: SmallCNN) -> None:
+        """LP-FT: the head starts from a logistic regression on the whole backbone's features of
+        the training images (unaugmented)."""
+        from trainables.features import probe, set_head
+
+        depth = len(model.blocks())
+        if self.features is not None and self.depth == depth:
+            top = self.features
+        else:
+            top = self._features(model, depth) or self._compute(model, depth)
+        weight, bias = probe(self._feature_key(model, depth),
+                             lambda: np.asarray(top["train"], dtype=np.float32),
+                             self.dataset.splits["train"].y, self.dataset.num_classes,
+                             self.cache_dir)
+        set_head(model.head, weight, bias)
 
     def export(self, folder: Path) -> None:
         """Write the CNN as safetensors + ``config.json``, the pair :func:`load_exported` reads."""

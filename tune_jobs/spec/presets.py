@@ -30,8 +30,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "keep_checkpoints": 9,
         # A randomly initialised tiny BERT cannot learn with frozen random layers, so the smoke
         # search trains whole models; the real presets search unfreeze_frac over [0, 1].
+        # (and a probe on a random network's features is no head start: heads start at random)
         "space": {"lr_scale": {"loguniform": [0.3, 3.0]}, "batch_size": [16, 32],
-                  "optimizer": ["adamw"], "unfreeze_frac": 1.0},
+                  "optimizer": ["adamw"], "unfreeze_frac": 1.0, "head_init": "random"},
         # Every task of a kind, built-in or custom, takes these (its task_options win).
         "kind_options": {
             "text": {"model": "tiny", "max_length": 64, "base_lr": 3e-3, "steps_per_unit": 40},

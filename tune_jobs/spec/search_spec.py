@@ -16,7 +16,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainables.config import MetaConfig, TaskSpec, TrialSettings, fail, field_names
+from trainables.config import (
+    DEFAULT_FEATURE_CACHE,
+    FEATURE_DTYPES,
+    MetaConfig,
+    TaskSpec,
+    TrialSettings,
+    fail,
+    field_names,
+    parse_size,
+)
 from trainables.objective import AGGREGATES
 from trainables.tasks import KINDS, check_kind_defaults, parse_task, parse_tasks
 from tune_jobs.spec.domain import parse_space
@@ -33,6 +42,7 @@ DEFAULT_SPACE: dict[str, Any] = {
     "label_smoothing": {"uniform": [0.0, 0.2]},
     "dropout": {"uniform": [0.0, 0.3]},
     "unfreeze_frac": {"uniform": [0.0, 1.0]},
+    "head_init": ["random", "probe"],  # a fresh head, or LP-FT from a linear probe
     "seed": 0,  # fixed during the search; the final evaluation varies it
 }
 SEARCHERS = ("random", "optuna")
@@ -207,6 +217,10 @@ class SearchSpec:
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool = False  # bf16 autocast on CUDA
     cache_dir: str | None = None  # shared-work cache; None = $METATUNE_CACHE or ~/.cache/metatune
+    # Frozen features (the output of the blocks a trial freezes) are computed once per search
+    # and kept in the cache up to this size ("4GB", "512MiB"; 0 = off), stored as feature_dtype.
+    feature_cache_limit: str | int = DEFAULT_FEATURE_CACHE
+    feature_dtype: str = "float16"  # float16 | float32
     # Keep every checkpoint on the head node's disk through a head-node actor: "auto" = when
     # connected to an existing cluster and storage is a local path (not s3://, gs://, …).
     head_store: str | bool = "auto"
@@ -245,6 +259,9 @@ class SearchSpec:
         _int("max_failures", self.max_failures, 0)
         _int("keep_checkpoints", self.keep_checkpoints, 1)
         _int("checkpoint_every", self.checkpoint_every, 1)
+        parse_size("feature_cache_limit", self.feature_cache_limit)
+        if self.feature_dtype not in FEATURE_DTYPES:
+            fail("feature_dtype", self.feature_dtype, f"choose one of {list(FEATURE_DTYPES)}")
         if self.device not in DEVICES:
             fail("device", self.device, f"choose one of {list(DEVICES)}")
         if not isinstance(self.bf16, bool):
@@ -298,8 +315,12 @@ class SearchSpec:
         return self.name or f"metatune-{self.preset or 'custom'}"
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SearchSpec:
-        """A spec from a merged mapping (a preset with overrides, or a saved spec)."""
+    def from_dict(cls, data: dict[str, Any], saved: bool = False) -> SearchSpec:
+        """A spec from a merged mapping (a preset with overrides, or a ``saved`` spec).
+
+        A given space is completed from the default space; a saved one is taken as it was
+        searched (a key added to the defaults since then is not part of that search: a trial
+        of it takes the MetaConfig default, and Tune restores the space it started with)."""
         if not isinstance(data, dict):
             fail("the search spec", data, "must be a mapping of spec keys")
         data = {k: v for k, v in data.items() if k != "saved_at"}
@@ -323,7 +344,8 @@ class SearchSpec:
         data["task_resources"] = {
             name: _section(Resources, res, f"task_resources.{name}")
             for name, res in data.get("task_resources", {}).items()}
-        data["space"] = {**DEFAULT_SPACE, **data.get("space", {})}
+        if not saved or "space" not in data:
+            data["space"] = {**DEFAULT_SPACE, **data.get("space", {})}
         try:
             return cls(**data)
         except TypeError as exc:  # a value of the wrong kind where a section was expected
@@ -343,7 +365,8 @@ class SearchSpec:
         return TrialSettings(
             tasks=self.parsed.tasks, data_dir=data_dir or self.data_dir or ".",
             max_units=self.asha.max_t, aggregate=self.metric_aggregate, cache_dir=self.cache_dir,
-            device=self.device, bf16=self.bf16, checkpoint_every=self.checkpoint_every)
+            device=self.device, bf16=self.bf16, checkpoint_every=self.checkpoint_every,
+            feature_cache_limit=self.feature_cache_limit, feature_dtype=self.feature_dtype)
 
     def task_bundles(self) -> list[dict[str, float]] | None:
         """One resource bundle per task in the scale-out form: the task's own, else its kind's

@@ -66,7 +66,7 @@ def saved_spec(path: str) -> SearchSpec | None:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{file} is damaged ({exc}); `metatune run` with the experiment's "
                          "settings and --name rewrites it, and then resumes its trials") from None
-    return None if data is None else SearchSpec.from_dict(data)
+    return None if data is None else SearchSpec.from_dict(data, saved=True)
 
 
 def save_spec(spec: SearchSpec) -> None:
