@@ -20,52 +20,119 @@ from benchmarks.common import save
 BERT_BASE_CKPT_MIB = 110e6 * 4 * 3 / 2**20
 
 
-def _single_stream(tmp: Path, size_mib: int) -> dict:
+def _stream(tmp: Path, fs, size_mib: int, label: str) -> dict:
+    """One file written into the store and read back, each against a plain local copy of the
+    same file on the same disk, timed side by side (best of 3 each)."""
     import pyarrow.fs as pafs
 
     from tune_jobs.store import head_store
 
-    src = tmp / "big.bin"
+    src = tmp / f"big-{label}.bin"
     src.write_bytes(os.urandom(size_mib << 20))
     local = pafs.LocalFileSystem()
-    t = time.perf_counter()
-    pafs.copy_files(str(src), str(tmp / "plain.bin"), source_filesystem=local,
-                    destination_filesystem=local)
-    plain = time.perf_counter() - t
-    store = head_store.start(tmp / "store")
-    tracemalloc.start()
-    t = time.perf_counter()
-    pafs.copy_files(str(src), str(tmp / "store" / "ck.bin"), source_filesystem=local,
-                    destination_filesystem=store)
-    write = time.perf_counter() - t
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return {"file_mib": size_mib, "plain_copy_mib_s": round(size_mib / plain, 1),
-            "head_store_write_mib_s": round(size_mib / write, 1),
-            "write_slowdown_vs_plain": round(write / plain, 1),
+
+    def copy(source, dest, from_fs, to_fs) -> float:
+        t = time.perf_counter()
+        pafs.copy_files(str(source), str(dest), source_filesystem=from_fs,
+                        destination_filesystem=to_fs)
+        return time.perf_counter() - t
+
+    plain, write, read, peak = [], [], [], 0
+    for i in range(3):
+        plain.append(copy(src, tmp / f"plain-{label}-{i}.bin", local, local))
+        tracemalloc.start()
+        write.append(copy(src, tmp / "store" / f"{label}-{i}.bin", local, fs))
+        peak = max(peak, tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        read.append(copy(tmp / "store" / f"{label}-{i}.bin", tmp / f"back-{label}-{i}.bin", fs,
+                         local))
+        assert (tmp / f"back-{label}-{i}.bin").read_bytes() == src.read_bytes()
+    rate = lambda seconds: round(size_mib / min(seconds), 1)  # noqa: E731
+    return {"file_mib": size_mib, "plain_copy_mib_s": rate(plain),
+            "head_store_write_mib_s": rate(write), "head_store_read_mib_s": rate(read),
+            "write_ratio": round(min(plain) / min(write), 2),
+            "read_ratio": round(min(plain) / min(read), 2),
+            "write_slowdown_vs_plain": round(min(write) / min(plain), 1),
             "peak_python_mib_write": round(peak / 2**20, 1),
-            "chunk_mib": head_store.CHUNK >> 20}
+            "chunk_mib": head_store.CHUNK >> 20, "window": head_store.WINDOW}
 
 
-def _rung_round(tmp: Path, n: int, size_mib: int) -> float:
-    """Seconds for n concurrent writers of size_mib each to land in the store."""
+def _single_stream(tmp: Path, size_mib: int) -> dict:
+    from tune_jobs.store import head_store
+
+    return _stream(tmp, head_store.start(tmp / "store"), size_mib, "single")
+
+
+def _cross_node(tmp: Path, size_mib: int) -> dict:
+    """The same single stream from a process on a second Ray node (ray.cluster_utils: two
+    raylets on this machine), so that the path between nodes is the one taken."""
     import ray
+    from ray.cluster_utils import Cluster
 
     from tune_jobs.store import head_store
 
-    store = head_store.start(tmp / "store")
+    tmp.mkdir(parents=True, exist_ok=True)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1, resources={"other_node": 1})
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
+    try:
+        fs = head_store.start(tmp / "store")
+        remote = ray.remote(num_cpus=0, resources={"other_node": 0.01})(_stream_on_node)
+        out = ray.get(remote.remote(str(tmp), fs, size_mib))
+        out["writer_node"] = "second node"
+        out["writer_on_head"] = out.pop("on_head")
+        return out
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
 
-    @ray.remote(num_cpus=0)
-    def trial_writes(fs, path: str, size: int) -> None:
+
+def _stream_on_node(tmp: str, fs, size_mib: int) -> dict:
+    from tune_jobs.store import head_store
+
+    return {**_stream(Path(tmp), fs, size_mib, "cross"), "on_head": head_store.on_head_node()}
+
+
+class _Trial:
+    """A trial already running when its rung round comes: it writes one checkpoint file."""
+
+    def ready(self) -> bool:
+        return True
+
+    def write(self, fs, path: str, size: int) -> None:
         payload = os.urandom(1 << 20)
         with fs.open_output_stream(path) as f:
             for _ in range(size):
                 f.write(payload)
 
-    t = time.perf_counter()
-    ray.get([trial_writes.remote(store, f"{tmp}/store/round{n}/trial{i}/ck.bin", size_mib)
-             for i in range(n)])
-    return time.perf_counter() - t
+
+def _rung_round(tmp: Path, n: int, size_mib: int) -> dict:
+    """n running trials (actors) write size_mib each at once: through the store, and as plain
+    local files on the same disk; seconds from the start of the round to the last file."""
+    import pyarrow.fs as pafs
+    import ray
+
+    from tune_jobs.store import head_store
+
+    store = head_store.start(tmp / "store")
+    trial = ray.remote(num_cpus=0)(_Trial)
+    trials = [trial.remote() for _ in range(n)]
+    ray.get([t.ready.remote() for t in trials])  # started: the round times the writes only
+    local = pafs.LocalFileSystem()
+    times = {}
+    for name, fs, root in (("plain", local, tmp / "plain"), ("head_store", store, tmp / "store")):
+        (tmp / "plain").mkdir(exist_ok=True)
+        t = time.perf_counter()
+        ray.get([a.write.remote(fs, f"{root}/round{n}/trial{i}.bin", size_mib)
+                 for i, a in enumerate(trials)])
+        times[name] = time.perf_counter() - t
+    for a in trials:
+        ray.kill(a)
+    return {"writers": n, "mib_each": size_mib, "seconds": round(times["head_store"], 2),
+            "aggregate_mib_s": round(n * size_mib / times["head_store"], 1),
+            "plain_aggregate_mib_s": round(n * size_mib / times["plain"], 1),
+            "ratio": round(times["plain"] / times["head_store"], 2)}
 
 
 def run(tmp: Path, quick: bool = False) -> dict:
@@ -81,11 +148,10 @@ def run(tmp: Path, quick: bool = False) -> dict:
         size = 4 if quick else 8
         rounds = {}
         for n in ((8, 32) if quick else (8, 32, 128)):
-            seconds = _rung_round(tmp, n, size)
-            rounds[n] = {"writers": n, "mib_each": size, "seconds": round(seconds, 2),
-                         "aggregate_mib_s": round(n * size / seconds, 1)}
+            rounds[n] = _rung_round(tmp, n, size)
     finally:
         ray.shutdown()
+    cross = _cross_node(tmp / "cross", 32 if quick else 64)
     try:
         minilm = json.loads((OUT / "throughput.json").read_text())[
             "minilm_checkpoint_mib_per_unit"]["unfreeze_1.0"]
@@ -98,7 +164,8 @@ def run(tmp: Path, quick: bool = False) -> dict:
         if minilm:
             stalls[n]["minilm_s"] = round(n * minilm / rate, 1)
     return save("head_store", {
-        "single_stream": single, "rung_rounds": rounds,
+        "single_stream": single, "cross_node": cross, "rung_rounds": rounds,
+        "goal": "each ≥ 0.5× a plain local copy on the same disk",
         "bert_base_checkpoint_mib": round(BERT_BASE_CKPT_MIB), "minilm_checkpoint_mib": minilm,
         "stall_per_rung_round": stalls,
         "note": "stall = N × checkpoint size ÷ the aggregate rate measured at N writers"})

@@ -101,6 +101,21 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, str]]:
                     f"{s['tokenise_speedup']}× ; {s['source_speedup']}× faster warm", "—",
                     s["when"]))
     if h := r.get("head_store"):
+        for key, where in (("single_stream", "on the head node"),
+                           ("cross_node", "from a second Ray node")):
+            x = h.get(key) or {}
+            if "write_ratio" in x:
+                out.append((f"Head store, one {x['file_mib']} MiB file {where}: write / read",
+                            f"{x['write_ratio']:.2f}× / {x['read_ratio']:.2f}× a plain local copy "
+                            f"({x['head_store_write_mib_s']:.0f} / {x['head_store_read_mib_s']:.0f}"
+                            f" vs {x['plain_copy_mib_s']:.0f} MiB/s); peak Python memory "
+                            f"{x['peak_python_mib_write']} MiB", "≥ 0.5×", h["when"]))
+        for n, x in sorted((h.get("rung_rounds") or {}).items(), key=lambda kv: int(kv[0])):
+            if "ratio" in x:
+                out.append((f"Head store, {n} trials writing {x['mib_each']} MiB each at once",
+                            f"{x['ratio']:.2f}× plain local writes ({x['aggregate_mib_s']:.0f} vs "
+                            f"{x['plain_aggregate_mib_s']:.0f} MiB/s aggregate)", "≥ 0.5×",
+                            h["when"]))
         if "rung_rounds" in h:
             top = max(h["rung_rounds"], key=int)
             x = h["rung_rounds"][top]
