@@ -122,7 +122,7 @@ def _rung_round(tmp: Path, n: int, size_mib: int) -> dict:
     local = pafs.LocalFileSystem()
     times = {}
     for name, fs, root in (("plain", local, tmp / "plain"), ("head_store", store, tmp / "store")):
-        (tmp / "plain").mkdir(exist_ok=True)
+        (tmp / "plain" / f"round{n}").mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
         ray.get([a.write.remote(fs, f"{root}/round{n}/trial{i}.bin", size_mib)
                  for i, a in enumerate(trials)])

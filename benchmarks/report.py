@@ -208,6 +208,8 @@ def write() -> Path:
                   "search of more than a handful of trials with full-size checkpoints, use "
                   "shared storage (`--storage s3://…`, or an NFS path with "
                   "`--set head_store=false`), which every node writes to directly."]
+    if (h := r.get("head_store")) and "32" in (h.get("rung_rounds") or {}):
+        lines += ["", "## On paper: the gpu preset's checkpoint stall", "", *_gpu_stall(h)]
     plots = _plots(r)
     if plots:
         lines += [""] + [f"![{Path(p).stem}]({p})" for p in plots]
@@ -217,3 +219,31 @@ def write() -> Path:
 
 if __name__ == "__main__":
     print(write())
+
+
+def _gpu_stall(h: dict) -> list[str]:
+    """Issue 20's arithmetic: a rung round of 32 bert-base trials checkpointing over 10 GbE,
+    from the measured rate at 32 writers and the anchor of ~255 samples/s (bf16, one GPU)."""
+    ckpt = h["bert_base_checkpoint_mib"]  # 110 M parameters × 4 bytes × 3 (weights, 2 moments)
+    rate = h["rung_rounds"]["32"]["aggregate_mib_s"]
+    link = 10e9 / 8 / 2**20  # 10 GbE into the head node, MiB/s
+    per_trial = 255 / 2  # the gpu preset packs 2 trials per GPU
+    train = 2 * 100 * 32 / per_trial  # first rung: grace 2 units of 100 steps, batch 32
+    stall_store, stall_link = 32 * ckpt / min(rate, link), 32 * ckpt / link
+    return [
+        f"- One bert-base checkpoint: {ckpt} MiB (110 M parameters × 4 bytes × 3: the weights "
+        "and AdamW's two moments; unfreeze_frac 1).",
+        f"- A rung round of 32 trials moves {32 * ckpt / 1024:.1f} GiB into the head node.",
+        f"- Training of that round: the first rung is 2 units × 100 steps × 32 examples per "
+        f"trial at 255 / 2 = {per_trial:.0f} samples/s (2 trials per GPU): {train:.0f} s.",
+        f"- Stall at the head store's measured rate for 32 writers ({rate:.0f} MiB/s on this "
+        f"machine): {stall_store:.0f} s = {100 * stall_store / train:.0f} % of the round's "
+        "training.",
+        f"- Stall at 10 GbE line rate ({link:.0f} MiB/s), whatever the store does: "
+        f"{stall_link:.0f} s = {100 * stall_link / train:.0f} %.",
+        f"- For ≤ 10 % the round may stall {0.1 * train:.0f} s: {32 * ckpt / (0.1 * train) / 1024:.1f}"
+        " GiB/s into one node, beyond a 10 GbE link. Full-size bert-base checkpoints of 32 "
+        "trials cannot all reach the head node within the goal; smaller checkpoints "
+        "(frozen blocks are not stored: unfreeze_frac ½ halves them) or shared storage that "
+        "every node writes to (`--storage s3://…`, NFS with `--set head_store=false`) can.",
+    ]
