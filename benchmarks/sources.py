@@ -27,10 +27,9 @@ def _probe(settings) -> float:
     from sklearn.linear_model import LogisticRegression
 
     from trainables.data.cifar import channel_stats, to_tensor
+    from trainables.data.splits import trial_view
     from trainables.tasks import load_data
     from trainables.vision import SmallCNN, features, source_model
-
-    from trainables.data.splits import trial_view
 
     (spec,) = settings.tasks
     target, source = load_data(spec, settings.data_dir)

@@ -135,7 +135,8 @@ def probe(parts: dict[str, Any], features: Callable[[], np.ndarray], labels: np.
     ``parts`` with the other shared work: every trial with the same features starts from it."""
     arrays = cache.get_or_build(
         "probes", {**parts, "probe": "logreg-cv-logloss/1"},
-        lambda: dict(zip(("weight", "bias"), fit_probe(features(), labels, num_classes))),
+        lambda: dict(zip(("weight", "bias"), fit_probe(features(), labels, num_classes),
+                         strict=True)),
         cache_dir)
     return torch.from_numpy(arrays["weight"]), torch.from_numpy(arrays["bias"])
 
