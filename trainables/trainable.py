@@ -44,6 +44,16 @@ def prepare_process(settings: TrialSettings) -> str:
     return "cpu" if settings.device == "cpu" else device
 
 
+def _node_cpus() -> int:
+    """The CPUs Ray gives the node this process runs on (1 outside a Ray worker)."""
+    try:
+        here = ray.get_runtime_context().get_node_id()
+        node = next(n for n in ray.nodes() if n["NodeID"] == here)
+        return max(1, int(node["Resources"].get("CPU", 1)))
+    except Exception:
+        return 1
+
+
 def _node_id() -> str:
     try:
         return ray.get_runtime_context().get_node_id()
@@ -205,6 +215,9 @@ def prepare_shared(spec: TaskSpec, settings: TrialSettings) -> dict[str, Any]:
 
     started = time.perf_counter()
     device = prepare_process(settings)
+    # No trial runs yet: the build (the source pretraining above all) takes every CPU of its
+    # node, not only the trial-sized share it was scheduled with.
+    torch.set_num_threads(max(torch.get_num_threads(), _node_cpus()))
     # Ray's own distributed tqdm: the driver draws one bar per task, by stage
     bar = tqdm(total=3, desc=f"[metatune] preparing {spec.name}: data", unit="stage",
                flush_interval_s=0.5)
