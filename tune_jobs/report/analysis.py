@@ -314,3 +314,70 @@ def matched(rows: list[TrialRow], origins: list[dict[str, Any]]) -> list[dict[st
                             "ranked_on": origin["ranked_on"]})
                 break
     return out
+
+
+AGREEMENT_MIN_TRIALS = 5
+
+
+def task_agreement(rows: list[TrialRow], tasks: list[str]) -> dict[str, Any] | None:
+    """Whether the tasks rank the configurations alike: Kendall's τ between the trials'
+    validation accuracies on each pair of tasks, at the largest budget that most trials reached
+    (with ASHA, usually its first rung), and a tree of the tasks by average-linkage clustering
+    of 1 − τ. None with one task. Below ``AGREEMENT_MIN_TRIALS`` trials at that budget it says
+    that the agreement is not measurable, and gives no figure."""
+    from scipy.cluster.hierarchy import linkage
+    from scipy.stats import kendalltau
+
+    if len(tasks) < 2:
+        return None
+    reached = [u for r in rows for u in {h.get("units") for h in r.history} if u]
+    units = max((u for u in set(reached) if 2 * reached.count(u) > len(rows)), default=None)
+    accs = {t: [] for t in tasks}
+    for r in rows:
+        values = [_acc_at(r, t, units) for t in tasks] if units else [None]
+        if all(v is not None for v in values):
+            for t, v in zip(tasks, values, strict=True):
+                accs[t].append(v)
+    n = len(accs[tasks[0]])
+    out: dict[str, Any] = {"units": units, "trials": n, "tasks": tasks}
+    if n < AGREEMENT_MIN_TRIALS:
+        out.update(measurable=False, sentence=(
+            f"How alike the tasks rank the configurations is not measurable: {n} trial(s) "
+            f"reached {'unit ' + str(units) if units else 'a common budget'} with every task "
+            f"scored; {AGREEMENT_MIN_TRIALS} are needed."))
+        return out
+    tau = np.eye(len(tasks))
+    for i, a in enumerate(tasks):
+        for j in range(i + 1, len(tasks)):
+            value = kendalltau(accs[a], accs[tasks[j]]).statistic
+            tau[i, j] = tau[j, i] = 0.0 if math.isnan(value) else value  # constant: no order
+    iu = np.triu_indices(len(tasks), 1)
+    tree = linkage(1.0 - tau[iu], method="average")
+    out.update(measurable=True, tau={a: {b: round(float(tau[i, j]), 3)
+                                         for j, b in enumerate(tasks)}
+                                     for i, a in enumerate(tasks)},
+               linkage=[[round(float(x), 4) for x in row] for row in tree],
+               sentence=_agreement_sentence(tasks, tau))
+    return out
+
+
+def _agreement_sentence(tasks: list[str], tau: np.ndarray) -> str:
+    """One plain sentence: which tasks agree, and which one ranks configurations its own way."""
+    pairs = sorted(((tau[i, j], tasks[i], tasks[j]) for i in range(len(tasks))
+                    for j in range(i + 1, len(tasks))), reverse=True)
+    parts = [f"`{a}` and `{b}` agree (τ {t:.2f})" for t, a, b in pairs if t >= 0.5]
+    if len(tasks) > 2:
+        mean = {t: (tau[i].sum() - 1) / (len(tasks) - 1) for i, t in enumerate(tasks)}
+        odd = min(mean, key=mean.get)
+        if mean[odd] < 0.3:
+            parts.append(f"`{odd}` ranks configurations its own way (mean τ {mean[odd]:.2f}): "
+                         "one shared configuration costs it most")
+    elif pairs[0][0] < 0.3:
+        parts.append(f"`{tasks[0]}` and `{tasks[1]}` rank configurations differently "
+                     f"(τ {pairs[0][0]:.2f}): one shared configuration is a compromise between "
+                     "them")
+    if not parts:
+        t, a, b = pairs[0]
+        parts.append(f"the tasks agree only in part (closest: `{a}` and `{b}`, τ {t:.2f})")
+    sentence = "; ".join(parts) + "."
+    return sentence[0].upper() + sentence[1:] if not sentence.startswith("`") else sentence

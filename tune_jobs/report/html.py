@@ -87,6 +87,7 @@ def render_html(summary: Summary, images: dict[str, Path]) -> str:
 {_gain(summary)}
 <h3>Regret against each task's own best configuration</h3>
 {_table(regrets)}
+{_agreement(summary)}
 <h3>Leave-one-task-out</h3>
 <p>The configuration chosen on the other tasks, scored on the held-out one.</p>
 {_table(summary.leave_one_task_out)}
@@ -102,6 +103,21 @@ def render_html(summary: Summary, images: dict[str, Path]) -> str:
 {_table(summary.leaderboard)}
 </body></html>
 """
+
+
+def _agreement(summary: Summary) -> str:
+    """The tasks' agreement: the sentence, and Kendall's τ between each pair of tasks."""
+    a = summary.task_agreement
+    if not a:
+        return ""
+    head = "<h3>How the tasks relate</h3>"
+    sentence = f"<p>{html.escape(a['sentence'])}</p>"
+    if not a.get("measurable"):
+        return head + sentence
+    rows = [{"task": t, **a["tau"][t]} for t in a["tasks"]]
+    return (head + sentence + f"<p>Kendall's τ between the trials' rankings on each pair of "
+            f"tasks, at unit {a['units']} ({a['trials']} trials); the tree is under Plots.</p>"
+            + _table(rows))
 
 
 def _data_line(summary: Summary) -> str:

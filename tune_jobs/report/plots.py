@@ -71,6 +71,16 @@ def plots(spec: SearchSpec, rows: list[TrialRow], summary: Summary,
     files["importance"] = _save(fig, out / "param_importance.png")
     if summary.pareto:
         files["pareto"] = _pareto_plot(summary.pareto, tasks, out / "pareto.png")
+    agreement = summary.task_agreement
+    if agreement and agreement.get("measurable"):
+        from scipy.cluster.hierarchy import dendrogram
+
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        dendrogram(np.array(agreement["linkage"]), labels=agreement["tasks"], ax=ax,
+                   color_threshold=0)
+        ax.set(ylabel="1 − Kendall's τ", title=f"The tasks as a tree ({agreement['trials']} "
+                                                 f"trials at unit {agreement['units']})")
+        files["task_tree"] = _save(fig, out / "task_tree.png")
     return files
 
 

@@ -23,6 +23,7 @@ from tune_jobs.report.analysis import (
     regret,
     rung_counts,
     task_acc,
+    task_agreement,
     tradeoff,
 )
 from tune_jobs.spec.search_spec import SearchSpec
@@ -56,6 +57,8 @@ class Summary:
     damaged_checkpoints: list[dict[str, Any]]
     checkpoint_fallback: str | None
     transfers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # whether the tasks rank configurations alike (analysis.task_agreement); None: one task
+    task_agreement: dict[str, Any] | None = None
     best: dict[str, Any] | None = None
     provisional: str | None = None  # why the figures are not final (still running, interrupted)
 
@@ -100,6 +103,7 @@ def summarise(spec: SearchSpec, rows: list[TrialRow], final: FinalEval | None,
             for r in rows for c in r.damaged_checkpoints],
         checkpoint_fallback=checkpoint_fallback(best) if best is not None else None,
         transfers=transfers or [],
+        task_agreement=task_agreement(rows, tasks),
         best=None if best is None else {
             "trial_id": best.trial_id, "config": best.config,
             "meta_score": best.metrics[objective.META_SCORE],

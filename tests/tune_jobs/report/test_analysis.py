@@ -156,3 +156,47 @@ def test_the_planned_budget_at_most_and_under_asha():
     # a huge max_t is said plainly: the best trial alone runs on to it
     huge = planned_budget(8, 100_000, 1, 2)
     assert "at most 800,000 trial-units" in huge and "about 100,0" in huge, huge
+
+
+def _ranked(n_trials, orders, units=2, stopped_after=None):
+    """Rows whose tasks' accuracies at ``units`` follow ``orders`` (task -> ranking of trials)."""
+    from tests.factories import curve_row
+
+    rows = []
+    for i in range(n_trials):
+        accs = {t: 0.1 + 0.05 * order.index(i) for t, order in orders.items()}
+        rows.append(curve_row(f"t{i}", [accs] * units))
+    return rows
+
+
+def test_task_agreement_matrix_tree_and_sentence():
+    from tune_jobs.report.analysis import task_agreement
+
+    same = list(range(8))
+    rows = _ranked(8, {"news": same, "reviews": same, "images": [3, 7, 0, 5, 1, 6, 2, 4]})
+    rows += [curve_row("late", [{"news": 0.9, "reviews": 0.9, "images": 0.9}] * 4)]  # one trial
+    a = task_agreement(rows, ["news", "reviews", "images"])
+    assert a["measurable"] and a["units"] == 2 and a["trials"] == 9  # unit 4: one trial only
+    assert a["tau"]["news"]["reviews"] == 1.0 and abs(a["tau"]["news"]["images"]) < 0.3
+    assert len(a["linkage"]) == 2 and a["linkage"][0][2] == 0.0  # news+reviews joined first
+    assert "`news` and `reviews` agree (τ 1.00)" in a["sentence"]
+    assert "`images` ranks configurations its own way" in a["sentence"]
+
+
+def test_task_agreement_needs_five_trials():
+    from tune_jobs.report.analysis import task_agreement
+
+    rows = _ranked(4, {"a": [0, 1, 2, 3], "b": [3, 2, 1, 0]})
+    a = task_agreement(rows, ["a", "b"])
+    assert a["measurable"] is False and "tau" not in a and "linkage" not in a
+    assert "not measurable: 4 trial(s) reached unit 2" in a["sentence"]
+    assert task_agreement(rows, ["a"]) is None  # one task: nothing to relate
+
+
+def test_two_tasks_that_disagree_are_said_to():
+    from tune_jobs.report.analysis import task_agreement
+
+    a = task_agreement(_ranked(6, {"a": [0, 1, 2, 3, 4, 5], "b": [5, 4, 3, 2, 1, 0]}),
+                       ["a", "b"])
+    assert a["tau"]["a"]["b"] == -1.0
+    assert "rank configurations differently (τ -1.00)" in a["sentence"]

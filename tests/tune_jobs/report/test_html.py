@@ -28,6 +28,20 @@ def test_write_report_files(tmp_path):
     assert page.count("data:image/png;base64,") == 4 and "t2" in page and "0.5" in page
     for key in ("curves", "rungs", "per_task", "importance"):
         assert paths[key].read_bytes()[:4] == b"\x89PNG"
+    assert "How the tasks relate" in page and "is not measurable" in page  # no per-task curves
+    assert summary["task_agreement"]["measurable"] is False
+
+
+def test_report_shows_the_tasks_agreement_and_their_tree(tmp_path):
+    from tests.factories import curve_row
+
+    rows = [curve_row(f"t{i}", [{"a": 0.1 * i, "b": 0.1 * ((i * 3) % 7)}] * 2) for i in range(7)]
+    paths = _write(tmp_path, report_spec(tmp_path), rows, None)
+    agreement = json.loads(paths["summary"].read_text())["task_agreement"]
+    assert agreement["measurable"] and agreement["trials"] == 7
+    assert paths["task_tree"].read_bytes()[:4] == b"\x89PNG"
+    page = paths["report"].read_text()
+    assert "Kendall" in page and agreement["sentence"] in page.replace("&#x27;", "'")
 
 
 def test_text_leaderboard_lines(tmp_path):
