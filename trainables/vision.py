@@ -54,6 +54,17 @@ def _forward(model: nn.Module, batch: Batch) -> torch.Tensor:
     return model(batch["x"])
 
 
+def channels_last(model: nn.Module) -> nn.Module:
+    """The CNN's weights in channels-last layout: 1.36-1.48x faster training steps on one CPU
+    thread (benchmarks/throughput.py, ``step_tries``), the same numbers to float rounding.
+    Checkpoints and exports store them contiguous, as before."""
+    return model.to(memory_format=torch.channels_last)
+
+
+def _nhwc(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 class ImageBatches:
     """Training and evaluation batches from uint8 NCHW splits, normalised on the fly."""
 
@@ -68,12 +79,12 @@ class ImageBatches:
         xb = to_tensor(x[idx], self.mean, self.std)
         if self.use_augment:
             xb = augment(xb, generator)
-        return {"x": xb, "labels": y[idx].long()}
+        return {"x": _nhwc(xb), "labels": y[idx].long()}
 
     def evaluate(self, split: str) -> Iterator[Batch]:
         x, y = self.splits[split]
         for s in range(0, len(y), self.eval_batch):
-            yield {"x": to_tensor(x[s:s + self.eval_batch], self.mean, self.std),
+            yield {"x": _nhwc(to_tensor(x[s:s + self.eval_batch], self.mean, self.std)),
                    "labels": y[s:s + self.eval_batch].long()}
 
 
@@ -147,7 +158,7 @@ def pretrain_self_supervised(x: np.ndarray, opts: VisionOptions, device: str = "
     """Pretrain the backbone on images alone (``opts.source_method``): no label is read."""
     seed_everything(opts.source_seed)
     mean, std = channel_stats(x)
-    model = SmallCNN(1, opts.width).to(device)  # the head is never used; the backbone is
+    model = channels_last(SmallCNN(1, opts.width).to(device))  # only the backbone is used
     extra: nn.Module
     if opts.source_method == "autoencoder":
         extra = ConvDecoder(opts.width)
@@ -188,7 +199,7 @@ def pretrain_source(
     """Train the small CNN on the source data set (CIFAR-10) from scratch."""
     seed_everything(opts.source_seed)
     mean, std = channel_stats(source.splits["train"].x)
-    model = SmallCNN(source.num_classes, opts.width)
+    model = channels_last(SmallCNN(source.num_classes, opts.width))
     cfg = TrainConfig(lr=opts.source_lr, weight_decay=5e-4, warmup_steps=0,
                       total_steps=opts.source_steps, schedule="cosine", optimizer="adamw",
                       batch_size=opts.source_batch, label_smoothing=0.0, dropout=0.0,
@@ -279,8 +290,8 @@ class VisionTask:
             train_batch, eval_batches, forward = self.batches.train, self.batches.evaluate, _forward
         else:
             train_batch, eval_batches, forward = self._cached_train, self._cached_eval, self._upper
-        self.learner = Learner(model, cfg, len(train), train_batch, eval_batches, forward,
-                               frozen=model.blocks()[:self.depth])
+        self.learner = Learner(channels_last(model), cfg, len(train), train_batch, eval_batches,
+                               forward, frozen=model.blocks()[:self.depth])
 
     def _upper(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         h = batch["h"]
