@@ -150,6 +150,8 @@ def print_best(summary: Summary) -> None:
         print(f"  per-task trade-off at {tradeoff['units']} units: {len(tradeoff['front'])} of "
               f"{tradeoff['compared']} configurations on the Pareto front; the meta-configuration "
               f"is {'on' if tradeoff['meta_config_on_front'] else 'NOT on'} it")
+    if summary.task_agreement:  # the tasks' agreement, in one sentence
+        print(f"  tasks: {summary.task_agreement['sentence']}")
     for line in first_rung_lines(summary.first_rung_ignored):
         print(f"  warning: {line}")
     for c in summary.collapsed or []:
