@@ -4,9 +4,11 @@ A trial with ``unfreeze_frac < 1`` trains only the top of its backbone. Its froz
 eval mode (no dropout), so their output for an example is the same in every step of every trial
 that freezes the same blocks of the same weights. That output is computed once per (frozen
 weights, frozen depth, data fingerprint, max length), stored in the shared cache as one
-memory-mapped ``.npy`` per split, and the trials run only the unfrozen top on it. The cache is
-bounded: an entry that would take the features' folder past the limit is not built, and the
-trial computes the frozen blocks itself (the same numbers, more slowly).
+memory-mapped ``.npy`` per split, and the trials run only the unfrozen top on it: the same
+numbers as computing them, to the rounding of the storage dtype (float16 by default; float32
+stores them exactly as computed in float32). The cache is bounded: an entry that would take the
+cache's features folder (every search that shares the cache) past the limit is not built, and
+the trial computes the frozen blocks itself.
 
 With the frozen features at hand, a linear probe on them costs seconds: ``head_init: probe``
 starts the classifier head from that fit, then fine-tunes (LP-FT, Kumar et al., ICLR 2022).
@@ -43,7 +45,11 @@ def params_digest(modules: list[torch.nn.Module]) -> str:
 
 
 def _folder_bytes(folder: Path) -> int:
-    return sum(f.stat().st_size for f in folder.rglob("*.npy") if f.is_file())
+    """Bytes of the built entries (a build cut short leaves a hidden temporary folder, which
+    is not an entry and is not counted)."""
+    return sum(f.stat().st_size for entry in folder.iterdir()
+               if entry.is_dir() and not entry.name.startswith(".")
+               for f in entry.glob("*.npy"))
 
 
 def cached(parts: dict[str, Any], nbytes: int, build: Callable[[], dict[str, np.ndarray]],
@@ -102,7 +108,10 @@ def fit_probe(train: np.ndarray, labels: np.ndarray, num_classes: int,
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
     x = np.asarray(train, dtype=np.float64)
-    mean, std = x.mean(0), x.std(0) + 1e-6
+    mean, std = x.mean(0), x.std(0)
+    # a feature nearly constant on the training set (a ReLU that rarely fires) would get a huge
+    # weight once the standardisation is folded in: its scale is floored
+    std = np.maximum(std, 1e-2 * float(np.median(std)) + 1e-6)
     z = (x - mean) / std
     folds = min(3, int(np.bincount(labels).max()), int(np.bincount(labels)[np.unique(labels)].min()))
     if folds >= 2:
@@ -124,7 +133,8 @@ def fit_probe(train: np.ndarray, labels: np.ndarray, num_classes: int,
     else:
         coef[fit.classes_], bias[fit.classes_] = fit.coef_, fit.intercept_
     missing = np.setdiff1d(np.arange(num_classes), fit.classes_)
-    bias[missing] = -1e4 if len(missing) < num_classes else 0.0  # never seen: never predicted
+    # never seen in training: a finite prior below every fitted class, not a wall of -1e4
+    bias[missing] = bias[fit.classes_].min() - np.log(len(labels) + num_classes)
     weight = coef / std  # the standardisation folded into the head
     return weight.astype(np.float32), (bias - weight @ mean).astype(np.float32)
 
@@ -134,7 +144,7 @@ def probe(parts: dict[str, Any], features: Callable[[], np.ndarray], labels: np.
     """The probe head's ``(weight, bias)`` fitted on ``features()`` (training split), cached by
     ``parts`` with the other shared work: every trial with the same features starts from it."""
     arrays = cache.get_or_build(
-        "probes", {**parts, "probe": "logreg-cv-logloss/1"},
+        "probes", {**parts, "probe": "logreg-cv-logloss/2", "classes": num_classes},
         lambda: dict(zip(("weight", "bias"), fit_probe(features(), labels, num_classes),
                          strict=True)),
         cache_dir)

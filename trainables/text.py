@@ -178,6 +178,19 @@ def upper_forward(model: BertForSequenceClassification, hidden: torch.Tensor,
     return model.classifier(model.dropout(model.bert.pooler(hidden)))
 
 
+_ARCHITECTURE = ("hidden_size", "num_attention_heads", "intermediate_size", "hidden_act",
+                 "layer_norm_eps", "position_embedding_type", "type_vocab_size", "vocab_size",
+                 "max_position_embeddings")
+
+
+def _architecture(model: BertForSequenceClassification) -> str:
+    """What the frozen blocks compute besides their weights (not the head's options: the
+    classifier's dropout and labels do not change the features)."""
+    config = model.config
+    return cache.key_of({k: getattr(config, k, None) for k in _ARCHITECTURE}
+                        | {"attention": getattr(config, "_attn_implementation", None)})
+
+
 class FrozenFeatures:
     """The cached output of a text model's frozen blocks, per split: every token's hidden state
     (flat, by the token arrays' offsets), or only the first token's where every block is frozen
@@ -241,6 +254,7 @@ class TextTask:
         from trainables.features import params_digest
 
         return {"kind": "text", "frozen": params_digest(encoder_blocks(model)[:depth]),
+                "config": _architecture(model),
                 "depth": depth, "data": self.dataset.fingerprint(),
                 "tokenizer": tokenizer_id(self.tokenizer), "max_length": self.opts.max_length,
                 "first_only": depth == len(encoder_blocks(model)), "dtype": self.cfg.feature_dtype}

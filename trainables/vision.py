@@ -333,8 +333,8 @@ class VisionTask:
 
     @staticmethod
     def _shape(model: SmallCNN, depth: int) -> tuple[int, ...]:
-        with torch.no_grad():
-            h = torch.zeros(1, 3, 32, 32)
+        with torch.no_grad():  # on the model's device: _compute may have moved it
+            h = torch.zeros(1, 3, 32, 32, device=next(model.parameters()).device)
             for block in model.blocks()[:depth]:
                 h = block(h)
         return tuple(h.shape[1:])

@@ -156,3 +156,14 @@ def test_probe_initialised_text_trial_ends_above_its_probe(syn_dir, cache_dir):
     _curve(task, 5)
     assert task.learner.evaluate("val")["acc"] >= probe
     assert cache.builds("probes", cache_dir)  # fitted once, then read by every trial
+
+
+def test_probe_of_a_rare_feature_and_a_missing_class_stays_finite():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 4)).astype(np.float32)
+    x[:, 3] = 0.0
+    x[0, 3] = 1e-4  # fires once: its scale is floored, not divided by ~0
+    y = (x[:, 0] > 0).astype(np.int64)
+    weight, bias = fit_probe(x, y, 3)
+    assert np.abs(weight).max() < 1e3 and np.isfinite(bias).all()
+    assert bias[2] < bias[:2].min() and bias[2] > -100  # unseen class: below, finite

@@ -330,8 +330,10 @@ def task_agreement(rows: list[TrialRow], tasks: list[str]) -> dict[str, Any] | N
 
     if len(tasks) < 2:
         return None
-    reached = [u for r in rows for u in {h.get("units") for h in r.history} if u]
-    units = max((u for u in set(reached) if 2 * reached.count(u) > len(rows)), default=None)
+    reported = [r for r in rows if r.history]  # pending trials have no say in "most"
+    reached = [u for r in reported for u in {h.get("units") for h in r.history} if u]
+    units = max((u for u in set(reached) if 2 * reached.count(u) > len(reported)),
+                default=None)
     accs = {t: [] for t in tasks}
     for r in rows:
         values = [_acc_at(r, t, units) for t in tasks] if units else [None]
@@ -346,11 +348,16 @@ def task_agreement(rows: list[TrialRow], tasks: list[str]) -> dict[str, Any] | N
             f"reached {'unit ' + str(units) if units else 'a common budget'} with every task "
             f"scored; {AGREEMENT_MIN_TRIALS} are needed."))
         return out
+    flat = [t for t in tasks if len(set(accs[t])) == 1]
+    if flat:  # every trial scored the same: the task ranks nothing (no τ to speak of)
+        out.update(measurable=False, sentence=(
+            f"How alike the tasks rank the configurations is not measurable at unit {units}: "
+            f"every trial scored the same on {', '.join(f'`{t}`' for t in flat)}."))
+        return out
     tau = np.eye(len(tasks))
     for i, a in enumerate(tasks):
         for j in range(i + 1, len(tasks)):
-            value = kendalltau(accs[a], accs[tasks[j]]).statistic
-            tau[i, j] = tau[j, i] = 0.0 if math.isnan(value) else value  # constant: no order
+            tau[i, j] = tau[j, i] = kendalltau(accs[a], accs[tasks[j]]).statistic
     iu = np.triu_indices(len(tasks), 1)
     tree = linkage(1.0 - tau[iu], method="average")
     out.update(measurable=True, tau={a: {b: round(float(tau[i, j]), 3)

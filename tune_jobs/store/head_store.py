@@ -26,16 +26,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow
 import pyarrow.fs as pafs
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-CHUNK = 8 << 20  # bytes per call; bounds the memory a transfer holds on either side
-# Chunks in flight per transfer, each written at its own offset: a stream never waits a whole
-# round trip per chunk, and its memory stays bounded (WINDOW chunks in the object store).
-WINDOW = 4
+CHUNK = 4 << 20  # bytes per transfer; bounds the memory a transfer holds on either side
 # The exact temporary name open_write gives a file in transfer: nothing else is hidden.
 _PART = re.compile(r"\..+\.part-[0-9a-f]{32}")
 NAMESPACE = "metatune"
@@ -52,7 +48,7 @@ def on_head_node() -> bool:
     return ray.get_runtime_context().get_node_id() == head_node_id()
 
 
-@ray.remote(num_cpus=0, max_concurrency=16)
+@ray.remote(num_cpus=0, max_concurrency=8)
 class HeadStore:
     """Carries out file operations under ``root`` on the head node's disk."""
 
@@ -60,7 +56,6 @@ class HeadStore:
         self.root = os.path.realpath(root)
         os.makedirs(self.root, exist_ok=True)
         self._writes: dict[str, tuple[Any, str, str, str]] = {}  # handle -> file, tmp, path, node
-        self._arrived: dict[str, int] = {}  # handle -> bytes written so far
         self._lock = threading.Lock()
         self._last_reap = 0.0
         self.stats: dict[str, Any] = {"writes_by_node": {}, "reads_by_node": {}, "written": []}
@@ -144,8 +139,7 @@ class HeadStore:
         os.makedirs(os.path.dirname(full), exist_ok=True)
         tmp = os.path.join(os.path.dirname(full), f".{os.path.basename(full)}.part-{uuid.uuid4().hex}")
         handle = uuid.uuid4().hex
-        # unbuffered: every chunk goes straight to the file at its offset (os.pwrite)
-        self._writes[handle] = (open(tmp, "wb", buffering=0), tmp, full, node)
+        self._writes[handle] = (open(tmp, "wb"), tmp, full, node)
         self._count("writes_by_node", node)
         if time.monotonic() - self._last_reap > 10:
             self.reap()
@@ -164,28 +158,14 @@ class HeadStore:
         """(temporary file, writer's node) of every transfer still open."""
         return [(tmp, node) for _, tmp, _, node in list(self._writes.values())]
 
-    def write_chunk(self, handle: str, offset: int, data: Any) -> int:
-        """Write ``data`` (bytes, or a uint8 array read in place from the object store) at
-        ``offset``; chunks of one transfer may arrive in any order."""
+    def write_chunk(self, handle: str, data: bytes) -> int:
         f, _, _, _ = self._writes[handle]
-        view = memoryview(data).cast("B")
-        done = 0
-        while done < len(view):  # pwrite may write less than asked
-            done += os.pwrite(f.fileno(), view[done:], offset + done)
-        with self._lock:  # chunks are disjoint: their sum says whether all arrived
-            self._arrived[handle] = self._arrived.get(handle, 0) + done
-        return done
+        return f.write(data)
 
-    def close_write(self, handle: str, size: int | None = None) -> None:
-        """Commit a transfer: its file appears under its name only if it holds ``size`` bytes
-        (every chunk arrived), after an fsync."""
+    def close_write(self, handle: str) -> None:
         f, tmp, full, _ = self._writes.pop(handle)
-        with self._lock:
-            arrived = self._arrived.pop(handle, 0)
         try:
-            if size is not None and arrived != size:
-                raise OSError(f"{full}: {arrived} of {size} bytes arrived; the transfer is "
-                              "incomplete and was not committed")
+            f.flush()
             os.fsync(f.fileno())
             f.close()
             os.replace(tmp, full)  # only now does the file appear under its real name
@@ -197,8 +177,6 @@ class HeadStore:
                 self.stats["written"].append(full)
 
     def abort_write(self, handle: str) -> None:
-        with self._lock:
-            self._arrived.pop(handle, None)
         f, tmp, _, _ = self._writes.pop(handle, (None, None, None, None))
         if f is not None:
             _discard(f, tmp)
@@ -229,14 +207,12 @@ def _discard(f: Any, tmp: str) -> None:
 
 
 class _Writer(io.RawIOBase):
-    """A write-only stream that ships chunks to the head store, up to ``WINDOW`` in flight."""
+    """A write-only stream that ships a chunk at a time to the head store."""
 
     def __init__(self, actor: Any, path: str) -> None:
         self.actor = actor
         self.handle = ray.get(actor.open_write.remote(path, ray.get_runtime_context().get_node_id()))
         self.buffer = bytearray()
-        self.offset = 0  # bytes shipped
-        self.in_flight: list[Any] = []
         # The exception being handled where the stream was opened, if any (a write made inside
         # an ``except`` block, as Tune's failure callbacks are): not a reason to throw it away.
         self.handling = sys.exc_info()[1]
@@ -245,28 +221,14 @@ class _Writer(io.RawIOBase):
         return True
 
     def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        size = len(view)
-        if self.buffer:  # complete the partial chunk first
-            take = min(CHUNK - len(self.buffer), len(view))
-            self.buffer += view[:take]
-            view = view[take:]
-            if len(self.buffer) == CHUNK:
-                self._ship(self.buffer)
-                self.buffer = bytearray()
-        while len(view) >= CHUNK:  # whole chunks straight from the caller's buffer
-            self._ship(view[:CHUNK])
-            view = view[CHUNK:]
-        self.buffer += view
-        return size
+        self.buffer += bytes(data)
+        while len(self.buffer) >= CHUNK:
+            self._ship(bytes(self.buffer[:CHUNK]))
+            del self.buffer[:CHUNK]
+        return len(data)
 
-    def _ship(self, data: Any) -> None:
-        # a uint8 array: the store reads it in place from the object store, without a copy
-        chunk = np.frombuffer(data, dtype=np.uint8)
-        self.in_flight.append(self.actor.write_chunk.remote(self.handle, self.offset, chunk))
-        self.offset += len(chunk)
-        if len(self.in_flight) >= WINDOW:  # back-pressure: at most WINDOW chunks outstanding
-            ray.get(self.in_flight.pop(0))
+    def _ship(self, data: bytes) -> None:
+        ray.get(self.actor.write_chunk.remote(self.handle, data))  # back-pressure: one in flight
 
     def close(self) -> None:
         if self.closed:
@@ -274,26 +236,19 @@ class _Writer(io.RawIOBase):
         if sys.exc_info()[1] not in (None, self.handling):
             # Closed while an exception unwinds (pyarrow's ``with`` closes on error): the data
             # is incomplete, so it is thrown away instead of being committed under its name.
-            self._abort()
+            self.actor.abort_write.remote(self.handle)
             super().close()
             return
         try:
             if self.buffer:
-                self._ship(self.buffer)
-                self.buffer = bytearray()
-            ray.get(self.in_flight)
-            self.in_flight.clear()
-            ray.get(self.actor.close_write.remote(self.handle, self.offset))
+                self._ship(bytes(self.buffer))
+                self.buffer.clear()
+            ray.get(self.actor.close_write.remote(self.handle))
         except BaseException:
-            self._abort()
+            self.actor.abort_write.remote(self.handle)
             raise
         finally:
             super().close()
-
-    def _abort(self) -> None:
-        with contextlib.suppress(Exception):
-            ray.wait(self.in_flight, num_returns=len(self.in_flight), timeout=30)
-        self.actor.abort_write.remote(self.handle)
 
 
 class _Reader(io.RawIOBase):
@@ -302,8 +257,6 @@ class _Reader(io.RawIOBase):
     def __init__(self, actor: Any, path: str) -> None:
         self.actor, self.path, self.pos = actor, path, 0
         self.length = ray.get(actor.size.remote(path, ray.get_runtime_context().get_node_id()))
-        self.ahead: dict[int, Any] = {}  # offset -> the chunk read ahead from there
-        self.current, self.start = memoryview(b""), 0  # the chunk being read, and its offset
 
     def readable(self) -> bool:
         return True
@@ -312,29 +265,13 @@ class _Reader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        want = min(len(buffer), self.length - self.pos)
+        want = min(len(buffer), CHUNK, self.length - self.pos)
         if want <= 0:
             return 0
-        if not self.start <= self.pos < self.start + len(self.current):
-            self._fetch(self.pos)
-        at = self.pos - self.start
-        n = min(want, len(self.current) - at)
-        memoryview(buffer).cast("B")[:n] = self.current[at:at + n]
-        self.pos += n
-        return n
-
-    def _fetch(self, pos: int) -> None:
-        """Make the chunk from ``pos`` current, and ask for the next ones ahead (up to
-        ``WINDOW`` chunks in flight): a sequential read never waits a round trip per chunk."""
-        ref = self.ahead.pop(pos, None)
-        if ref is None:
-            ref = self.actor.read_chunk.remote(self.path, pos, CHUNK)
-        ahead = {}
-        for p in range(pos + CHUNK, min(pos + WINDOW * CHUNK, self.length), CHUNK):
-            got = self.ahead.get(p)
-            ahead[p] = got if got is not None else self.actor.read_chunk.remote(self.path, p, CHUNK)
-        self.ahead = ahead  # a seek elsewhere drops what it no longer needs
-        self.current, self.start = memoryview(ray.get(ref)).cast("B"), pos
+        data = ray.get(self.actor.read_chunk.remote(self.path, self.pos, want))
+        buffer[:len(data)] = data
+        self.pos += len(data)
+        return len(data)
 
     def seek(self, offset: int, whence: int = 0) -> int:
         base = {0: 0, 1: self.pos, 2: self.length}[whence]

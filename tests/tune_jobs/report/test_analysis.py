@@ -200,3 +200,12 @@ def test_two_tasks_that_disagree_are_said_to():
                        ["a", "b"])
     assert a["tau"]["a"]["b"] == -1.0
     assert "rank configurations differently (τ -1.00)" in a["sentence"]
+
+
+def test_a_task_every_trial_scores_alike_ranks_nothing():
+    from tests.factories import curve_row
+    from tune_jobs.report.analysis import task_agreement
+
+    rows = [curve_row(f"t{i}", [{"a": 0.1 * i, "b": 0.05}] * 2) for i in range(6)]
+    a = task_agreement(rows, ["a", "b"])
+    assert a["measurable"] is False and "every trial scored the same on `b`" in a["sentence"]

@@ -119,21 +119,6 @@ def test_a_transfer_that_cannot_be_closed_leaves_no_temporary_file(tmp_path):
     assert not tmp.exists()
 
 
-def test_a_transfer_missing_a_chunk_is_never_committed(store):
-    """Chunks travel several at a time, each to its own offset: the file is committed only if
-    every byte arrived."""
-    import ray
-
-    fs, root = store
-    actor = ray.get_actor(head_store.actor_name(str(root)), namespace=head_store.NAMESPACE)
-    node = ray.get_runtime_context().get_node_id()
-    handle = ray.get(actor.open_write.remote(f"{root}/exp/ck/a.bin", node))
-    ray.get(actor.write_chunk.remote(handle, 10, b"y" * 10))  # the second chunk, first
-    with pytest.raises(ray.exceptions.RayTaskError, match="10 of 30 bytes arrived"):
-        ray.get(actor.close_write.remote(handle, 30))
-    assert not (root / "exp/ck/a.bin").exists() and os.listdir(root / "exp/ck") == []
-
-
 def test_reads_at_any_offset_across_chunks(store):
     fs, root = store
     payload = os.urandom(3 * head_store.CHUNK + 777)
