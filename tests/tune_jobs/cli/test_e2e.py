@@ -41,8 +41,8 @@ OWN = re.compile("|".join([
     r"  prepared \S+ in .+", r"\[metatune\] .+", r"  trial +units +meta.+",
     r"  \S+ +\d+ +-?[\d.]+ .+", r"re-training the winner .+", r"  # trial .+", r" *\d+ \S+ +[\d.e-]+ .+",
     r"best meta-configuration .+", r"  \w+ +\S+", r"  \S+: val_acc .+", r"  \S+: the tuned model .+",
-    r"  per-task trade-off .+", r"  tasks: .+", r"  test .+", r"  warning: .+", r"results, checkpoints and report .+",
-    r"  report: .+", r"warm start: .+", r"head store: .+", r""]))
+    r"  per-task trade-off .+", r"  tasks: .+", r"  test .+", r"  warning: .+",
+    r"results, checkpoints and report .+", r"  report: .+", r"warm start: .+", r"head store: .+", r""]))
 NOISE = ["Checkpoint successfully created", "LOAD REPORT", "Current best trial", "Trial status",
          "View detailed results", "Configuration for experiment", "INFO ", "Wrote the latest",
          "To visualize your results", "Traceback"]
