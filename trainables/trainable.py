@@ -177,6 +177,7 @@ def meta_trainable(config: dict[str, Any], settings: TrialSettings,
               "time/report_s": 0.0}
     while trial.units < settings.max_units:
         report = {**trial.run_unit(), "node_id": node_id, **timing}  # node: where it ran
+        report["time/end"] = time.time()  # when the unit ended: the order `simulate` replays
         timing = {"time/setup_s": 0.0, "time/save_s": 0.0, "time/report_s": 0.0}
         begun = time.perf_counter()
         if trial.units % every == 0 or trial.units == settings.max_units:

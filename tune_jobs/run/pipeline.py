@@ -145,6 +145,10 @@ def checked(spec: SearchSpec) -> tuple[SearchSpec, list[dict[str, Any]], list[di
 
 def budget_line(spec: SearchSpec) -> str:
     asha = spec.asha
+    if not asha.enabled:
+        return (f"planned budget: {spec.num_samples * asha.max_t:,} trial-units "
+                f"({spec.num_samples} trials × {asha.max_t} units; asha.enabled=false: no "
+                "early stopping)")
     return planned_budget(spec.num_samples, asha.max_t, asha.grace_period,
                           asha.reduction_factor, asha.brackets)
 

@@ -12,13 +12,25 @@ from tune_jobs.store import experiment
 from tune_jobs.store.tune_storage import Storage
 
 
-def build_scheduler(spec: SearchSpec) -> Any:
-    from ray.tune.schedulers import ASHAScheduler
+def build_scheduler(spec: SearchSpec, transferred: int = 0) -> Any:
+    """ASHA on the meta-score; with ``metric_aggregate: rank`` or a RUSH warm start of
+    ``transferred`` configurations, :class:`TransferASHA`. No early stopping with
+    ``asha.enabled: false``."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     asha = spec.asha
-    return ASHAScheduler(time_attr=objective.UNITS, max_t=asha.max_t,
-                         grace_period=asha.grace_period,
-                         reduction_factor=asha.reduction_factor, brackets=asha.brackets)
+    if not asha.enabled:
+        return FIFOScheduler()  # every trial to max_t (the trainable stops there)
+    kwargs = {"time_attr": objective.UNITS, "max_t": asha.max_t,
+              "grace_period": asha.grace_period, "reduction_factor": asha.reduction_factor,
+              "brackets": asha.brackets}
+    rush = transferred if spec.warm_start.method == "rush" else 0
+    if spec.metric_aggregate == "rank" or rush:
+        from tune_jobs.run.transfer_asha import TransferASHA
+
+        return TransferASHA(list(spec.tasks), rank=spec.metric_aggregate == "rank",
+                            rush_first=rush, **kwargs)
+    return ASHAScheduler(**kwargs)
 
 
 def build_searcher(spec: SearchSpec, points: list[dict[str, Any]] | None = None) -> Any:
@@ -79,7 +91,8 @@ def build_tuner(spec: SearchSpec, storage: Storage, callbacks: list[Any] | None 
     guard = data_guard.DataErrorStop()
 
     tune_config = tune.TuneConfig(
-        metric=objective.META_SCORE, mode="max", scheduler=build_scheduler(spec),
+        metric=objective.META_SCORE, mode="max",
+        scheduler=build_scheduler(spec, len(points or [])),
         # max_concurrent is the searcher's to enforce (BasicVariantGenerator, or the
         # ConcurrencyLimiter around Optuna); Tune ignores max_concurrent_trials for these.
         search_alg=build_searcher(spec, points), num_samples=spec.num_samples,

@@ -79,7 +79,7 @@ def resolve(spec: SearchSpec) -> tuple[SearchSpec, list[dict[str, Any]], list[di
         exp = _find(ref, spec.storage)
         if exp.spec.experiment == spec.experiment and exp.path == experiment.path_of(spec):
             raise ValueError(f"--warm-start {ref}: that is this experiment itself")
-        rows, shared = ranked(exp, list(spec.tasks), spec.metric_aggregate)
+        rows, shared = ranked(exp, list(spec.tasks), spec.trial_aggregate)
         if not rows:
             raise ValueError(f"--warm-start {ref}: no finished trial to learn from at {exp.path}"
                              " (it has no trial that reported a result)")

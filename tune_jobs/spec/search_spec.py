@@ -30,6 +30,9 @@ from trainables.objective import AGGREGATES
 from trainables.tasks import KINDS, check_kind_defaults, parse_task, parse_tasks
 from tune_jobs.spec.domain import parse_space
 
+SEARCH_AGGREGATES = (*AGGREGATES, "rank")  # rank: ASHA's (tune_jobs.run.transfer_asha)
+WARM_METHODS = ("top_k", "rush", "portfolio")
+
 # Each MetaConfig field: a distribution (log-uniform where the scale is multiplicative), a
 # list (a choice), or a constant. Bounds are the usual fine-tuning ranges.
 DEFAULT_SPACE: dict[str, Any] = {
@@ -110,8 +113,13 @@ class Asha:
     grace_period: int = 1  # units every trial gets before its first comparison
     reduction_factor: float = 2  # 1/reduction_factor of the trials go on at each rung
     brackets: int = 1  # hyperband brackets (1 = plain ASHA)
+    # false: no early stopping; every trial trains to max_t (a full-budget search, whose curves
+    # `metatune simulate` can replay under any other setting)
+    enabled: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            fail("asha.enabled", self.enabled, "true or false")
         for key in ("max_t", "grace_period", "brackets"):
             _int(f"asha.{key}", getattr(self, key), 1)
         if self.grace_period > self.max_t:
@@ -157,6 +165,10 @@ class WarmStart:
     experiments: tuple[str, ...] = ()  # names under --storage, or paths to experiment folders
     top_k: int = 3  # configurations taken from each earlier search
     space: str = "keep"  # keep | box (Perrone et al., NeurIPS 2019)
+    # top_k: each earlier search's k best first; rush: the same, and their scores at each rung
+    # become thresholds a new trial must meet there (Zappella et al., 2021); portfolio: k
+    # chosen greedily for the least average regret over all the earlier tasks (Wistuba et al.)
+    method: str = "top_k"
 
     def __post_init__(self) -> None:
         if isinstance(self.experiments, str) or not all(
@@ -166,6 +178,8 @@ class WarmStart:
         _int("warm_start.top_k", self.top_k, 1)
         if self.space not in ("keep", "box"):
             fail("warm_start.space", self.space, "keep or box")
+        if self.method not in WARM_METHODS:
+            fail("warm_start.method", self.method, f"choose one of {list(WARM_METHODS)}")
 
 
 _TRACKING_URI = re.compile(r"^(databricks(://\S*)?|[A-Za-z][A-Za-z0-9+.-]*://\S+)$")
@@ -200,7 +214,9 @@ class SearchSpec:
     num_samples: int = 8  # trials (configurations) sampled
     searcher: str = "random"  # random | optuna
     search_seed: int = 0  # seed of the searcher's sampling
-    metric_aggregate: str = "mean"  # meta-score over tasks: mean | min | geomean
+    # meta-score over tasks: mean | min | geomean | rank (each task's quantile among the trials
+    # seen at the same unit decides ASHA's stops; the reported meta_score is then the mean)
+    metric_aggregate: str = "mean"
     asha: Asha = field(default_factory=Asha)
     resources: Resources = field(default_factory=Resources)  # per trial
     # The scale-out form: each task of a trial runs as an actor in its own bundle of the
@@ -253,8 +269,9 @@ class SearchSpec:
         _int("search_seed", self.search_seed, 0)
         if self.search_seed >= 2**32:
             fail("search_seed", self.search_seed, "must be < 2**32")
-        if self.metric_aggregate not in AGGREGATES:
-            fail("metric_aggregate", self.metric_aggregate, f"choose one of {list(AGGREGATES)}")
+        if self.metric_aggregate not in SEARCH_AGGREGATES:
+            fail("metric_aggregate", self.metric_aggregate,
+                 f"choose one of {list(SEARCH_AGGREGATES)}")
         _int("max_concurrent", self.max_concurrent, 0)
         _int("max_failures", self.max_failures, 0)
         _int("keep_checkpoints", self.keep_checkpoints, 1)
@@ -359,12 +376,18 @@ class SearchSpec:
         out["warm_start"]["experiments"] = list(self.warm_start.experiments)
         return out
 
+    @property
+    def trial_aggregate(self) -> str:
+        """The meta-score each trial reports: rank needs the other trials, so a trial reports
+        the mean and the scheduler ranks."""
+        return "mean" if self.metric_aggregate == "rank" else self.metric_aggregate
+
     def trial_settings(self, data_dir: str | None = None) -> TrialSettings:
         """What every trial of this search shares: the parsed tasks, budget, device, cache."""
         assert self.parsed is not None
         return TrialSettings(
             tasks=self.parsed.tasks, data_dir=data_dir or self.data_dir or ".",
-            max_units=self.asha.max_t, aggregate=self.metric_aggregate, cache_dir=self.cache_dir,
+            max_units=self.asha.max_t, aggregate=self.trial_aggregate, cache_dir=self.cache_dir,
             device=self.device, bf16=self.bf16, checkpoint_every=self.checkpoint_every,
             feature_cache_limit=self.feature_cache_limit, feature_dtype=self.feature_dtype)
 

@@ -116,6 +116,10 @@ def _history(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+# Each unit's wall time (Tune's, from one report to the next) and when it ended: what
+# `metatune simulate` replays.
+UNIT_SECONDS, UNIT_END = "time_this_iter_s", "time/end"
+TIMES = (UNIT_SECONDS, UNIT_END)
 VERIFIED = ".metatune-verified.json"  # in the experiment folder: see VerifiedCache
 
 
@@ -164,7 +168,7 @@ def load_rows(exp_dir: str | Path, tasks: list[str], max_t: int) -> list[TrialRo
             trial_id=trial_id, trial_dir=str(trial_dir), config=config, units=units,
             stop=stop_reason(status, units, max_t, bool(error)),
             metrics={k: last.get(k) for k in keys},
-            history=[{k: h.get(k) for k in ["units", *keys]} for h in history],
+            history=[{k: h.get(k) for k in ["units", *keys, *TIMES]} for h in history],
             checkpoints=checkpoints, damaged_checkpoints=damaged, status=status,
             error=error[0] if error else None,
             node_ip=last.get("node_ip"), hostname=last.get("hostname")))
