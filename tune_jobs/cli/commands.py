@@ -1,4 +1,4 @@
-"""``metatune run | resume | status | best | export | report``: argument handling and output.
+"""``metatune run | resume | status | best | export | report | simulate``: argument handling and output.
 
 Bad input raises ValueError/DataError before Ray starts (exit 2); a search in which no trial
 produced a result exits 1.
@@ -80,6 +80,20 @@ def add_parsers(sub: Any) -> None:
                     help="also run a short search of this many trials on the task alone")
     tr.add_argument("--storage")
     tr.add_argument("--address")
+    sim = sub.add_parser(
+        "simulate", help="replay a search's recorded curves under other settings (ASHA's, "
+        "slots, warm start, aggregate) in simulated time: seconds for hundreds of replays")
+    sim.add_argument("name", help="an experiment (name under --storage, or its folder), or a "
+                                  "recording file (.json, from benchmarks/recorded/)")
+    sim.add_argument("--storage")
+    sim.add_argument("--replays", type=int, default=100, help="shuffled arrival orders")
+    sim.add_argument("--seed", type=int, default=0, help="seeds the orders (same: same draws)")
+    sim.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="asha.*, max_concurrent, num_samples, metric_aggregate, "
+                          "warm_start.experiments/method/top_k, as for `metatune run`")
+    sim.add_argument("--label", help="writes simulation-<label>.json (default: from --set)")
+    sim.add_argument("--out", help="folder for the results of a recording file (default: "
+                                   "beside it)")
     ex = sub.add_parser("export", help="write the winner's models as from_pretrained/safetensors")
     ex.add_argument("name")
     ex.add_argument("--out", required=True)
@@ -262,6 +276,69 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recording(ref: str, storage: str | None) -> tuple[Any, Any]:
+    """``(recording, experiment or None)`` for an experiment or a recording file."""
+    from tune_jobs.report import simulate as sim
+    from tune_jobs.run.warm_start import find_experiment
+
+    if ref.endswith(".json"):
+        if not Path(ref).is_file():
+            raise BadInput(f"recording {ref}: file not found")
+        try:
+            return sim.load(ref), None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BadInput(f"recording {ref}: {exc}") from None
+    exp = validated(find_experiment, ref, storage)
+    return validated(sim.recording, exp), exp
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import re
+
+    from tune_jobs.report import simulate as sim
+    from tune_jobs.report.html import simulation_rows
+    from tune_jobs.report.plots import simulation_plot
+
+    if args.replays < 1:
+        raise BadInput(f"--replays {args.replays}: at least 1")
+    rec, exp = _recording(args.name, args.storage)
+    if exp is not None and uri.is_uri(exp.path):
+        raise BadInput(f"{exp.path}: `metatune simulate` writes its results beside a local "
+                       "experiment; copy the experiment folder here first")
+    options = validated(presets.apply_sets, {"asha": {}, "warm_start": {}}, args.set)
+    label = args.label or "-".join(args.set) or "default"
+    label = re.sub(r"[^A-Za-z0-9_.=-]+", "_", label)[:80]
+    setting, warm = validated(sim.setting_for, rec, options, label)
+    sources = [_recording(ref, args.storage)[0] for ref in warm["experiments"]]
+    data = validated(sim.compare, rec, setting, args.replays, args.seed, sources, warm)
+    where = Path(exp.path) if exp is not None else Path(args.out or Path(args.name).parent)
+    where.mkdir(parents=True, exist_ok=True)
+    out = where / f"simulation-{label}.json"
+    out.write_text(json.dumps(data, indent=1))
+    image = simulation_plot(data, where / "plots" / f"simulation-{label}.png")
+    fid = data["fidelity"]
+    print(f"{rec.name}: {len(rec.curves)} recorded trials, max_t {rec.max_t}; "
+          f"{args.replays} replays per setting")
+    print("  fidelity: " + (f"{fid['same']} of {fid['trials']} trials stop where they did in "
+                            "the recorded search" if fid["checked"] else
+                            f"not checked ({fid['why']})"))
+    for row in simulation_rows(data):
+        lo, hi = row["95 % of replays within"]
+        print(f"  {row['setting']}: best {row['best / recorded best']:.3f} of the recorded "
+              f"best ({lo:.3f}–{hi:.3f}), compute {row['compute (of every trial to max_t)']:.2f}"
+              f", {row['simulated wall (s)']:.0f} s simulated, "
+              f"{row['units to 95 % of the best (median)']} units to 95 % of the best")
+    if "warm_start" in data:
+        gain = data["warm_start"]["speedup"]
+        print(f"  warm start ({setting.warm}): {gain['ratio_of_medians']}× fewer units to 95 % "
+              f"of the best than cold (median over {gain['pairs']} paired replays)")
+    print(f"simulation: {out}\nplot: {image}")
+    if exp is not None and (where / "report.html").is_file():
+        pipeline.report(exp, exp.final_eval())
+        print(f"report: {where}/report.html (section \"Simulated searches\")")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from tune_jobs.report.export import export_best
 
@@ -324,7 +401,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "transfer": cmd_transfer, "resume": cmd_resume,
             "status": cmd_status, "best": cmd_best,
-            "report": cmd_report, "export": cmd_export}
+            "report": cmd_report, "export": cmd_export, "simulate": cmd_simulate}
 
 
 def run(args: argparse.Namespace) -> int:

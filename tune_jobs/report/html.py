@@ -51,7 +51,59 @@ def _table(rows: list[TrialRow], columns: list[str] | None = None) -> str:
     return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
 
 
-def render_html(summary: Summary, images: dict[str, Path]) -> str:
+def simulation_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per simulated setting: what it found and what it cost (mean over replays)."""
+    out = []
+    for row in data["settings"]:
+        best, compute = row["best_fraction"], row["compute_fraction"]
+        out.append({"setting": row["setting"]["name"],
+                    "best / recorded best": best["mean"],
+                    "95 % of replays within": best["interval_95"],
+                    "compute (of every trial to max_t)": compute["mean"],
+                    "simulated wall (s)": row["wall_s"]["mean"],
+                    "units to 95 % of the best (median)": row["units_to_target"]["median"]})
+    return out
+
+
+def _simulations(simulations: list[tuple[str, dict[str, Any], Path | None]]) -> str:
+    if not simulations:
+        return ""
+    parts = ["<h2>Simulated searches</h2><p>This search's recorded curves replayed in simulated "
+             "time under other settings (<code>metatune simulate</code>): mean over the "
+             "replays, in shuffled arrival orders.</p>"]
+    for name, data, image in simulations:
+        fid = data.get("fidelity", {})
+        check = (f"fidelity: {fid['same']} of {fid['trials']} trials stop where they did"
+                 if fid.get("checked") else f"fidelity not checked: {fid.get('why')}")
+        warm = data.get("warm_start")
+        gain = (f"; warm start ({warm['method']}) reaches 95 % of the best "
+                f"{warm['speedup']['ratio_of_medians']}× sooner than cold (median units)"
+                if warm else "")
+        parts.append(f"<h3>{html.escape(name)}</h3><p>{data['replays']} replays; "
+                     f"{html.escape(check)}{html.escape(gain)}.</p>"
+                     + _table(simulation_rows(data)))
+        if image is not None and image.is_file():
+            data_uri = base64.b64encode(image.read_bytes()).decode()
+            parts.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,'
+                         f'{data_uri}">')
+    return "\n".join(parts)
+
+
+def saved_simulations(exp: Path) -> list[tuple[str, dict[str, Any], Path | None]]:
+    out = []
+    for path in sorted(exp.glob("simulation-*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        image = exp / "plots" / f"{path.stem}.png"
+        out.append((path.stem, data, image if image.is_file() else None))
+    return out
+
+
+def render_html(summary: Summary, images: dict[str, Path],
+                simulations: list[tuple[str, dict[str, Any], Path | None]] | None = None
+                ) -> str:
     """A self-contained page (images inlined) that opens from disk."""
     def img(key: str) -> str:
         data = base64.b64encode(images[key].read_bytes()).decode()
@@ -95,6 +147,7 @@ def render_html(summary: Summary, images: dict[str, Path]) -> str:
 {_transfers(summary)}
 {_warm(summary)}
 {_damaged(summary)}
+{_simulations(simulations or [])}
 <h2>Plots</h2>
 {f'<p>Parameter importance: {html.escape(summary.importance_caveat)}.</p>'
  if summary.importance_caveat else ""}
@@ -260,6 +313,6 @@ def write_report(exp_dir: str | Path, spec: SearchSpec, rows: list[TrialRow],
     write_leaderboard_csv([{**row, **base} for row in summary.leaderboard],
                           exp / "leaderboard.csv")
     images = plots(spec, rows, summary, exp / "plots")
-    (exp / "report.html").write_text(render_html(summary, images))
+    (exp / "report.html").write_text(render_html(summary, images, saved_simulations(exp)))
     return {"summary": exp / "summary.json", "leaderboard": exp / "leaderboard.csv",
             "report": exp / "report.html", **images}

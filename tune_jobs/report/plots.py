@@ -124,6 +124,25 @@ def _pareto_plot(tradeoff: dict[str, Any], tasks: list[str], path: Path) -> Path
     return _save(fig, path)
 
 
+def simulation_plot(data: dict[str, Any], path: Path) -> Path:
+    """The anytime curves of a simulation: the best meta-score at full budget found so far (a
+    fraction of the recorded best, mean over the replays) against simulated wall time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for row in data["settings"]:
+        ax.plot(row["anytime"]["wall_s"], row["anytime"]["best_fraction"],
+                label=row["setting"]["name"])
+    ax.set(xlabel="simulated wall time (s)", ylabel="best at full budget / recorded best",
+           title=f"{data['recording']}: {data['replays']} replays", ylim=(0, 1.05))
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)

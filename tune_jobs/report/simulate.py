@@ -519,3 +519,96 @@ def transferred(target: Recording, sources: Sequence[Recording], method: str,
                            f"run in {target.name}: a simulated warm start needs them recorded "
                            "there (record both searches with the same search_seed)")
     return out, origins
+
+
+# The `--set` keys a simulation takes (the same as `metatune run`'s).
+KEYS = ("asha.max_t", "asha.grace_period", "asha.reduction_factor", "asha.brackets",
+        "asha.enabled", "max_concurrent", "num_samples", "metric_aggregate",
+        "warm_start.experiments", "warm_start.method", "warm_start.top_k")
+
+
+def _flat(options: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in options.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def setting_for(rec: Recording, options: dict[str, Any], name: str) -> tuple[Setting, dict]:
+    """The setting that ``options`` (nested, as ``--set`` parses them) make of the recorded
+    one, and its warm-start options. Unknown keys and bad values raise ValueError naming the
+    key (checked by the spec's own classes)."""
+    from tune_jobs.spec.search_spec import SEARCH_AGGREGATES, Asha, WarmStart
+
+    flat = _flat(options)
+    unknown = sorted(k for k in flat if k not in KEYS)
+    if unknown:
+        raise ValueError(f"--set {unknown[0]}: not a key `metatune simulate` replays; choose "
+                         f"from {list(KEYS)}")
+    asha_fields = {**{k: v for k, v in rec.asha.items() if k != "enabled"},
+                   **{k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith("asha.")}}
+    asha = Asha(**asha_fields)  # raises on a bad value, naming asha.<key>
+    ws = WarmStart(**{k.split(".", 1)[1]: v for k, v in flat.items()
+                      if k.startswith("warm_start.")})
+    aggregate = flat.get("metric_aggregate", rec.aggregate)
+    if aggregate not in SEARCH_AGGREGATES:
+        raise ValueError(f"metric_aggregate={aggregate!r} is invalid: choose one of "
+                         f"{list(SEARCH_AGGREGATES)}")
+    slots = flat.get("max_concurrent", rec.slots)
+    samples = flat.get("num_samples", 0)
+    for key, value in (("max_concurrent", slots), ("num_samples", samples)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{key}={value!r} is invalid: a whole number >= 0")
+    method = "asha" if asha.enabled else "full"
+    return Setting(name=name, method=method, max_t=asha.max_t, grace_period=asha.grace_period,
+                   reduction_factor=asha.reduction_factor, brackets=asha.brackets,
+                   slots=slots or rec.slots, num_samples=samples, aggregate=aggregate,
+                   warm=ws.method if ws.experiments else None), dataclasses.asdict(ws)
+
+
+def compare(rec: Recording, s: Setting, replays: int = 100, seed: int = 0,
+            sources: Sequence[Recording] = (), warm: dict[str, Any] | None = None
+            ) -> dict[str, Any]:
+    """``s`` against the references on the same shuffled orders: plain random search (every
+    trial to max_t), "one unit, keep the top k", and, for a warm start, the same ASHA cold.
+    Returns what ``simulation-<name>.json`` holds."""
+    origins: list[dict[str, Any]] = []
+    if s.warm:
+        picked, origins = transferred(rec, sources, s.warm, warm["top_k"] if warm else 3)
+        s = dataclasses.replace(s, transferred=tuple(picked))
+    base = dataclasses.replace(s, warm=None, transferred=())
+    rows = [simulate(rec, s, replays, seed)]
+    references = [dataclasses.replace(base, name="random search (every trial to max_t)",
+                                      method="full"),
+                  dataclasses.replace(base, name="one unit each, keep the top k",
+                                      method="one_unit_top_k")]
+    if s.warm:
+        references.insert(0, dataclasses.replace(base, name="the same, cold"))
+    rows += [simulate(rec, r, replays, seed) for r in references]
+    out = {"recording": rec.name, "tasks": rec.tasks, "trials": len(rec.curves),
+           "recorded_max_t": rec.max_t, "recorded_best": round(rec.best, 4),
+           "target": round(0.95 * rec.best_any, 4), "replays": replays, "seed": seed,
+           "fidelity": fidelity(rec), "settings": rows}
+    if s.warm:
+        cold = rows[1]["per_replay_units_to_target"]
+        hot = rows[0]["per_replay_units_to_target"]
+        out["warm_start"] = {"method": s.warm, "origins": origins,
+                             "speedup": speedup(cold, hot)}
+    return out
+
+
+def speedup(cold: Sequence[int | None], warm: Sequence[int | None]) -> dict[str, Any]:
+    """How many times sooner the warm searches reached the target than the cold ones (units):
+    the ratio of the medians, and the median of the paired ratios, over the replays where both
+    reached it."""
+    pairs = [(c, w) for c, w in zip(cold, warm, strict=True) if c is not None and w is not None]
+    if not pairs:
+        return {"ratio_of_medians": None, "median_ratio": None, "pairs": 0}
+    c = float(np.median([p[0] for p in pairs]))
+    w = float(np.median([p[1] for p in pairs]))
+    return {"ratio_of_medians": round(c / w, 3),
+            "median_ratio": round(float(np.median([a / b for a, b in pairs])), 3),
+            "pairs": len(pairs), "cold_median_units": c, "warm_median_units": w}

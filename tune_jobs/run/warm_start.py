@@ -27,7 +27,7 @@ from tune_jobs.store.rows import TrialRow
 ORIGINS_FILE = "warm_start.json"
 
 
-def _find(ref: str, storage: str | None) -> experiment.Experiment:
+def find_experiment(ref: str, storage: str | None) -> experiment.Experiment:
     path = Path(ref).expanduser()
     if path.is_dir() and (path / experiment.SPEC_FILE).is_file():
         spec = experiment.saved_spec(str(path.resolve()))
@@ -76,7 +76,7 @@ def resolve(spec: SearchSpec) -> tuple[SearchSpec, list[dict[str, Any]], list[di
     points: list[dict[str, Any]] = []
     origins: list[dict[str, Any]] = []
     for ref in ws.experiments:
-        exp = _find(ref, spec.storage)
+        exp = find_experiment(ref, spec.storage)
         if exp.spec.experiment == spec.experiment and exp.path == experiment.path_of(spec):
             raise ValueError(f"--warm-start {ref}: that is this experiment itself")
         rows, shared = ranked(exp, list(spec.tasks), spec.trial_aggregate)
