@@ -310,7 +310,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     label = re.sub(r"[^A-Za-z0-9_.=-]+", "_", label)[:80]
     setting, warm = validated(sim.setting_for, rec, options, label)
     sources = [_recording(ref, args.storage)[0] for ref in warm["experiments"]]
-    data = validated(sim.compare, rec, setting, args.replays, args.seed, sources, warm)
+    data = validated(sim.compare, rec, setting, args.replays, args.seed, sources, warm,
+                     bool(args.set))
     where = Path(exp.path) if exp is not None else Path(args.out or Path(args.name).parent)
     where.mkdir(parents=True, exist_ok=True)
     out = where / f"simulation-{label}.json"
@@ -323,6 +324,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                             "the recorded search" if fid["checked"] else
                             f"not checked ({fid['why']})"))
     for row in simulation_rows(data):
+        if "not replayable" in row:  # it needs units the search never trained
+            print(f"  {row['setting']}: not replayable: {row['not replayable']}")
+            continue
         lo, hi = row["95 % of replays within"]
         print(f"  {row['setting']}: best {row['best / recorded best']:.3f} of the recorded "
               f"best ({lo:.3f}–{hi:.3f}), compute {row['compute (of every trial to max_t)']:.2f}"

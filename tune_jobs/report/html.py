@@ -51,10 +51,18 @@ def _table(rows: list[TrialRow], columns: list[str] | None = None) -> str:
     return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
 
 
+SIMULATION_COLUMNS = ["setting", "best / recorded best", "95 % of replays within",
+                      "compute (of every trial to max_t)", "simulated wall (s)",
+                      "units to 95 % of the best (median)", "not replayable"]
+
+
 def simulation_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per simulated setting: what it found and what it cost (mean over replays)."""
     out = []
     for row in data["settings"]:
+        if "refused" in row:
+            out.append({"setting": row["setting"]["name"], "not replayable": row["refused"]})
+            continue
         best, compute = row["best_fraction"], row["compute_fraction"]
         out.append({"setting": row["setting"]["name"],
                     "best / recorded best": best["mean"],
@@ -81,7 +89,8 @@ def _simulations(simulations: list[tuple[str, dict[str, Any], Path | None]]) -> 
                 if warm else "")
         parts.append(f"<h3>{html.escape(name)}</h3><p>{data['replays']} replays; "
                      f"{html.escape(check)}{html.escape(gain)}.</p>"
-                     + _table(simulation_rows(data)))
+                     + _table(simulation_rows(data), [c for c in SIMULATION_COLUMNS if any(
+                         c in r for r in simulation_rows(data))]))
         if image is not None and image.is_file():
             data_uri = base64.b64encode(image.read_bytes()).decode()
             parts.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,'

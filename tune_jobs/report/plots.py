@@ -134,7 +134,7 @@ def simulation_plot(data: dict[str, Any], path: Path) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4))
-    for row in data["settings"]:
+    for row in (r for r in data["settings"] if "anytime" in r):
         ax.plot(row["anytime"]["wall_s"], row["anytime"]["best_fraction"],
                 label=row["setting"]["name"])
     ax.set(xlabel="simulated wall time (s)", ylabel="best at full budget / recorded best",

@@ -570,29 +570,41 @@ def setting_for(rec: Recording, options: dict[str, Any], name: str) -> tuple[Set
 
 
 def compare(rec: Recording, s: Setting, replays: int = 100, seed: int = 0,
-            sources: Sequence[Recording] = (), warm: dict[str, Any] | None = None
-            ) -> dict[str, Any]:
+            sources: Sequence[Recording] = (), warm: dict[str, Any] | None = None,
+            strict: bool = True) -> dict[str, Any]:
     """``s`` against the references on the same shuffled orders: plain random search (every
     trial to max_t), "one unit, keep the top k", and, for a warm start, the same ASHA cold.
-    Returns what ``simulation-<name>.json`` holds."""
+    Returns what ``simulation-<name>.json`` holds. A reference (and ``s`` unless ``strict``)
+    that needs units the recording lacks is kept as a row that says so (``refused``); with
+    ``strict``, ``s`` raises :class:`MissingUnits`."""
     origins: list[dict[str, Any]] = []
     if s.warm:
         picked, origins = transferred(rec, sources, s.warm, warm["top_k"] if warm else 3)
         s = dataclasses.replace(s, transferred=tuple(picked))
     base = dataclasses.replace(s, warm=None, transferred=())
-    rows = [simulate(rec, s, replays, seed)]
+
+    def attempt(setting: Setting, must: bool = False) -> dict[str, Any]:
+        try:
+            return simulate(rec, setting, replays, seed)
+        except MissingUnits as exc:
+            if must:
+                raise
+            return {"setting": dataclasses.asdict(setting), "replays": replays,
+                    "refused": str(exc)}
+
+    rows = [attempt(s, must=strict)]
     references = [dataclasses.replace(base, name="random search (every trial to max_t)",
                                       method="full"),
                   dataclasses.replace(base, name="one unit each, keep the top k",
                                       method="one_unit_top_k")]
     if s.warm:
         references.insert(0, dataclasses.replace(base, name="the same, cold"))
-    rows += [simulate(rec, r, replays, seed) for r in references]
+    rows += [attempt(r) for r in references]
     out = {"recording": rec.name, "tasks": rec.tasks, "trials": len(rec.curves),
            "recorded_max_t": rec.max_t, "recorded_best": round(rec.best, 4),
            "target": round(0.95 * rec.best_any, 4), "replays": replays, "seed": seed,
            "fidelity": fidelity(rec), "settings": rows}
-    if s.warm:
+    if s.warm and not any("refused" in r for r in rows[:2]):
         cold = rows[1]["per_replay_units_to_target"]
         hot = rows[0]["per_replay_units_to_target"]
         out["warm_start"] = {"method": s.warm, "origins": origins,

@@ -1,6 +1,9 @@
 """Warm start from earlier searches: learn across searches, not only within one.
 
-The earlier searches' top-k configurations are evaluated first (Tune's ``points_to_evaluate``,
+The earlier searches' top-k configurations are evaluated first (``warm_start.method: top_k``;
+with ``rush`` their scores at each rung also become thresholds, :mod:`tune_jobs.run.
+transfer_asha`; ``portfolio`` takes k configurations over all the earlier searches, chosen for
+the least average regret across their tasks) (Tune's ``points_to_evaluate``,
 for the random and the Optuna searcher alike). With ``warm_start.space: box`` each numeric range
 also shrinks to the box those configurations span, and each choice to the values they used — the
 bounding-box transfer of Perrone et al. (NeurIPS 2019). Where the tasks overlap only partly, the
@@ -19,6 +22,7 @@ from typing import Any
 
 from trainables import objective
 from tune_jobs.report.analysis import scored
+from tune_jobs.report.transfer_hpo import portfolio
 from tune_jobs.spec.domain import parse_space
 from tune_jobs.spec.search_spec import SearchSpec
 from tune_jobs.store import experiment
@@ -56,6 +60,25 @@ def ranked(exp: experiment.Experiment, tasks: list[str], how: str) -> tuple[list
     return sorted(rows, key=score, reverse=True), shared
 
 
+def _portfolio(found: list[tuple], searched: dict[str, Any], k: int) -> list[tuple]:
+    """Wistuba et al. (2015)'s zero-shot portfolio: of every earlier search's finished trials
+    (inside this space), the ``k`` that greedily minimise the average normalised regret over
+    all the earlier searches' tasks; ``found`` with each search's rows cut to those chosen."""
+    pool = []
+    for i, (_, exp, rows, _) in enumerate(found):
+        for row in rows:
+            point = {key: row.config[key] for key in searched if key in row.config}
+            if all(searched[key].contains(v) for key, v in point.items()):
+                scores = {f"{exp.path}/{t}": row.metrics.get(objective.metric(t, objective.SCORE))
+                          for t in exp.spec.tasks}
+                pool.append((i, row, {d: v for d, v in scores.items() if v is not None}))
+    chosen = portfolio([scores for _, _, scores in pool], k)
+    keep = {id(pool[c][1]) for c in chosen}
+    order = {id(pool[c][1]): n for n, c in enumerate(chosen)}
+    return [(ref, exp, sorted((r for r in rows if id(r) in keep), key=lambda r: order[id(r)]),
+             shared) for ref, exp, rows, shared in found]
+
+
 def box(space: dict[str, Any], points: list[dict[str, Any]]) -> dict[str, Any]:
     """Each searched range shrunk to the span of ``points``; each choice to the values used."""
     out = dict(space)
@@ -75,6 +98,7 @@ def resolve(spec: SearchSpec) -> tuple[SearchSpec, list[dict[str, Any]], list[di
     searched = {k: d for k, d in parse_space(spec.space).items() if d.searched}
     points: list[dict[str, Any]] = []
     origins: list[dict[str, Any]] = []
+    found = []
     for ref in ws.experiments:
         exp = find_experiment(ref, spec.storage)
         if exp.spec.experiment == spec.experiment and exp.path == experiment.path_of(spec):
@@ -83,9 +107,13 @@ def resolve(spec: SearchSpec) -> tuple[SearchSpec, list[dict[str, Any]], list[di
         if not rows:
             raise ValueError(f"--warm-start {ref}: no finished trial to learn from at {exp.path}"
                              " (it has no trial that reported a result)")
+        found.append((ref, exp, rows, shared))
+    if ws.method == "portfolio":
+        found = _portfolio(found, searched, ws.top_k)
+    for ref, exp, rows, shared in found:
         taken = 0
         for row in rows:
-            if taken == ws.top_k:
+            if taken == ws.top_k and ws.method != "portfolio":
                 break
             point = {k: row.config[k] for k in searched if k in row.config}
             outside = sorted(k for k, v in point.items() if not searched[k].contains(v))
@@ -99,7 +127,7 @@ def resolve(spec: SearchSpec) -> tuple[SearchSpec, list[dict[str, Any]], list[di
                 continue
             points.append(point)
             origins.append({"experiment": exp.spec.experiment, "path": exp.path,
-                            "trial_id": row.trial_id, "config": point,
+                            "trial_id": row.trial_id, "config": point, "method": ws.method,
                             "ranked_on": shared or ["meta_score"]})
             taken += 1
     if not points:
