@@ -289,7 +289,7 @@ def _recording(ref: str, storage: str | None) -> tuple[Any, Any]:
         except (ValueError, KeyError, TypeError) as exc:
             raise BadInput(f"recording {ref}: {exc}") from None
     exp = validated(find_experiment, ref, storage)
-    return validated(sim.recording, exp), exp
+    return sim.load(validated(sim.recording, exp)), exp
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -23,6 +23,9 @@ from tune_jobs.cli.main import main
 from tune_jobs.run import pipeline
 
 
+RECORDING = str(Path(__file__).resolve().parents[3] / "benchmarks" / "recorded" / "standins-a.json")
+
+
 class _Evil:
     def __reduce__(self):
         return (os.system, ("touch /tmp/metatune-matrix-pwned",))
@@ -288,6 +291,19 @@ CASES = [
      lambda f: ["experiment 'busy' is being written by another metatune search",
                 f"pid {f['busy_pid']} on "]),
     ("preset unknown", lambda f, d: ["run", "--preset", "huge"], lambda f: ["--preset 'huge'"]),
+    ("set warm_start.method", lambda f, d: ["run", "--set", "warm_start.method=magic"],
+     lambda f: ["warm_start.method='magic'", "'top_k', 'rush', 'portfolio'"]),
+    ("set metric_aggregate", lambda f, d: ["run", "--set", "metric_aggregate=median"],
+     lambda f: ["metric_aggregate='median'", "'rank'"]),
+    ("simulate without curves", lambda f, d: ["simulate", "taken", "--storage", str(f["storage"])],
+     lambda f: ["no trial recorded a whole unit", "run the search first"]),
+    ("simulate unrecorded units", lambda f, d: ["simulate", RECORDING, "--out", str(f["storage"]),
+                                                "--set", "asha.max_t=40"],
+     lambda f: ["asha.max_t=40 needs units beyond the recorded max_t=27"]),
+    ("simulate unknown key", lambda f, d: ["simulate", RECORDING, "--set", "asha.eta=3"],
+     lambda f: ["--set asha.eta", "asha.reduction_factor"]),
+    ("simulate recording missing", lambda f, d: ["simulate", "/no/recording.json"],
+     lambda f: ["recording /no/recording.json: file not found"]),
 ]
 
 

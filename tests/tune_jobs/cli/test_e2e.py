@@ -300,3 +300,19 @@ def test_the_terminal_is_quiet_and_says_what_matters(finished):
     for task in ("newsgroups", "cifar_transfer"):  # a bar per task, drawn by Ray's tqdm_ray
         assert re.search(rf"\[metatune\] prepar(ing|ed) {task}", err), err[-3000:]
     assert "[metatune] final evaluation: 2/2 seeds" in err
+
+
+def test_simulate_replays_the_real_asha_search_with_its_fidelity(finished, env):
+    """The real search ran ASHA: replayed in its own order of events with its own unit times,
+    the same trials stop at the same units. Other orders may need units ASHA never trained:
+    those settings say so instead of inventing them."""
+    storage, exp, _ = finished
+    proc = cli(["simulate", "e2e", "--storage", str(storage), "--replays", "20"], env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "fidelity: 4 of 4 trials stop where they did in the recorded search" in proc.stdout
+    data = json.loads((exp / "simulation-default.json").read_text())
+    assert data["fidelity"]["ok"] and data["trials"] == 4
+    full = next(r for r in data["settings"] if r["setting"]["method"] == "full")
+    assert "never trained" in full["refused"]  # ASHA stopped trials early: no full curves
+    assert "Simulated searches" in (exp / "report.html").read_text()
+    assert (exp / "plots" / "simulation-default.png").is_file()
