@@ -28,7 +28,8 @@ SPACE = {"lr_scale": {"loguniform": [0.1, 10.0]}, "batch_size": [16, 32],
 SAMPLES, MAX_T, SEARCH_SEED = 27, 27, 7
 
 
-def record(name: str, data_seed: int, tmp: Path) -> Path:
+def record(name: str, data_seed: int, tmp: Path, sets: tuple[str, ...] = ("asha.enabled=false",),
+           warm: list[str] | None = None) -> Path:
     from trainables.data.synthetic import write_all
     from tune_jobs.run import pipeline
     from tune_jobs.spec import presets
@@ -40,15 +41,16 @@ def record(name: str, data_seed: int, tmp: Path) -> Path:
     spec = presets.build("smoke", overrides={
         "data": str(data), "storage": str(tmp / "runs"), "name": name,
         "cache_dir": str(tmp / "cache"), "task_options": OPTIONS, "space": SPACE},
-        sets=[f"num_samples={SAMPLES}", f"asha.max_t={MAX_T}", "asha.enabled=false",
-              f"search_seed={SEARCH_SEED}", "resources.cpu=1", "max_concurrent=2",
-              "checkpoint_every=100", "keep_checkpoints=1"])
+        sets=[f"num_samples={SAMPLES}", f"asha.max_t={MAX_T}", f"search_seed={SEARCH_SEED}",
+              "resources.cpu=1", "max_concurrent=2", "checkpoint_every=100",
+              "keep_checkpoints=1", *sets,
+              *([f"warm_start.experiments=[{','.join(warm)}]"] if warm else [])])
     pipeline.run(pipeline.checked(spec)[0], connected=False, final=False)
     from tune_jobs.report.simulate import recording
 
     exp = experiment.Experiment(spec, str(tmp / "runs" / name))
-    out = RECORDED / f"{name}.json"
-    RECORDED.mkdir(exist_ok=True)
+    out = (RECORDED if "asha.enabled=false" in sets else tmp) / f"{name}.json"
+    out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(recording(exp), separators=(",", ":")))
     print(f"recorded {name}: {out} ({out.stat().st_size / 1024:.0f} KiB)", flush=True)
     return out
