@@ -80,6 +80,40 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, str]]:
                     f"warm reached the target on {len(reached)} of {len(w['per_seed'])} seeds; "
                     f"cold ÷ warm units per seed: {ratios}",
                     "≥ 2× (literature 1.2–2.6×)", w["when"]))
+    if m := r.get("simulated"):
+        asha = {t["setting"]: t for t in m["asha"]}
+        chosen = asha.get(m["chosen"]) if m.get("chosen") else None
+        base = asha.get("one unit each, keep the top k")
+        if chosen:
+            out.append((f"ASHA vs full budget, simulated ({m['replays']} replays × 2 recorded "
+                        "searches of 27 trials × 27 units; best setting at ≤ ⅓ compute)",
+                        f"{m['chosen']}: {chosen['best_fraction']:.3f} of the full search's best "
+                        f"at {chosen['compute_fraction']:.2f} of its compute"
+                        + (f"; one unit each, then the top k: {base['best_fraction']:.3f} at "
+                           f"{base['compute_fraction']:.2f}" if base else ""),
+                        "≥ 0.97 at ≤ 0.33", m["when"]))
+        for key, w in m["warm_start"].items():
+            target, method = key.split("/")
+            out.append((f"Warm start, simulated: {target.replace('_from_', ' from ')}, "
+                        f"{method} ({m['replays']} replays, {m['chosen']})",
+                        f"{w['ratio_of_medians']}× fewer units to 95 % of the best cold "
+                        f"meta-score (median {w['cold_median_units']:.0f} cold vs "
+                        f"{w['warm_median_units']:.0f} warm; warm never reached it in "
+                        f"{w['warm_never_reached']} of {w['pairs']})", "≥ 2×", m["when"]))
+        out.append((f"Meta-score aggregate, simulated ({m['chosen']}; the winner scored on the "
+                    "mean)", ", ".join(f"{k} {v['best_fraction']:.3f}"
+                                      for k, v in m["aggregate"].items())
+                    + " of the full search's best", "rank weighs tasks alike", m["when"]))
+    if c := r.get("simulated_confirm"):
+        a, w = c["asha_on_a"], c["warm_start_b_from_a"]
+        out.append((f"Real runs confirming the simulation ({a['setting']})",
+                    f"ASHA on A: {a['best_fraction']:.3f} of the full best at "
+                    f"{a['compute_fraction']:.2f} compute (simulated "
+                    f"{a['simulated']['best_fraction']:.3f} at "
+                    f"{a['simulated']['compute_fraction']:.2f}); warm start B from A (top_k): "
+                    f"{w['speedup']}× (cold {w['cold_units_to_target']} vs warm "
+                    f"{w['warm_units_to_target']} units; simulated {w['simulated_speedup']}×)",
+                    "agrees with the simulation", c["when"]))
     if s := r.get("sources"):
         for key, where in (("methods", "CIFAR-100 stand-in"),
                            ("digits", "real digits 5–9 from 0–4 (load_digits)")):
@@ -219,6 +253,23 @@ def write() -> Path:
                   "`--set head_store=false`), which every node writes to directly."]
     if (h := r.get("head_store")) and "32" in (h.get("rung_rounds") or {}):
         lines += ["", "## On paper: the gpu preset's checkpoint stall", "", *_gpu_stall(h)]
+    if m := r.get("simulated"):
+        lines += ["", "## ASHA settings in simulation", "",
+                  f"The recorded full-budget searches (`benchmarks/recorded/`: 27 configurations "
+                  f"× 27 units on both stand-in tasks, the smoke preset's models; A on data seed "
+                  f"0, B on seed 1) replayed {m['replays']} times each by `metatune simulate`'s "
+                  "engine, 2 slots. Best: the winner's meta-score at full budget over the "
+                  "recorded best (mean of A and B); compute: units over every trial to max_t.",
+                  "", "| Setting | Best | Compute | A | B | Meets ≥ 0.97 at ≤ ⅓ |",
+                  "|---|---|---|---|---|---|"]
+        for t in m["asha"]:
+            per = t["per_recording"]
+            lines.append(f"| {t['setting']} | {t['best_fraction']:.3f} | "
+                         f"{t['compute_fraction']:.2f} | "
+                         + " | ".join(f"{per[k]['best_fraction']:.3f} at "
+                                      f"{per[k]['compute_fraction']:.2f}"
+                                      for k in ("standins-a", "standins-b"))
+                         + f" | {'yes' if t['meets_goal'] else 'no'} |")
     plots = _plots(r)
     if plots:
         lines += [""] + [f"![{Path(p).stem}]({p})" for p in plots]

@@ -21,8 +21,8 @@ from pathlib import Path
 from benchmarks import common  # noqa: F401  (the offline environment, before anything imports)
 
 ALL = ["throughput", "shared_work", "overhead", "search_efficiency", "head_store_scale",
-       "asha_vs_full", "warm_start", "aggregate", "sources"]
-QUICK = ["throughput", "overhead", "search_efficiency"]
+       "asha_vs_full", "warm_start", "aggregate", "sources", "simulated"]
+QUICK = ["throughput", "overhead", "search_efficiency", "simulated"]
 
 
 def main(argv: list[str] | None = None) -> int:

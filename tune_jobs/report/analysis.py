@@ -311,7 +311,9 @@ def matched(rows: list[TrialRow], origins: list[dict[str, Any]]) -> list[dict[st
             if have == want:
                 out.append({"trial_id": row.trial_id, "from_experiment": origin["experiment"],
                             "from_trial": origin["trial_id"],
-                            "ranked_on": origin["ranked_on"]})
+                            "ranked_on": origin["ranked_on"],
+                            "method": origin.get("method", "top_k"),
+                            "weight": origin.get("weight", 1.0)})
                 break
     return out
 

@@ -272,10 +272,13 @@ def _warm(summary: Summary) -> str:
     if not items:
         return ""
     rows = [{"trial": w["trial_id"], "from search": w["from_experiment"],
-             "its trial": w["from_trial"], "ranked there on": ", ".join(w["ranked_on"])}
+             "its trial": w["from_trial"], "ranked there on": ", ".join(w["ranked_on"]),
+             "method": w.get("method", "top_k"), "search's weight": w.get("weight", 1.0)}
             for w in items]
     return ("<h3>Warm start</h3><p>These trials evaluated the top configurations of earlier "
-            "searches first; the others were sampled.</p>" + _table(rows))
+            "searches first; the others were sampled. With several earlier searches each one's "
+            "share follows its weight: how well its tasks agree with the tasks it shares with "
+            "this search (Kendall's τ in that search).</p>" + _table(rows))
 
 
 def _tradeoff(summary: Summary) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables import objective
-from tune_jobs.report.analysis import scored
+from tune_jobs.report.analysis import scored, task_agreement
 from tune_jobs.report.transfer_hpo import portfolio
 from tune_jobs.spec.domain import parse_space
 from tune_jobs.spec.search_spec import SearchSpec
@@ -58,6 +58,38 @@ def ranked(exp: experiment.Experiment, tasks: list[str], how: str) -> tuple[list
     rows = [r for r in rows if not shared or all(
         r.metrics.get(objective.metric(t, objective.SCORE)) is not None for t in shared)]
     return sorted(rows, key=score, reverse=True), shared
+
+
+def agreement_weight(exp: experiment.Experiment, shared: list[str]) -> float:
+    """How well an earlier search's tasks agree with the tasks it shares with the new search:
+    the mean, over its tasks, of 1 for a shared task and, for another, its best Kendall τ with
+    a shared one in that search (below 0: 0; not measurable: ½). 1 when every task is shared;
+    0 when none is (its configurations were chosen for other tasks)."""
+    tasks = list(exp.spec.tasks)
+    if not shared:
+        return 0.0
+    others = [t for t in tasks if t not in shared]
+    if not others:
+        return 1.0
+    agreement = task_agreement(exp.rows, tasks) or {}
+    tau = agreement.get("tau") if agreement.get("measurable") else None
+    parts = [1.0] * (len(tasks) - len(others))
+    for t in others:
+        parts.append(max(0.0, max(tau[t][s] for s in shared)) if tau else 0.5)
+    return sum(parts) / len(parts)
+
+
+def allot(weights: dict[str, float], total: int) -> dict[str, int]:
+    """``total`` configurations shared among the searches in proportion to their weights
+    (largest remainders; alike when every weight is 0)."""
+    if not any(weights.values()):
+        weights = {k: 1.0 for k in weights}
+    whole = sum(weights.values())
+    exact = {k: total * w / whole for k, w in weights.items()}
+    out = {k: int(v) for k, v in exact.items()}
+    for k in sorted(exact, key=lambda k: out[k] - exact[k])[:total - sum(out.values())]:
+        out[k] += 1
+    return out
 
 
 def _portfolio(found: list[tuple], searched: dict[str, Any], k: int) -> list[tuple]:
@@ -108,12 +140,18 @@ def resolve(spec: SearchSpec) -> tuple[SearchSpec, list[dict[str, Any]], list[di
             raise ValueError(f"--warm-start {ref}: no finished trial to learn from at {exp.path}"
                              " (it has no trial that reported a result)")
         found.append((ref, exp, rows, shared))
+    weights = {ref: 1.0 for ref, *_ in found}
+    quota = {ref: ws.top_k for ref, *_ in found}
     if ws.method == "portfolio":
         found = _portfolio(found, searched, ws.top_k)
+        quota = {ref: len(rows) for ref, _, rows, _ in found}
+    elif len(found) > 1:
+        weights = {ref: agreement_weight(exp, shared) for ref, exp, _, shared in found}
+        quota = allot(weights, ws.top_k * len(found))
     for ref, exp, rows, shared in found:
         taken = 0
         for row in rows:
-            if taken == ws.top_k and ws.method != "portfolio":
+            if taken >= quota[ref]:
                 break
             point = {k: row.config[k] for k in searched if k in row.config}
             outside = sorted(k for k, v in point.items() if not searched[k].contains(v))
@@ -128,6 +166,7 @@ def resolve(spec: SearchSpec) -> tuple[SearchSpec, list[dict[str, Any]], list[di
             points.append(point)
             origins.append({"experiment": exp.spec.experiment, "path": exp.path,
                             "trial_id": row.trial_id, "config": point, "method": ws.method,
+                            "weight": round(weights[ref], 3),
                             "ranked_on": shared or ["meta_score"]})
             taken += 1
     if not points:

@@ -22,7 +22,6 @@ from PIL import Image
 from tune_jobs.cli.main import main
 from tune_jobs.run import pipeline
 
-
 RECORDING = str(Path(__file__).resolve().parents[3] / "benchmarks" / "recorded" / "standins-a.json")
 
 

@@ -210,7 +210,7 @@ def test_the_real_runs_scheduler_decides_as_the_simulated_one():
                              time_attr="units", metric="meta_score", mode="max", max_t=9,
                              grace_period=1, reduction_factor=3)
         stops = {}
-        for i, curve in enumerate(rec.curves):  # one slot: each trial runs to its end
+        for curve in rec.curves:  # one slot: each trial runs to its end
             trial = SimpleNamespace(trial_id=curve.trial_id)
             sched.on_trial_add(None, trial)
             for unit in range(1, 10):

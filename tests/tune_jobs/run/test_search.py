@@ -42,3 +42,24 @@ def test_trial_at_max_t_is_stopped():
     sched.on_trial_add(None, trial)
     result = {"units": spec.asha.max_t, "meta_score": 1.0}
     assert sched.on_trial_result(None, trial, result) == TrialScheduler.STOP
+
+
+def test_rank_and_rush_build_transfer_asha_and_plain_asha_otherwise():
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from tune_jobs.run.transfer_asha import TransferASHA
+
+    plain = presets.build("smoke")
+    assert type(search.build_scheduler(plain)) is ASHAScheduler
+    assert type(search.build_scheduler(plain, transferred=3)) is ASHAScheduler  # top_k
+    rank = presets.build("smoke", sets=["metric_aggregate=rank"])
+    assert isinstance(search.build_scheduler(rank), TransferASHA)
+    assert rank.trial_aggregate == "mean"  # a trial reports the mean; ASHA ranks
+    rush = presets.build("smoke", sets=["warm_start.method=rush"])
+    sched = search.build_scheduler(rush, transferred=2)
+    assert isinstance(sched, TransferASHA) and sched._rush_first == 2
+    off = presets.build("smoke", sets=["asha.enabled=false"])
+    assert type(search.build_scheduler(off)) is FIFOScheduler
+    import cloudpickle
+
+    cloudpickle.loads(cloudpickle.dumps(sched))  # Tune pickles the scheduler with its state

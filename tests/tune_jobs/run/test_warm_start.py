@@ -116,7 +116,41 @@ def test_report_names_the_origin_of_each_warm_trial(earlier):
             TrialRow("n2", "/x/n2", {**CFG, "lr_scale": 2.7}, 1, StopReason.COMPLETED, {}, [])]
     assert analysis.matched(rows, origins) == [
         {"trial_id": "n1", "from_experiment": "A", "from_trial": "t3",
-         "ranked_on": ["newsgroups"]}]
+         "ranked_on": ["newsgroups"], "method": "top_k", "weight": 1.0}]
+
+
+def test_portfolio_takes_k_across_the_searches_for_the_least_regret(earlier):
+    # A: t3 is best on newsgroups, t2 on a; B: u1 is best on b
+    fake_search(earlier, "B", ["b"], [("u1", {**CFG, "lr_scale": 0.7}, {"b": 0.9}),
+                                      ("u2", {**CFG, "lr_scale": 0.8}, {"b": 0.1})])
+    spec = new_spec(earlier, "warm_start.experiments=[A,B]", "warm_start.top_k=2",
+                    "warm_start.method=portfolio")
+    _, points, origins = warm_start.resolve(spec)
+    assert len(points) == 2 and {o["method"] for o in origins} == {"portfolio"}
+    # a greedy portfolio over A/newsgroups, A/a and B/b: no single config is good on all;
+    # the first pick has the least average regret (u1: regret 1 on A's tasks, 0 on b — 0.67;
+    # t2: 0.5 on newsgroups, 0 on a, 1 on b — 0.5), the second fills the largest gap (b: u1)
+    assert [o["trial_id"] for o in origins] == ["t2", "u1"]
+
+
+def agreeing(storage, name, other, sign):
+    """A search on newsgroups and ``other``: 6 trials whose ``other`` scores rank them as
+    newsgroups does (sign 1) or the reverse (sign -1)."""
+    trials = [(f"{name}{i}", {**CFG, "lr_scale": 0.5 + 0.1 * i + (0.05 if sign < 0 else 0)},
+               {"newsgroups": 0.1 * i, other: 0.5 + sign * 0.05 * i}) for i in range(6)]
+    fake_search(storage, name, ["newsgroups", other], trials)
+
+
+def test_several_searches_are_weighed_by_how_their_tasks_agree(earlier):
+    agreeing(earlier, "C", "c", 1)  # c agrees with the shared newsgroups: weight 1
+    agreeing(earlier, "D", "d", -1)  # d ranks the other way: weight (1 + 0) / 2
+    spec = new_spec(earlier, "warm_start.experiments=[C,D]", "warm_start.top_k=3")
+    _, points, origins = warm_start.resolve(spec)
+    weights = {o["experiment"]: o["weight"] for o in origins}
+    assert weights == {"C": 1.0, "D": 0.5}
+    taken = [o["experiment"] for o in origins]
+    assert taken.count("C") == 4 and taken.count("D") == 2  # 6 shared as 1 : 0.5
+    assert warm_start.allot({"x": 0.0, "y": 0.0}, 3) in ({"x": 2, "y": 1}, {"x": 1, "y": 2})
 
 
 def trivial(config, settings=None, task_resources=None):
