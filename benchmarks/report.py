@@ -92,10 +92,11 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, str]]:
                         + (f"; one unit each, then the top k: {base['best_fraction']:.3f} at "
                            f"{base['compute_fraction']:.2f}" if base else ""),
                         "≥ 0.97 at ≤ 0.33", m["when"]))
-        for key, w in m["warm_start"].items():
-            target, method = key.split("/")
-            out.append((f"Warm start, simulated: {target.replace('_from_', ' from ')}, "
-                        f"{method} ({m['replays']} replays, {m['chosen']})",
+        for w in m["warm_start"]:
+            asha = (m["chosen"] if w["asha"] == "chosen" else
+                    f"presets' grace {w['grace_period']}, rf {w['reduction_factor']}")
+            out.append((f"Warm start, simulated: {w['target']} from {w['source']}, "
+                        f"{w['method']} ({m['replays']} replays, {asha})",
                         f"{w['ratio_of_medians']}× fewer units to 95 % of the best cold "
                         f"meta-score (median {w['cold_median_units']:.0f} cold vs "
                         f"{w['warm_median_units']:.0f} warm; warm never reached it in "
@@ -114,6 +115,17 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, str]]:
                     f"{w['speedup']}× (cold {w['cold_units_to_target']} vs warm "
                     f"{w['warm_units_to_target']} units; simulated {w['simulated_speedup']}×)",
                     "agrees with the simulation", c["when"]))
+    if k := r.get("checkpoints"):
+        for name, x in k["presets"].items():
+            out.append((f"Checkpoint bytes per trial, {name} preset ({x['checkpoint_mib']} MiB "
+                        f"per checkpoint, {'measured' if x['measured'] else 'by arithmetic'}; "
+                        f"checkpoints at units {x['checkpoint_units']})",
+                        f"{x['expected_mib_per_trial']['after']} MiB expected under ASHA, against "
+                        f"{x['expected_mib_per_trial']['before']} MiB with one every unit "
+                        f"({x['ratio']:.2f}×; a full-length trial: "
+                        f"{x['full_trial_checkpoints']['after']} checkpoints instead of "
+                        f"{x['full_trial_checkpoints']['before']})", "fewer and leaner",
+                        k["when"]))
     if s := r.get("sources"):
         for key, where in (("methods", "CIFAR-100 stand-in"),
                            ("digits", "real digits 5–9 from 0–4 (load_digits)")):

@@ -66,20 +66,25 @@ def run(tmp: Path, quick: bool = False) -> dict:
     chosen_kw = ({k: chosen[k] for k in ("grace_period", "reduction_factor", "brackets")}
                  if chosen else {"grace_period": 1, "reduction_factor": 2, "brackets": 1})
 
-    # 2. Warm start: each method against the same ASHA cold
-    warm = {}
-    for target, source in PAIRS:
-        for method in ("top_k", "rush", "portfolio"):
-            s = setting(f"{method} from {source}", warm=method, **chosen_kw)
-            out = sim.compare(recs[target], s, replays, sources=[recs[source]],
-                              warm={"top_k": 3})
-            warm[f"{target}_from_{source}/{method}"] = {
-                **out["warm_start"]["speedup"],
-                "origins": [o["trial_id"] for o in out["warm_start"]["origins"]],
-                "warm": _row(out["settings"][0]), "cold": _row(out["settings"][1])}
-    by_method = {m: sorted(v["ratio_of_medians"] for k, v in warm.items()
-                           if k.endswith(f"/{m}") and v["ratio_of_medians"] is not None)
-                 for m in ("top_k", "rush", "portfolio")}
+    # 2. Warm start: each method against the same ASHA cold, under the chosen ASHA and under
+    # the smoke and cpu presets' own (grace 2, rf 2)
+    warm = []
+    ashas = {"chosen": chosen_kw, "presets": {"grace_period": 2, "reduction_factor": 2,
+                                              "brackets": 1}}
+    for label, kw in ashas.items():
+        for target, source in PAIRS:
+            for method in ("top_k", "rush", "portfolio"):
+                s = setting(f"{method} from {source}", warm=method, **kw)
+                out = sim.compare(recs[target], s, replays, sources=[recs[source]],
+                                  warm={"top_k": 3})
+                warm.append({"target": target, "source": source, "method": method,
+                             "asha": label, **kw, **out["warm_start"]["speedup"],
+                             "origins": [o["trial_id"] for o in out["warm_start"]["origins"]],
+                             "warm": _row(out["settings"][0]),
+                             "cold": _row(out["settings"][1])})
+    by_method = {f"{m} ({label})": [w["ratio_of_medians"] for w in warm
+                                    if w["method"] == m and w["asha"] == label]
+                 for label in ashas for m in ("top_k", "rush", "portfolio")}
     best_method = max(by_method, key=lambda m: min(by_method[m], default=0))
 
     # 3. The aggregate: decisions on each, the winner scored on the mean
@@ -157,7 +162,8 @@ def confirm() -> dict:
     target = 0.95 * b.best_any
     cold = _units_to(runs / "confirm-cold-b", target)
     warm = _units_to(runs / "confirm-warm-b", target)
-    sim_warm = done["warm_start"]["standins-b_from_standins-a/top_k"]
+    sim_warm = next(w for w in done["warm_start"] if w["target"] == "standins-b"
+                    and w["method"] == "top_k" and w["asha"] == "chosen")
     return save("simulated_confirm", {
         "asha_on_a": asha,
         "warm_start_b_from_a": {

@@ -388,6 +388,7 @@ class TrialSettings:
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool = False  # bf16 autocast on CUDA
     checkpoint_every: int = 1  # budget units between checkpoints
+    checkpoint_at: tuple[int, ...] = ()  # units always checkpointed (ASHA's rungs); and the last
     split_seed: int = 0  # seed of the train/validation split (fixed across trials)
     # frozen features cached once per search (trainables.features): at most this many bytes
     feature_cache_limit: int | str = DEFAULT_FEATURE_CACHE

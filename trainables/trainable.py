@@ -168,7 +168,6 @@ def meta_trainable(config: dict[str, Any], settings: TrialSettings,
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         restore(trial, checkpoint)
-    every = settings.checkpoint_every
     node_id = _node_id()
     # Where a trial's time goes (benchmarks/ and the report add these up): building the trial
     # (and restoring it) once per attempt, writing checkpoints, and Tune's handling of the
@@ -180,7 +179,7 @@ def meta_trainable(config: dict[str, Any], settings: TrialSettings,
         report["time/end"] = time.time()  # when the unit ended: the order `simulate` replays
         timing = {"time/setup_s": 0.0, "time/save_s": 0.0, "time/report_s": 0.0}
         begun = time.perf_counter()
-        if trial.units % every == 0 or trial.units == settings.max_units:
+        if checkpoints_at(trial.units, settings):
             with tempfile.TemporaryDirectory() as tmp:
                 trial.save(tmp)
                 report["time/save_s"] = time.perf_counter() - begun
@@ -189,6 +188,14 @@ def meta_trainable(config: dict[str, Any], settings: TrialSettings,
         else:
             tune.report(report)
         timing["time/report_s"] = time.perf_counter() - begun
+
+
+def checkpoints_at(units: int, settings: TrialSettings) -> bool:
+    """Whether a trial saves a checkpoint after ``units``: at each ASHA rung (where it may
+    stop, and that result is the one kept), at its last unit, and every
+    ``checkpoint_every`` units in between (what a crash can cost)."""
+    return (units % settings.checkpoint_every == 0 or units in settings.checkpoint_at
+            or units == settings.max_units)
 
 
 def _report_checkpoint(report: dict[str, Any], folder: str) -> None:

@@ -4,7 +4,6 @@ the disk space the search will need, checked against what its storage has free."
 from __future__ import annotations
 
 import dataclasses
-import math
 import shutil
 from pathlib import Path
 
@@ -47,7 +46,7 @@ def prepare(spec: SearchSpec) -> Prepared:
 
 def disk_need(spec: SearchSpec, checkpoint_bytes: int) -> tuple[int, str]:
     """The bytes the search's checkpoints may take at most, and the product that gives them."""
-    per_trial = math.ceil(spec.asha.max_t / spec.checkpoint_every)
+    per_trial = len(spec.checkpoint_units())
     kept = min(spec.keep_checkpoints, per_trial)
     need = checkpoint_bytes * kept * spec.num_samples
     return need, (f"{checkpoint_bytes / 2**20:.1f} MiB per checkpoint × {kept} kept × "

@@ -126,6 +126,21 @@ class Asha:
             fail("asha.grace_period", self.grace_period, f"must be <= asha.max_t={self.max_t}")
         _number("asha.reduction_factor", self.reduction_factor, 1, strict=True)
 
+    def rungs(self) -> list[int]:
+        """The units at which ASHA compares trials, over all brackets (Ray's own arithmetic:
+        ``ray.tune.schedulers.async_hyperband._Bracket``), below max_t; none when disabled."""
+        import numpy as np
+
+        if not self.enabled:
+            return []
+        out = set()
+        for s in range(self.brackets):
+            count = int(np.log(self.max_t / self.grace_period) / np.log(self.reduction_factor)
+                        - s + 1)
+            out |= {int(self.grace_period * self.reduction_factor ** (k + s))
+                    for k in range(count)}
+        return sorted(u for u in out if u < self.max_t)
+
 
 @dataclass(frozen=True)
 class Resources:
@@ -226,7 +241,9 @@ class SearchSpec:
     max_concurrent: int = 0  # trials at once; 0 = as many as resources allow
     max_failures: int = 2  # retries of a crashed trial, from its last checkpoint
     keep_checkpoints: int = 2  # best checkpoints kept per trial (by meta_score), >= 1
-    checkpoint_every: int = 1  # budget units between checkpoints
+    # A trial checkpoints at each ASHA rung (where it may stop, and its result is taken), at its
+    # last unit, and every `checkpoint_every` units between them (what a crash can cost)
+    checkpoint_every: int = 4
     final_eval: FinalEval = field(default_factory=FinalEval)
     warm_start: WarmStart = field(default_factory=WarmStart)
     tracking: Tracking = field(default_factory=Tracking)
@@ -376,6 +393,13 @@ class SearchSpec:
         out["warm_start"]["experiments"] = list(self.warm_start.experiments)
         return out
 
+    def checkpoint_units(self) -> list[int]:
+        """The units at which a trial that runs to max_t checkpoints: each ASHA rung, every
+        ``checkpoint_every`` units, and the last."""
+        max_t = self.asha.max_t
+        return sorted({*self.asha.rungs(), max_t,
+                       *range(self.checkpoint_every, max_t + 1, self.checkpoint_every)})
+
     @property
     def trial_aggregate(self) -> str:
         """The meta-score each trial reports: rank needs the other trials, so a trial reports
@@ -389,6 +413,7 @@ class SearchSpec:
             tasks=self.parsed.tasks, data_dir=data_dir or self.data_dir or ".",
             max_units=self.asha.max_t, aggregate=self.trial_aggregate, cache_dir=self.cache_dir,
             device=self.device, bf16=self.bf16, checkpoint_every=self.checkpoint_every,
+            checkpoint_at=tuple(self.asha.rungs()),
             feature_cache_limit=self.feature_cache_limit, feature_dtype=self.feature_dtype)
 
     def task_bundles(self) -> list[dict[str, float]] | None:

@@ -229,3 +229,28 @@ def test_a_copy_parses_nothing_and_touches_no_disk(tmp_path, monkeypatch):
     assert len(calls) == 1
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['parsed'\]"):
         SearchSpec.from_dict({"parsed": None})
+
+
+def test_checkpoints_at_the_rungs_the_last_unit_and_every_n():
+    from trainables.trainable import checkpoints_at
+    from tune_jobs.report.analysis import asha_rungs
+    from tune_jobs.spec import presets
+
+    smoke = presets.build("smoke")  # max_t 8, grace 2, rf 2: rungs 2 and 4
+    assert smoke.asha.rungs() == [2, 4] and smoke.checkpoint_every == 4
+    assert smoke.checkpoint_units() == [2, 4, 8]
+    gpu = presets.build("gpu")  # max_t 16, grace 2, rf 3: rungs 2 and 6
+    assert gpu.checkpoint_units() == [2, 4, 6, 8, 12, 16]
+    settings = gpu.trial_settings("x")
+    assert [u for u in range(1, 17) if checkpoints_at(u, settings)] == gpu.checkpoint_units()
+    # the rungs are Ray's own, for any setting
+    for sets in (["asha.max_t=27", "asha.grace_period=1", "asha.reduction_factor=3"],
+                 ["asha.max_t=100", "asha.grace_period=3", "asha.reduction_factor=4",
+                  "asha.brackets=3"], ["asha.max_t=9", "asha.grace_period=9"]):
+        a = presets.build("smoke", sets=sets).asha
+        assert a.rungs() == [u for u in asha_rungs(a.max_t, a.grace_period, a.reduction_factor,
+                                                   a.brackets) if u < a.max_t]
+    every = presets.build("smoke", sets=["checkpoint_every=1"])
+    assert every.checkpoint_units() == list(range(1, 9))
+    off = presets.build("smoke", sets=["asha.enabled=false"])  # no rungs: every 4 and the last
+    assert off.checkpoint_units() == [4, 8]
