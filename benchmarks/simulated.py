@@ -125,6 +125,30 @@ def _units_to(exp_dir: Path, target: float) -> tuple[int | None, int, float]:
     return reached, len(reports), max(full) if full else float("nan")
 
 
+def crosscheck(exp_dir: Path, full: object, grace: int, rf: float, brackets: int) -> dict:
+    """A real ASHA run against the recording of the same configurations at full budget: its
+    own fidelity, whether its curves equal the recorded ones (training is seeded), and whether
+    replaying the recorded curves in the real run's order of arrival stops the same trials at
+    the same units."""
+    from tune_jobs.report import simulate as sim
+    from tune_jobs.store import experiment
+
+    spec = experiment.saved_spec(str(exp_dir))
+    real = sim.load(sim.recording(experiment.Experiment(spec, str(exp_dir))))
+    match = [next(j for j, c in enumerate(full.curves) if c.config == r.config)
+             for r in real.curves]
+    diff = max(abs(p - q) for r, j in zip(real.curves, match, strict=True) for t in r.scores
+               for p, q in zip(r.scores[t], full.curves[j].scores[t][:r.units], strict=True))
+    order = sorted(range(len(real.curves)), key=lambda i: real.curves[i].start)
+    s = sim.Setting("real order", max_t=full.max_t, grace_period=grace, reduction_factor=rf,
+                    brackets=brackets, slots=real.slots)
+    out = sim.replay(full, s, [match[i] for i in order])
+    same = sum(out["stops"][full.curves[match[i]].trial_id] == real.curves[i].units
+               for i in range(len(real.curves)))
+    return {"fidelity": sim.fidelity(real), "max_curve_difference": diff,
+            "replayed_stops_same": same, "trials": len(real.curves)}
+
+
 def confirm() -> dict:
     """One real run each of the chosen ASHA setting (on A's data) and of the warm start (B from
     A, the default method, against B cold), beside the simulated figures. Needs the recorded
@@ -158,7 +182,10 @@ def confirm() -> dict:
     reached, units, best = _units_to(runs / "confirm-asha-a", 0.95 * a.best_any)
     asha = {"setting": chosen["setting"], "best_fraction": round(best / a.best, 4),
             "compute_fraction": round(units / (len(a.curves) * MAX_T), 4),
-            "simulated": chosen["per_recording"]["standins-a"]}
+            "simulated": chosen["per_recording"]["standins-a"],
+            "against_the_recording": crosscheck(runs / "confirm-asha-a", a,
+                                                chosen["grace_period"],
+                                                chosen["reduction_factor"], chosen["brackets"])}
     target = 0.95 * b.best_any
     cold = _units_to(runs / "confirm-cold-b", target)
     warm = _units_to(runs / "confirm-warm-b", target)

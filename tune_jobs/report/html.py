@@ -140,7 +140,8 @@ def render_html(summary: Summary, images: dict[str, Path],
 {_collapsed(summary)}
 {_first_rung(summary)}
 <h2>Best meta-configuration</h2>
-<p>Trial {_fmt(best.get('trial_id'))}, validation meta-score {_fmt(best.get('meta_score'))}.</p>
+<p>Trial {_fmt(best.get('trial_id'))}, validation meta-score {_fmt(best.get('meta_score'))}.
+{_aggregate(summary)}</p>
 {_table([{'parameter': k, 'value': v} for k, v in best.get('config', {}).items()])}
 <h3>Held-out test evaluation (re-trained with {len(final.seeds) if final else 0} seeds)</h3>
 {_table(final_rows)}
@@ -165,6 +166,22 @@ def render_html(summary: Summary, images: dict[str, Path],
 {_table(summary.leaderboard)}
 </body></html>
 """
+
+
+def _aggregate(summary: Summary) -> str:
+    agg = summary.aggregate or {}
+    if not agg:
+        return ""
+    words = {"mean": "mean", "min": "weakest", "geomean": "geometric mean"}
+    line = (f"The meta-score is the {words.get(agg['meta_score'], agg['meta_score'])} of the "
+            "tasks' normalised scores")
+    decided = agg.get("asha_decided_on")
+    if decided == "rank":
+        line += ("; ASHA's stops were decided on the rank aggregate (each task's quantile "
+                 "among the trials at the same unit)")
+    elif decided and decided.startswith("none"):
+        line += "; no early stopping (asha.enabled=false)"
+    return html.escape(line) + "."
 
 
 def _agreement(summary: Summary) -> str:

@@ -61,6 +61,8 @@ class Summary:
     task_agreement: dict[str, Any] | None = None
     best: dict[str, Any] | None = None
     provisional: str | None = None  # why the figures are not final (still running, interrupted)
+    # how the meta-score combines the tasks, and what ASHA's stops were decided on
+    aggregate: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of summary.json (no ``best`` key before a trial has reported)."""
@@ -96,6 +98,8 @@ def summarise(spec: SearchSpec, rows: list[TrialRow], final: FinalEval | None,
                             if len(tasks) > 1 else []),
         baselines=against_baselines(rows, final, baselines, tasks),
         warm_start=matched(rows, warm or []),
+        aggregate={"meta_score": spec.trial_aggregate, "asha_decided_on": spec.metric_aggregate
+                   if spec.asha.enabled else "none (asha.enabled=false)"},
         final_eval=final,
         damaged_checkpoints=[
             {"trial_id": r.trial_id, "path": c["path"], "meta_score": c["meta_score"],

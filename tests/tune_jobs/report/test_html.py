@@ -102,3 +102,26 @@ def test_baselines_sit_next_to_the_tuned_model_everywhere(tmp_path):
     assert "b: the tuned model (0.2500 test accuracy) did NOT beat the classical baseline" in page
     lines = text.baseline_lines(summary["baselines"])
     assert lines[0].startswith("a: the tuned model (0.6800 test accuracy) beat")
+
+
+def test_report_says_the_aggregate_and_shows_saved_simulations(tmp_path):
+    from tune_jobs.report import simulate as sim
+    from tune_jobs.report.plots import simulation_plot
+
+    spec = report_spec(tmp_path, asha={"max_t": 4, "grace_period": 1, "reduction_factor": 2},
+                       metric_aggregate="rank")
+    rec = sim.Recording(
+        name="hand", tasks=["a"], aggregate="mean", max_t=4, slots=1,
+        asha={"max_t": 4, "grace_period": 1, "reduction_factor": 2, "brackets": 1},
+        searched=["x"], curves=[sim.Curve(f"t{i}", {"x": i}, {"a": [v] * 4}, [1.0] * 4)
+                                for i, v in enumerate([0.1, 0.4, 0.2, 0.3])])
+    data = sim.compare(rec, sim.Setting("mine", max_t=4, slots=1), replays=5)
+    (tmp_path / "simulation-mine.json").write_text(json.dumps(data))
+    simulation_plot(data, tmp_path / "plots" / "simulation-mine.png")
+    paths = _write(tmp_path, spec, ROWS)
+    page = paths["report"].read_text()
+    assert "decided on the rank aggregate" in page
+    assert json.loads(paths["summary"].read_text())["aggregate"] == {
+        "meta_score": "mean", "asha_decided_on": "rank"}
+    assert "Simulated searches" in page and "one unit each, keep the top k" in page
+    assert 'alt="simulation-mine"' in page  # its anytime plot, inlined
