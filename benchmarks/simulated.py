@@ -94,7 +94,10 @@ def run(tmp: Path, quick: bool = False) -> dict:
                                                              aggregate=how), replays))
                for r, rec in recs.items()}
         aggregates[how] = {"best_fraction": round(sum(p["best_fraction"] for p in per.values())
-                                                  / len(per), 4), "per_recording": per}
+                                                  / len(per), 4),
+                           "compute_fraction": round(sum(p["compute_fraction"]
+                                                         for p in per.values()) / len(per), 4),
+                           "per_recording": per}
 
     return save("simulated", {
         "recordings": {n: {"trials": len(r.curves), "max_t": r.max_t, "tasks": r.tasks,
@@ -111,18 +114,19 @@ def run(tmp: Path, quick: bool = False) -> dict:
 
 
 
-def _units_to(exp_dir: Path, target: float) -> tuple[int | None, int, float]:
-    """A real search's units (in the order they ended) until a report reached ``target``;
-    its units in all; its best meta-score at full budget."""
+def _reports(exp_dir: Path) -> list[dict]:
+    """A real search's reports, in the order their units ended."""
     import json
 
     reports = []
     for path in exp_dir.glob("*/result.json"):
         reports += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    reports.sort(key=lambda r: r["time/end"])
-    reached = next((i + 1 for i, r in enumerate(reports) if r["meta_score"] >= target), None)
-    full = [r["meta_score"] for r in reports if r["units"] >= MAX_T]
-    return reached, len(reports), max(full) if full else float("nan")
+    return sorted(reports, key=lambda r: r["time/end"])
+
+
+def _units_to(reports: list[dict], target: float) -> int | None:
+    """The units a real search had trained when a report first reached ``target``."""
+    return next((i + 1 for i, r in enumerate(reports) if r["meta_score"] >= target), None)
 
 
 def crosscheck(exp_dir: Path, full: object, grace: int, rf: float, brackets: int) -> dict:
@@ -159,7 +163,6 @@ def confirm() -> dict:
     import ray
 
     from benchmarks.record_search import record
-    from tune_jobs.report import simulate as sim
 
     where = Path(os.environ.get("METATUNE_RECORD_DIR", ""))
     if not (where / "runs" / "standins-a").is_dir():
@@ -169,8 +172,6 @@ def confirm() -> dict:
     sets = (f"asha.grace_period={chosen['grace_period']}",
             f"asha.reduction_factor={chosen['reduction_factor']}",
             f"asha.brackets={chosen['brackets']}")
-    a = sim.load(RECORDED / "standins-a.json")
-    b = sim.load(RECORDED / "standins-b.json")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         record("confirm-asha-a", 0, where, sets)
@@ -178,30 +179,55 @@ def confirm() -> dict:
         record("confirm-warm-b", 1, where, sets, warm=[str(where / "runs" / "standins-a")])
     finally:
         ray.shutdown()
+    return save("simulated_confirm", figures(where, done))
+
+
+def figures(where: Path, done: dict) -> dict:
+    """The confirming runs' figures, from their folders under ``where/runs``."""
+    from tune_jobs.report import simulate as sim
+
+    a = sim.load(RECORDED / "standins-a.json")
+    chosen = next(t for t in done["asha"] if t["setting"] == done["chosen"])
     runs = where / "runs"
-    reached, units, best = _units_to(runs / "confirm-asha-a", 0.95 * a.best_any)
+    reports = _reports(runs / "confirm-asha-a")
+    best = max(r["meta_score"] for r in reports if r["units"] >= MAX_T)
     asha = {"setting": chosen["setting"], "best_fraction": round(best / a.best, 4),
-            "compute_fraction": round(units / (len(a.curves) * MAX_T), 4),
+            "compute_fraction": round(len(reports) / (len(a.curves) * MAX_T), 4),
             "simulated": chosen["per_recording"]["standins-a"],
             "against_the_recording": crosscheck(runs / "confirm-asha-a", a,
                                                 chosen["grace_period"],
                                                 chosen["reduction_factor"], chosen["brackets"])}
-    target = 0.95 * b.best_any
-    cold = _units_to(runs / "confirm-cold-b", target)
-    warm = _units_to(runs / "confirm-warm-b", target)
-    sim_warm = next(w for w in done["warm_start"] if w["target"] == "standins-b"
-                    and w["method"] == "top_k" and w["asha"] == "chosen")
-    return save("simulated_confirm", {
-        "asha_on_a": asha,
-        "warm_start_b_from_a": {
-            "method": "top_k", "target": round(target, 4),
-            "cold_units_to_target": cold[0], "warm_units_to_target": warm[0],
-            "speedup": round(cold[0] / warm[0], 3) if cold[0] and warm[0] else None,
-            "cold_units": cold[1], "warm_units": warm[1],
-            "simulated_speedup": sim_warm["ratio_of_medians"]}})
-
+    out = {"asha_on_a": asha}
+    for label, suffix in (("chosen", ""), ("presets", "-presets")):
+        if not (runs / f"confirm-warm-b{suffix}").is_dir():
+            continue
+        cold = _reports(runs / f"confirm-cold-b{suffix}")
+        warm = _reports(runs / f"confirm-warm-b{suffix}")
+        target = 0.95 * max(r["meta_score"] for r in cold)  # as simulated: the cold best
+        c, w = _units_to(cold, target), _units_to(warm, target)
+        sim_warm = next(x for x in done["warm_start"] if x["target"] == "standins-b"
+                        and x["method"] == "top_k" and x["asha"] == label)
+        out["warm_start_b_from_a" + ("" if label == "chosen" else "_presets")] = {
+            "asha": label, "grace_period": sim_warm["grace_period"],
+            "reduction_factor": sim_warm["reduction_factor"],
+            "method": "top_k", "target": round(target, 4), "cold_units_to_target": c,
+            "warm_units_to_target": w, "speedup": round(c / w, 3) if c and w else None,
+            "cold_units": len(cold), "warm_units": len(warm),
+            "cold_best": round(max(r["meta_score"] for r in cold), 4),
+            "warm_best": round(max(r["meta_score"] for r in warm), 4),
+            "simulated_speedup": sim_warm["ratio_of_medians"]}
+    return out
 
 if __name__ == "__main__":
     import sys
 
-    confirm() if "--real" in sys.argv else run(Path("."), quick="--quick" in sys.argv)
+    if "--real" in sys.argv:
+        confirm()
+    elif "--figures" in sys.argv:  # the confirming runs' figures again, from their folders
+        import json
+        import os
+
+        done = json.loads((REPO / "benchmarks" / "results" / "simulated.json").read_text())
+        save("simulated_confirm", figures(Path(os.environ["METATUNE_RECORD_DIR"]), done))
+    else:
+        run(Path("."), quick="--quick" in sys.argv)
