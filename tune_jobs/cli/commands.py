@@ -292,6 +292,14 @@ def _recording(ref: str, storage: str | None) -> tuple[Any, Any]:
     return sim.load(validated(sim.recording, exp)), exp
 
 
+def _short(assignment: str) -> str:
+    """``asha.reduction_factor=3`` -> ``reduction_factor=3``; a list of experiments (paths or
+    names) -> their names."""
+    key, _, value = assignment.partition("=")
+    names = [Path(v.strip()).stem for v in value.strip("[]").split(",") if v.strip()]
+    return f"{key.rsplit('.', 1)[-1]}={'+'.join(names) if key.endswith('experiments') else value}"
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     import re
 
@@ -306,7 +314,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise BadInput(f"{exp.path}: `metatune simulate` writes its results beside a local "
                        "experiment; copy the experiment folder here first")
     options = validated(presets.apply_sets, {"asha": {}, "warm_start": {}}, args.set)
-    label = args.label or "-".join(args.set) or "default"
+    label = args.label or "-".join(_short(item) for item in args.set) or "default"
     label = re.sub(r"[^A-Za-z0-9_.=-]+", "_", label)[:80]
     setting, warm = validated(sim.setting_for, rec, options, label)
     sources = [_recording(ref, args.storage)[0] for ref in warm["experiments"]]
@@ -331,11 +339,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"  {row['setting']}: best {row['best / recorded best']:.3f} of the recorded "
               f"best ({lo:.3f}–{hi:.3f}), compute {row['compute (of every trial to max_t)']:.2f}"
               f", {row['simulated wall (s)']:.0f} s simulated, "
-              f"{row['units to 95 % of the best (median)']} units to 95 % of the best")
+              + (f"{units:.0f} units to 95 % of the recorded best (median of the "
+                 f"{row['replays that reached it']} replays that got there)"
+                 if (units := row["units to 95 % of the recorded best (median)"]) is not None
+                 else "95 % of the recorded best never reached"))
     if "warm_start" in data:
         gain = data["warm_start"]["speedup"]
-        print(f"  warm start ({setting.warm}): {gain['ratio_of_medians']}× fewer units to 95 % "
-              f"of the best than cold (median over {gain['pairs']} paired replays)")
+        print(f"  warm start ({setting.warm}): {gain['ratio_of_medians']}× fewer units than "
+              "cold to 95 % of the cold search's best (medians over "
+              f"{gain['pairs']} paired replays; the warm one never got there in "
+              f"{gain['warm_never_reached']})")
     print(f"simulation: {out}\nplot: {image}")
     if exp is not None and (where / "report.html").is_file():
         pipeline.report(exp, exp.final_eval())
