@@ -236,9 +236,10 @@ def test_checkpoints_at_the_rungs_the_last_unit_and_every_n():
     from tune_jobs.report.analysis import asha_rungs
     from tune_jobs.spec import presets
 
-    smoke = presets.build("smoke")  # max_t 8, grace 2, rf 2: rungs 2 and 4
-    assert smoke.asha.rungs() == [2, 4] and smoke.checkpoint_every == 4
-    assert smoke.checkpoint_units() == [2, 4, 8]
+    cpu = presets.build("cpu")  # max_t 8, grace 2, rf 2: rungs 2 and 4
+    assert cpu.asha.rungs() == [2, 4] and cpu.checkpoint_every == 4
+    assert cpu.checkpoint_units() == [2, 4, 8]
+    assert presets.build("smoke").checkpoint_units() == list(range(1, 9))  # every unit
     gpu = presets.build("gpu")  # max_t 16, grace 2, rf 3: rungs 2 and 6
     assert gpu.checkpoint_units() == [2, 4, 6, 8, 12, 16]
     settings = gpu.trial_settings("x")
@@ -250,7 +251,5 @@ def test_checkpoints_at_the_rungs_the_last_unit_and_every_n():
         a = presets.build("smoke", sets=sets).asha
         assert a.rungs() == [u for u in asha_rungs(a.max_t, a.grace_period, a.reduction_factor,
                                                    a.brackets) if u < a.max_t]
-    every = presets.build("smoke", sets=["checkpoint_every=1"])
-    assert every.checkpoint_units() == list(range(1, 9))
-    off = presets.build("smoke", sets=["asha.enabled=false"])  # no rungs: every 4 and the last
+    off = presets.build("smoke", sets=["asha.enabled=false", "checkpoint_every=4"])  # no rungs: every 4 and the last
     assert off.checkpoint_units() == [4, 8]
