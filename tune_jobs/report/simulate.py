@@ -29,6 +29,7 @@ import numpy as np
 
 from trainables import objective
 from tune_jobs.report.transfer_hpo import RankMeter, RushThresholds, portfolio, rank_scores
+from tune_jobs.spec.search_spec import bracket_milestones
 from tune_jobs.store.rows import UNIT_END, UNIT_SECONDS, TrialRow
 
 SCHEMA = "metatune-recording/1"
@@ -203,8 +204,7 @@ class _Bracket:
 
     def __init__(self, min_t: int, max_t: int, rf: float, s: int) -> None:
         self.rf = rf
-        count = int(np.log(max_t / min_t) / np.log(rf) - s + 1)
-        self.rungs = [(min_t * rf ** (k + s), {}) for k in reversed(range(count))]
+        self.rungs = [(m, {}) for m in bracket_milestones(min_t, max_t, rf, s)]
 
     def cutoff(self, recorded: dict[int, float]) -> float | None:
         if not recorded:

@@ -129,17 +129,20 @@ class Asha:
     def rungs(self) -> list[int]:
         """The units at which ASHA compares trials, over all brackets (Ray's own arithmetic:
         ``ray.tune.schedulers.async_hyperband._Bracket``), below max_t; none when disabled."""
-        import numpy as np
-
         if not self.enabled:
             return []
-        out = set()
-        for s in range(self.brackets):
-            count = int(np.log(self.max_t / self.grace_period) / np.log(self.reduction_factor)
-                        - s + 1)
-            out |= {int(self.grace_period * self.reduction_factor ** (k + s))
-                    for k in range(count)}
+        out = {int(m) for s in range(self.brackets) for m in bracket_milestones(
+            self.grace_period, self.max_t, self.reduction_factor, s)}
         return sorted(u for u in out if u < self.max_t)
+
+
+def bracket_milestones(min_t: int, max_t: int, rf: float, s: int) -> list[float]:
+    """The rungs of ASHA bracket ``s``, highest first, by Ray's own float arithmetic
+    (``ray.tune.schedulers.async_hyperband._Bracket``)."""
+    import numpy as np
+
+    count = int(np.log(max_t / min_t) / np.log(rf) - s + 1)
+    return [min_t * rf ** (k + s) for k in reversed(range(count))]
 
 
 @dataclass(frozen=True)
