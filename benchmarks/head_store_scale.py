@@ -98,6 +98,10 @@ class _Trial:
     """A trial already running when its rung round comes: it writes one checkpoint file."""
 
     def ready(self) -> bool:
+        # A running trial has unpickled its storage filesystem when Tune set it up, so the
+        # store's module is loaded before its first checkpoint: not part of a rung round.
+        import tune_jobs.store.head_store  # noqa: F401
+
         return True
 
     def write(self, fs, path: str, size: int) -> None:
@@ -109,7 +113,8 @@ class _Trial:
 
 def _rung_round(tmp: Path, n: int, size_mib: int) -> dict:
     """n running trials (actors) write size_mib each at once: through the store, and as plain
-    local files on the same disk; seconds from the start of the round to the last file."""
+    local files on the same disk; seconds from the start of the round to the last file (the
+    better of two rounds each)."""
     import pyarrow.fs as pafs
     import ray
 
@@ -120,13 +125,17 @@ def _rung_round(tmp: Path, n: int, size_mib: int) -> dict:
     trials = [trial.remote() for _ in range(n)]
     ray.get([t.ready.remote() for t in trials])  # started: the round times the writes only
     local = pafs.LocalFileSystem()
-    times = {}
-    for name, fs, root in (("plain", local, tmp / "plain"), ("head_store", store, tmp / "store")):
-        (tmp / "plain" / f"round{n}").mkdir(parents=True, exist_ok=True)
+    systems = {"plain": (local, tmp / "plain"), "head_store": (store, tmp / "store")}
+    times: dict[str, float] = {}
+    # Plain, store, store, plain: each goes first once (the one that follows writes while the
+    # other's dirty pages are still being flushed); the best round of each counts.
+    for rep, name in enumerate(("plain", "head_store", "head_store", "plain")):
+        fs, root = systems[name]
+        (tmp / "plain" / f"round{n}-{rep}").mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
-        ray.get([a.write.remote(fs, f"{root}/round{n}/trial{i}.bin", size_mib)
+        ray.get([a.write.remote(fs, f"{root}/round{n}-{rep}/trial{i}.bin", size_mib)
                  for i, a in enumerate(trials)])
-        times[name] = time.perf_counter() - t
+        times[name] = min(times.get(name, float("inf")), time.perf_counter() - t)
     for a in trials:
         ray.kill(a)
     return {"writers": n, "mib_each": size_mib, "seconds": round(times["head_store"], 2),

@@ -6,9 +6,17 @@ is served by a :class:`pyarrow.fs.PyFileSystem` whose every operation is carried
 actor pinned to the head node: trials on any node stream their files to it in bounded chunks,
 and read them back from it when they restore.
 
-A file being written lives under a temporary ``.part-`` name and is renamed into place only when
-its writer closes it, so a transfer that breaks off never leaves a file that looks whole; our
-checkpoints add a checksummed manifest on top, so a partly copied checkpoint folder is refused.
+A writer on the head node itself skips the actor for the bytes: it writes straight into the
+store's folder, at the speed of the disk, and only asks the actor for the temporary name and for
+the rename. So does a reader there. Writers and readers on other nodes send and fetch the bytes
+through the actor.
+
+Either way, a file being written lives under a temporary ``.part-`` name and is renamed into
+place only when its writer closes it, so a transfer that breaks off never leaves a file that
+looks whole; our checkpoints add a checksummed manifest on top, so a partly copied checkpoint
+folder is refused. Like Tune's own local storage, the store does not fsync: a file is whole once
+renamed, and a power cut on the head node is caught by those manifests and the state files'
+signatures, not by the store.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +44,9 @@ CHUNK = 4 << 20  # bytes per transfer; bounds the memory a transfer holds on eit
 # The exact temporary name open_write gives a file in transfer: nothing else is hidden.
 _PART = re.compile(r"\..+\.part-[0-9a-f]{32}")
 NAMESPACE = "metatune"
+# Writers and readers on the head node use its disk directly (tests turn this off to exercise,
+# on one node, the path that other nodes take).
+DIRECT = True
 
 
 def head_node_id() -> str:
@@ -61,17 +73,15 @@ class HeadStore:
         self.stats: dict[str, Any] = {"writes_by_node": {}, "reads_by_node": {}, "written": []}
 
     def _path(self, path: str) -> str:
-        full = os.path.realpath(path if os.path.isabs(path) else os.path.join(self.root, path))
-        if full != self.root and not full.startswith(self.root + os.sep):
-            raise PermissionError(f"{path}: outside the head store root {self.root}")
-        return full
+        return _resolve(self.root, path)
 
     def _count(self, kind: str, node: str) -> None:
         with self._lock:
             self.stats[kind][node] = self.stats[kind].get(node, 0) + 1
 
-    def ping(self) -> str:
-        return ray.get_runtime_context().get_node_id()
+    def where(self) -> tuple[str, str]:
+        """(node, root): a client on that node reads and writes ``root`` itself."""
+        return ray.get_runtime_context().get_node_id(), self.root
 
     def info(self, paths: list[str]) -> list[tuple[str, int, int, float]]:
         out = []
@@ -137,13 +147,19 @@ class HeadStore:
     def open_write(self, path: str, node: str) -> str:
         full = self._path(path)
         os.makedirs(os.path.dirname(full), exist_ok=True)
-        tmp = os.path.join(os.path.dirname(full), f".{os.path.basename(full)}.part-{uuid.uuid4().hex}")
+        tmp = _part_path(full)
         handle = uuid.uuid4().hex
         self._writes[handle] = (open(tmp, "wb"), tmp, full, node)
         self._count("writes_by_node", node)
         if time.monotonic() - self._last_reap > 10:
             self.reap()
         return handle
+
+    def note_written(self, path: str, node: str) -> None:
+        """A writer on this node has put ``path`` in place itself: count it like any other."""
+        full = self._path(path)
+        self._count("writes_by_node", node)
+        self._record(full)
 
     def reap(self) -> int:
         """Drop the unfinished transfers of writers whose node has died; returns how many."""
@@ -165,13 +181,14 @@ class HeadStore:
     def close_write(self, handle: str) -> None:
         f, tmp, full, _ = self._writes.pop(handle)
         try:
-            f.flush()
-            os.fsync(f.fileno())
             f.close()
             os.replace(tmp, full)  # only now does the file appear under its real name
         except BaseException:  # a full disk, say: nothing of it stays
             _discard(f, tmp)
             raise
+        self._record(full)
+
+    def _record(self, full: str) -> None:
         with self._lock:
             if len(self.stats["written"]) < 100_000:
                 self.stats["written"].append(full)
@@ -194,6 +211,19 @@ class HeadStore:
         return self.stats
 
 
+def _resolve(root: str, path: str) -> str:
+    """``path`` as an absolute path under ``root``; refused if it would leave it."""
+    full = os.path.realpath(path if os.path.isabs(path) else os.path.join(root, path))
+    if full != root and not full.startswith(root + os.sep):
+        raise PermissionError(f"{path}: outside the head store root {root}")
+    return full
+
+
+def _part_path(full: str) -> str:
+    """The temporary name a file has while it is written (matched by ``_PART``, never listed)."""
+    return os.path.join(os.path.dirname(full), f".{os.path.basename(full)}.part-{uuid.uuid4().hex}")
+
+
 def _discard(f: Any, tmp: str) -> None:
     """Close a transfer's temporary file and remove it, even when closing fails (its buffered
     bytes cannot be flushed to a full disk)."""
@@ -206,19 +236,56 @@ def _discard(f: Any, tmp: str) -> None:
             os.remove(tmp)
 
 
-class _Writer(io.RawIOBase):
-    """A write-only stream that ships a chunk at a time to the head store."""
+_TELL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="head-store-tell")
 
-    def __init__(self, actor: Any, path: str) -> None:
-        self.actor = actor
-        self.handle = ray.get(actor.open_write.remote(path, ray.get_runtime_context().get_node_id()))
-        self.buffer = bytearray()
+
+class _Transfer(io.RawIOBase):
+    """A write-only stream into the head store: committed under its name when closed normally,
+    thrown away when closed while an exception unwinds or when committing fails."""
+
+    def __init__(self) -> None:
+        self.node = ray.get_runtime_context().get_node_id()
         # The exception being handled where the stream was opened, if any (a write made inside
         # an ``except`` block, as Tune's failure callbacks are): not a reason to throw it away.
         self.handling = sys.exc_info()[1]
 
     def writable(self) -> bool:
         return True
+
+    def _commit(self) -> None:
+        """Put the whole file in place under its name."""
+        raise NotImplementedError
+
+    def _abort(self) -> None:
+        """Throw the transfer away: nothing of it stays."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        if sys.exc_info()[1] not in (None, self.handling):
+            # Closed while an exception unwinds (pyarrow's ``with`` closes on error): the data
+            # is incomplete, so it is thrown away instead of being committed under its name.
+            self._abort()
+            super().close()
+            return
+        try:
+            self._commit()
+        except BaseException:
+            self._abort()
+            raise
+        finally:
+            super().close()
+
+
+class _Writer(_Transfer):
+    """Ships a chunk at a time to the head store's actor: the path from any other node."""
+
+    def __init__(self, actor: Any, path: str) -> None:
+        super().__init__()
+        self.actor = actor
+        self.handle = ray.get(actor.open_write.remote(path, self.node))
+        self.buffer = bytearray()
 
     def write(self, data: Any) -> int:
         self.buffer += bytes(data)
@@ -230,25 +297,40 @@ class _Writer(io.RawIOBase):
     def _ship(self, data: bytes) -> None:
         ray.get(self.actor.write_chunk.remote(self.handle, data))  # back-pressure: one in flight
 
-    def close(self) -> None:
-        if self.closed:
-            return
-        if sys.exc_info()[1] not in (None, self.handling):
-            # Closed while an exception unwinds (pyarrow's ``with`` closes on error): the data
-            # is incomplete, so it is thrown away instead of being committed under its name.
-            self.actor.abort_write.remote(self.handle)
-            super().close()
-            return
-        try:
-            if self.buffer:
-                self._ship(bytes(self.buffer))
-                self.buffer.clear()
-            ray.get(self.actor.close_write.remote(self.handle))
-        except BaseException:
-            self.actor.abort_write.remote(self.handle)
-            raise
-        finally:
-            super().close()
+    def _commit(self) -> None:
+        if self.buffer:
+            self._ship(bytes(self.buffer))
+            self.buffer.clear()
+        ray.get(self.actor.close_write.remote(self.handle))
+
+    def _abort(self) -> None:
+        self.actor.abort_write.remote(self.handle)
+
+
+class _DirectWriter(_Transfer):
+    """On the head node: the bytes go straight into a temporary file in the store's folder,
+    renamed into place when whole, as the actor would; the actor is only told, to count it,
+    from a thread of its own (finding the actor costs a process its first write otherwise)."""
+
+    def __init__(self, handler: HeadStoreHandler, root: str, path: str) -> None:
+        super().__init__()
+        self.handler = handler
+        self.path = _resolve(root, path)
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.tmp = _part_path(self.path)
+        self.file = open(self.tmp, "wb")  # noqa: SIM115 (closed by _commit or _abort)
+
+    def write(self, data: Any) -> int:
+        return self.file.write(data)
+
+    def _commit(self) -> None:
+        self.file.close()
+        os.replace(self.tmp, self.path)  # only now does the file appear under its real name
+        path, node, handler = self.path, self.node, self.handler
+        _TELL.submit(lambda: handler.actor.note_written.remote(path, node))
+
+    def _abort(self) -> None:
+        _discard(self.file, self.tmp)
 
 
 class _Reader(io.RawIOBase):
@@ -288,15 +370,18 @@ class _Reader(io.RawIOBase):
 class HeadStoreHandler(pafs.FileSystemHandler):
     """pyarrow filesystem handler forwarding every operation to the :class:`HeadStore` actor."""
 
-    def __init__(self, actor_name: str, namespace: str = NAMESPACE) -> None:
-        self.actor_name, self.namespace = actor_name, namespace
+    def __init__(self, actor_name: str, namespace: str = NAMESPACE,
+                 place: tuple[str, str] | None = None) -> None:
+        """``place``: the actor's (node, root), so that a process on that node writes there
+        without asking first; looked up from the actor when not given."""
+        self.actor_name, self.namespace, self.place = actor_name, namespace, place
         self._actor: Any = None
 
-    def __getstate__(self) -> dict[str, str]:
-        return {"actor_name": self.actor_name, "namespace": self.namespace}
+    def __getstate__(self) -> dict[str, Any]:
+        return {"actor_name": self.actor_name, "namespace": self.namespace, "place": self.place}
 
-    def __setstate__(self, state: dict[str, str]) -> None:
-        self.__init__(state["actor_name"], state["namespace"])
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["actor_name"], state["namespace"], state.get("place"))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, HeadStoreHandler) and other.actor_name == self.actor_name
@@ -309,6 +394,18 @@ class HeadStoreHandler(pafs.FileSystemHandler):
         if self._actor is None:
             self._actor = ray.get_actor(self.actor_name, namespace=self.namespace)
         return self._actor
+
+    def local_root(self) -> str:
+        """The store's folder if this process runs on the head node (and may use it), else ""."""
+        if not DIRECT:
+            return ""
+        here = ray.get_runtime_context().get_node_id()
+        if self.place is None or self.place[0] != here:
+            # Off the head node, or a place from an earlier cluster (a resumed experiment's
+            # pickled state): ask the actor where it is now.
+            self.place = tuple(ray.get(self.actor.where.remote()))
+        node, root = self.place
+        return root if node == here and os.path.isdir(root) else ""
 
     def get_type_name(self) -> str:
         return "metatune-head-store"
@@ -350,13 +447,19 @@ class HeadStoreHandler(pafs.FileSystemHandler):
         ray.get(self.actor.copy_file.remote(src, dest))
 
     def open_input_stream(self, path: str) -> pyarrow.NativeFile:
+        root = self.local_root()
+        if root:
+            ray.get(self.actor.size.remote(path, ray.get_runtime_context().get_node_id()))
+            return pafs.LocalFileSystem().open_input_file(_resolve(root, path))
         return pyarrow.PythonFile(io.BufferedReader(_Reader(self.actor, path), CHUNK), mode="r")
 
     def open_input_file(self, path: str) -> pyarrow.NativeFile:
         return self.open_input_stream(path)
 
     def open_output_stream(self, path: str, metadata: Any = None) -> pyarrow.NativeFile:
-        return pyarrow.PythonFile(_Writer(self.actor, path), mode="w")
+        root = self.local_root()
+        writer = _DirectWriter(self, root, path) if root else _Writer(self.actor, path)
+        return pyarrow.PythonFile(writer, mode="w")
 
     def open_append_stream(self, path: str, metadata: Any = None) -> pyarrow.NativeFile:
         raise NotImplementedError("the head store does not append; Tune never asks it to")
@@ -374,8 +477,7 @@ def start(root: str | Path) -> pafs.PyFileSystem:
         name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
         scheduling_strategy=NodeAffinitySchedulingStrategy(head_node_id(), soft=False),
     ).remote(root)
-    ray.get(actor.ping.remote())
-    return pafs.PyFileSystem(HeadStoreHandler(name))
+    return pafs.PyFileSystem(HeadStoreHandler(name, place=tuple(ray.get(actor.where.remote()))))
 
 
 def stats(root: str | Path) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pyarrow.fs as pafs
 import pytest
@@ -12,13 +13,22 @@ from tune_jobs.store import head_store
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture
-def store(ray_local, tmp_path):
+@pytest.fixture(params=["direct", "shipped"])
+def store(request, ray_local, tmp_path, monkeypatch):
+    """The store as a process on the head node uses it (direct), and as one on another node
+    does (every byte shipped through the actor), both on this one node."""
+    monkeypatch.setattr(head_store, "DIRECT", request.param == "direct")
     return head_store.start(tmp_path / "store"), tmp_path / "store"
 
 
-def test_large_file_streams_in_chunks_and_round_trips(store, monkeypatch):
-    fs, root = store
+@pytest.fixture
+def shipped(ray_local, tmp_path, monkeypatch):
+    monkeypatch.setattr(head_store, "DIRECT", False)
+    return head_store.start(tmp_path / "store"), tmp_path / "store"
+
+
+def test_large_file_streams_in_chunks_and_round_trips(shipped, monkeypatch):
+    fs, root = shipped
     payload = os.urandom(2 * head_store.CHUNK + 12345)
     biggest = []
     original = head_store._Writer._ship
@@ -40,6 +50,31 @@ def test_large_file_streams_in_chunks_and_round_trips(store, monkeypatch):
     kinds = {os.path.basename(i.path): i.type for i in infos}
     assert kinds["tensors.bin"] == pafs.FileType.File
     assert kinds["checkpoint_000000"] == pafs.FileType.Directory
+
+
+def test_on_the_head_node_the_bytes_skip_the_actor(ray_local, tmp_path, monkeypatch):
+    """A writer on the head node writes the file itself under a temporary name and renames it
+    into place: nothing is shipped, and the actor is told, so the file is counted all the same."""
+    fs = head_store.start(tmp_path / "store")
+    root = tmp_path / "store"
+    shipped = []
+    monkeypatch.setattr(head_store._Writer, "_ship", lambda self, data: shipped.append(data))
+    before = head_store.stats(root)["writes_by_node"]
+    payload = os.urandom(2 * head_store.CHUNK + 99)
+    with fs.open_output_stream(f"{root}/exp/ck/model.safetensors") as f:
+        f.write(payload)
+        assert not (root / "exp/ck/model.safetensors").exists()  # not before it is closed
+    assert shipped == [] and fs.handler.local_root() == os.path.realpath(root)
+    assert (root / "exp/ck/model.safetensors").read_bytes() == payload
+    with fs.open_input_file(f"{root}/exp/ck/model.safetensors") as f:
+        assert f.read() == payload
+    deadline = time.monotonic() + 30  # the actor is told without waiting for it
+    while sum(head_store.stats(root)["writes_by_node"].values()) == sum(before.values()):
+        assert time.monotonic() < deadline, "the direct write was never counted"
+        time.sleep(0.05)
+    assert os.path.realpath(root / "exp/ck/model.safetensors") in head_store.stats(root)["written"]
+    with pytest.raises(PermissionError, match="outside the head store"):
+        fs.open_input_file(f"{root}/../escape.bin")
 
 
 def test_operations_tune_uses(store, tmp_path):

@@ -104,3 +104,54 @@ def test_trials_on_workers_store_on_head_and_restore_elsewhere(cluster, syn_dir,
     assert not left, (left, before, reaped, killed, alive)
     assert sorted(os.listdir(storage)) == ["cluster"]
     assert len(list(exp.glob("*/checkpoint_*/cifar_transfer/manifest.json"))) >= 2
+
+
+def _write_from_a_worker(fs, root: str, payload: bytes) -> dict:
+    """On a worker node: write through the store, fail one transfer half-way, read back."""
+    from tune_jobs.store import head_store
+
+    shipped = []
+    ship = head_store._Writer._ship
+    head_store._Writer._ship = lambda self, data: (shipped.append(len(data)), ship(self, data))
+    try:
+        with fs.open_output_stream(f"{root}/w/model.safetensors") as f:
+            f.write(payload)
+        try:
+            with fs.open_output_stream(f"{root}/w/broken.safetensors") as f:
+                f.write(payload)
+                raise ConnectionError("link down")
+        except ConnectionError:
+            pass
+    finally:
+        head_store._Writer._ship = ship
+    with fs.open_input_file(f"{root}/w/model.safetensors") as f:
+        back = f.read()
+    import ray
+
+    return {"local_root": fs.handler.local_root(), "shipped": shipped, "same": back == payload,
+            "node": ray.get_runtime_context().get_node_id()}
+
+
+def test_a_worker_ships_its_bytes_and_the_head_writes_its_own(cluster, tmp_path):
+    """Across two nodes the bytes take the path between nodes (chunks through the actor), while
+    a process on the head node writes the store's folder itself; both land whole, a broken
+    transfer from a worker leaves nothing that looks whole, and the worker reads its file back."""
+    import ray
+
+    c, workers = cluster
+    root = tmp_path / "head_disk"
+    fs = head_store.start(root)
+    payload = os.urandom(2 * head_store.CHUNK + 4321)
+    task = ray.remote(num_cpus=1)(_write_from_a_worker)
+    out = ray.get(task.remote(fs, str(root), payload))
+    assert out["node"] in {w.node_id for w in workers}
+    assert out["local_root"] == "" and out["same"]
+    chunk = head_store.CHUNK  # the broken transfer ships its whole chunks, never its rest
+    assert out["shipped"] == [chunk, chunk, 4321, chunk, chunk]
+    assert (root / "w/model.safetensors").read_bytes() == payload
+    assert not (root / "w/broken.safetensors").exists()
+    assert fs.handler.local_root() == os.path.realpath(root)  # the driver is on the head node
+    with fs.open_output_stream(f"{root}/h/state.json") as f:
+        f.write(b"{}")
+    assert (root / "h/state.json").read_bytes() == b"{}"
+    assert head_store.stats(root)["writes_by_node"].get(out["node"]) == 2
