@@ -158,7 +158,8 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(ray_local, s
     spec = presets.build("smoke", overrides={
         "task_options": {"newsgroups": TEXT_OPTS, "cifar_transfer": VISION_OPTS},
         "cache_dir": cache_dir, "storage": str(tmp_path), "name": "damaged"},
-        sets=["num_samples=1", "asha.max_t=4", "max_failures=1", "keep_checkpoints=4"])
+        sets=["num_samples=1", "asha.max_t=4", "max_failures=1", "keep_checkpoints=4",
+              "checkpoint_every=1"])  # a checkpoint every unit: unit 3's, and unit 2's before it
     spec = dataclasses.replace(spec, data_dir=str(syn_dir))
     monkeypatch.setattr(adapter, "meta_trainable", damaging_trainable)
     (result,) = search.build_tuner(spec, storage_filesystem(spec, connected=False)).fit()

@@ -41,7 +41,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # A real pretrained BERT-family model (all-MiniLM-L6-v2) and real data, sized for a laptop.
     "cpu": {
-        "data": "real", "num_samples": 12, "checkpoint_every": 4,
+        "data": "real", "num_samples": 12,
         "asha": {"max_t": 8, "grace_period": 2, "reduction_factor": 2},
         "resources": {"cpu": 2, "gpu": 0},
         "kind_options": {
@@ -53,7 +53,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # bert-base-uncased and full data on GPUs; two trials share a GPU.
     "gpu": {
-        "data": "real", "num_samples": 32, "checkpoint_every": 4,
+        "data": "real", "num_samples": 32,
         "asha": {"max_t": 16, "grace_period": 2, "reduction_factor": 3},
         "resources": {"cpu": 4, "gpu": 0.5}, "bf16": True,
         # BERT on half a GPU and the CNN on CPUs, side by side within each trial (by kind: a

@@ -245,9 +245,8 @@ class SearchSpec:
     max_failures: int = 2  # retries of a crashed trial, from its last checkpoint
     keep_checkpoints: int = 2  # best checkpoints kept per trial (by meta_score), >= 1
     # A trial checkpoints at each ASHA rung (where it may stop, and its result is taken), at its
-    # last unit, and every `checkpoint_every` units between them (what a crash can cost; the cpu
-    # and gpu presets: 4)
-    checkpoint_every: int = 1
+    # last unit, and every `checkpoint_every` units between them (what a crash can cost)
+    checkpoint_every: int = 4
     final_eval: FinalEval = field(default_factory=FinalEval)
     warm_start: WarmStart = field(default_factory=WarmStart)
     tracking: Tracking = field(default_factory=Tracking)

@@ -25,8 +25,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 @pytest.fixture(scope="module")
 def finished(syn_dir, env, tmp_path_factory):
     storage = tmp_path_factory.mktemp("results")
+    # (a checkpoint every unit: the damaged-best test needs the winner's two best kept)
     proc = cli(["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "e2e",
-                "--storage", str(storage), *ARGS], env)
+                "--storage", str(storage), *ARGS, "--set", "checkpoint_every=1"], env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     QUIET["stdout"], QUIET["stderr"] = proc.stdout, proc.stderr
     return storage, storage / "e2e", proc.stdout + proc.stderr

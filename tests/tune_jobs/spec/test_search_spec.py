@@ -239,7 +239,10 @@ def test_checkpoints_at_the_rungs_the_last_unit_and_every_n():
     cpu = presets.build("cpu")  # max_t 8, grace 2, rf 2: rungs 2 and 4
     assert cpu.asha.rungs() == [2, 4] and cpu.checkpoint_every == 4
     assert cpu.checkpoint_units() == [2, 4, 8]
-    assert presets.build("smoke").checkpoint_units() == list(range(1, 9))  # every unit
+    smoke = presets.build("smoke")
+    assert smoke.checkpoint_every == 4 and smoke.checkpoint_units() == [2, 4, 8]  # the default
+    every = presets.build("smoke", sets=["checkpoint_every=1"])
+    assert every.checkpoint_units() == list(range(1, 9))
     gpu = presets.build("gpu")  # max_t 16, grace 2, rf 3: rungs 2 and 6
     assert gpu.checkpoint_units() == [2, 4, 6, 8, 12, 16]
     settings = gpu.trial_settings("x")
