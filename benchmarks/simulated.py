@@ -16,6 +16,7 @@ import dataclasses
 from pathlib import Path
 
 from benchmarks.common import REPO, save
+from benchmarks.warm_start import units_to
 
 RECORDED = REPO / "benchmarks" / "recorded"
 PAIRS = [("standins-b", "standins-a"), ("standins-a", "standins-b")]  # (target, source)
@@ -124,11 +125,6 @@ def _reports(exp_dir: Path) -> list[dict]:
     return sorted(reports, key=lambda r: r["time/end"])
 
 
-def _units_to(reports: list[dict], target: float) -> int | None:
-    """The units a real search had trained when a report first reached ``target``."""
-    return next((i + 1 for i, r in enumerate(reports) if r["meta_score"] >= target), None)
-
-
 def crosscheck(exp_dir: Path, full: object, grace: int, rf: float, brackets: int) -> dict:
     """A real ASHA run against the recording of the same configurations at full budget: its
     own fidelity, whether its curves equal the recorded ones (training is seeded), and whether
@@ -204,7 +200,7 @@ def figures(where: Path, done: dict) -> dict:
         cold = _reports(runs / f"confirm-cold-b{suffix}")
         warm = _reports(runs / f"confirm-warm-b{suffix}")
         target = 0.95 * max(r["meta_score"] for r in cold)  # as simulated: the cold best
-        c, w = _units_to(cold, target), _units_to(warm, target)
+        c, w = (units_to([r["meta_score"] for r in reports], target) for reports in (cold, warm))
         sim_warm = next(x for x in done["warm_start"] if x["target"] == "standins-b"
                         and x["method"] == "top_k" and x["asha"] == label)
         out["warm_start_b_from_a" + ("" if label == "chosen" else "_presets")] = {

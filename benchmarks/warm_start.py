@@ -46,10 +46,10 @@ def _search(name: str, data: Path, storage: Path, cache: Path, seed: int,
 
 
 def units_to(scores: list[float], target: float) -> int | None:
-    for i, s in enumerate(scores, start=1):
-        if s >= target:
-            return i
-    return None
+    """The units a search had trained when a report (one per unit) first reached ``target``."""
+    from tune_jobs.report.simulate import units_to as first_reached
+
+    return first_reached(list(enumerate(scores, 1)), target)
 
 
 def run(tmp: Path, quick: bool = False) -> dict:

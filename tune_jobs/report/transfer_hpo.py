@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 
 def portfolio(candidates: Sequence[Mapping[str, float]], k: int) -> list[int]:
@@ -77,33 +76,23 @@ class RankMeter:
 
     def quantile(self, task: str, unit: int, value: float, record: bool = True) -> float:
         seen = self._seen.setdefault((task, unit), [])
-        if record:
-            bisect.insort(seen, value)
-            below = bisect.bisect_left(seen, value)
-            ties = bisect.bisect_right(seen, value) - below
-            return (below + 0.5 * ties) / len(seen)
-        below = bisect.bisect_left(seen, value)
-        ties = bisect.bisect_right(seen, value) - below + 1
-        return (below + 0.5 * ties) / (len(seen) + 1)
+        ordered = seen if record else list(seen)
+        bisect.insort(ordered, value)
+        return _quantile(ordered, value)
 
     def meta(self, scores: Mapping[str, float], unit: int) -> float:
         """The rank meta-score of one report: the mean of its tasks' quantiles."""
         return sum(self.quantile(t, unit, v) for t, v in scores.items()) / len(scores)
 
 
+def _quantile(ordered: Sequence[float], value: float) -> float:
+    """The quantile of ``value``, one of the sorted ``ordered``, among them (ties count half)."""
+    below = bisect.bisect_left(ordered, value)
+    ties = bisect.bisect_right(ordered, value) - below
+    return (below + 0.5 * ties) / len(ordered)
+
+
 def rank_scores(rows: Sequence[Mapping[str, float]]) -> list[float]:
     """The rank meta-score of each of ``rows`` (task -> score) among all of them at once."""
-    out = []
-    for row in rows:
-        qs = []
-        for task, value in row.items():
-            values = [r[task] for r in rows]
-            below = sum(v < value for v in values)
-            ties = sum(v == value for v in values)
-            qs.append((below + 0.5 * ties) / len(values))
-        out.append(sum(qs) / len(qs))
-    return out
-
-
-def same_config(a: Mapping[str, Any], b: Mapping[str, Any], keys: Sequence[str]) -> bool:
-    return all(a.get(k) == b.get(k) for k in keys)
+    ordered = {task: sorted(r[task] for r in rows) for task in (rows[0] if rows else ())}
+    return [sum(_quantile(ordered[t], v) for t, v in row.items()) / len(row) for row in rows]
