@@ -40,7 +40,8 @@ import pyarrow.fs as pafs
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-CHUNK = 4 << 20  # bytes per transfer; bounds the memory a transfer holds on either side
+CHUNK = 16 << 20  # bytes per chunk shipped or fetched between nodes
+WINDOW = 2  # chunks a writer on another node has in flight: it holds at most (WINDOW + 1) × CHUNK
 # The exact temporary name open_write gives a file in transfer: nothing else is hidden.
 _PART = re.compile(r"\..+\.part-[0-9a-f]{32}")
 NAMESPACE = "metatune"
@@ -69,6 +70,9 @@ class HeadStore:
         os.makedirs(self.root, exist_ok=True)
         self._writes: dict[str, tuple[Any, str, str, str]] = {}  # handle -> file, tmp, path, node
         self._lock = threading.Lock()
+        # Held around every use of a transfer's open file: a chunk still in flight when its
+        # transfer is closed or dropped finds the handle gone instead of a reused descriptor.
+        self._io = threading.Lock()
         self._last_reap = 0.0
         self.stats: dict[str, Any] = {"writes_by_node": {}, "reads_by_node": {}, "written": []}
 
@@ -174,12 +178,19 @@ class HeadStore:
         """(temporary file, writer's node) of every transfer still open."""
         return [(tmp, node) for _, tmp, _, node in list(self._writes.values())]
 
-    def write_chunk(self, handle: str, data: bytes) -> int:
-        f, _, _, _ = self._writes[handle]
-        return f.write(data)
+    def write_at(self, handle: str, offset: int, data: bytes) -> int:
+        """Write ``data`` at ``offset`` (the chunks of a transfer in flight together may arrive
+        in any order)."""
+        view = memoryview(data)
+        with self._io:
+            f, _, _, _ = self._writes[handle]
+            while view:
+                view = view[os.pwrite(f.fileno(), view, offset + len(data) - len(view)):]
+        return len(data)
 
     def close_write(self, handle: str) -> None:
-        f, tmp, full, _ = self._writes.pop(handle)
+        with self._io:
+            f, tmp, full, _ = self._writes.pop(handle)
         try:
             f.close()
             os.replace(tmp, full)  # only now does the file appear under its real name
@@ -194,7 +205,8 @@ class HeadStore:
                 self.stats["written"].append(full)
 
     def abort_write(self, handle: str) -> None:
-        f, tmp, _, _ = self._writes.pop(handle, (None, None, None, None))
+        with self._io:
+            f, tmp, _, _ = self._writes.pop(handle, (None, None, None, None))
         if f is not None:
             _discard(f, tmp)
 
@@ -279,13 +291,16 @@ class _Transfer(io.RawIOBase):
 
 
 class _Writer(_Transfer):
-    """Ships a chunk at a time to the head store's actor: the path from any other node."""
+    """Ships the file to the head store's actor a chunk at a time, ``WINDOW`` chunks in flight
+    (each put in Ray's object store, which the actor pulls from): the path from other nodes."""
 
     def __init__(self, actor: Any, path: str) -> None:
         super().__init__()
         self.actor = actor
         self.handle = ray.get(actor.open_write.remote(path, self.node))
         self.buffer = bytearray()
+        self.offset = 0
+        self.in_flight: list[Any] = []
 
     def write(self, data: Any) -> int:
         self.buffer += bytes(data)
@@ -295,15 +310,22 @@ class _Writer(_Transfer):
         return len(data)
 
     def _ship(self, data: bytes) -> None:
-        ray.get(self.actor.write_chunk.remote(self.handle, data))  # back-pressure: one in flight
+        if len(self.in_flight) >= WINDOW:  # back-pressure: the oldest chunk must have landed
+            ray.get(self.in_flight.pop(0))
+        self.in_flight.append(self.actor.write_at.remote(self.handle, self.offset, ray.put(data)))
+        self.offset += len(data)
 
     def _commit(self) -> None:
         if self.buffer:
             self._ship(bytes(self.buffer))
             self.buffer.clear()
-        ray.get(self.actor.close_write.remote(self.handle))
+        ray.get(self.in_flight)  # every chunk written (a full disk is raised here) ...
+        self.in_flight.clear()
+        ray.get(self.actor.close_write.remote(self.handle))  # ... before the rename
 
     def _abort(self) -> None:
+        if self.in_flight:  # let them land first (their errors don't matter)
+            ray.wait(self.in_flight, num_returns=len(self.in_flight), timeout=60)
         self.actor.abort_write.remote(self.handle)
 
 
