@@ -21,6 +21,7 @@ import os
 import posixpath
 import re
 import secrets
+import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -123,6 +124,9 @@ class _WholeWriter:
         self.inner = fs.open_output_stream(self.target)
         self.mac = hmac.new(load_key(), digestmod=hashlib.sha256) if sign else None
         self.closed = False
+        # The exception being handled where the file was opened, if any (Tune's failure
+        # callbacks write inside an ``except`` block): not a reason to throw the file away.
+        self.handling = sys.exc_info()[1]
 
     def write(self, data: Any) -> int:
         data = memoryview(data).cast("B")  # no copy
@@ -131,6 +135,9 @@ class _WholeWriter:
         except OSError as exc:
             self._abort()
             raise _named(exc, self.path) from None
+        except BaseException:
+            self._abort()
+            raise
         if self.mac is not None:
             self.mac.update(data)
         return len(data)
@@ -140,6 +147,12 @@ class _WholeWriter:
 
     def close(self) -> None:
         if self.closed:
+            return
+        if sys.exc_info()[1] not in (None, self.handling):
+            # Closed while an exception unwinds (the ``with`` block that wrote it raised): the
+            # bytes are incomplete. Neither the file nor a signature of them is committed, and
+            # the file it would have replaced keeps its own signature.
+            self._abort()
             return
         self.closed = True
         try:

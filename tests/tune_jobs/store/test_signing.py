@@ -141,3 +141,22 @@ def test_a_full_disk_leaves_no_file_and_names_the_path(tiny_disk, tmp_path, name
     assert os.listdir(tiny_disk / "new") == []
     assert os.listdir(tiny_disk / "old") == [name]
     assert (tiny_disk / "old" / name).read_bytes() == b"the old version"
+
+
+def test_a_state_file_whose_writer_raised_keeps_the_old_one_and_its_signature(tmp_path):
+    """Tune rewrites tuner.pkl inside a ``with`` block: when that block raises half-way, the new
+    bytes are thrown away, and the old file and its signature stay as they were, so the
+    experiment still verifies and resumes."""
+    fs = signing.signing(pafs.LocalFileSystem())
+    exp = str(tmp_path / "exp")
+    fs.create_dir(exp, recursive=True)
+    with fs.open_output_stream(f"{exp}/tuner.pkl") as f:
+        f.write(b"the whole old state")
+    with pytest.raises(RuntimeError, match="pickling failed"):
+        with fs.open_output_stream(f"{exp}/tuner.pkl") as f:
+            f.write(b"half of the new")
+            raise RuntimeError("pickling failed")
+    assert (tmp_path / "exp" / "tuner.pkl").read_bytes() == b"the whole old state"
+    assert signing.verify(fs, exp) == 1
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["tuner.pkl",
+                                                                   "tuner.pkl.metatune-sig"]
