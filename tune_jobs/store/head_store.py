@@ -41,7 +41,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 CHUNK = 16 << 20  # bytes per chunk shipped or fetched between nodes
-WINDOW = 2  # chunks a writer on another node has in flight: it holds at most (WINDOW + 1) × CHUNK
+WINDOW = 2  # chunks a writer on another node has in flight (bounded memory: about WINDOW + 2 chunks)
 # The exact temporary name open_write gives a file in transfer: nothing else is hidden.
 _PART = re.compile(r"\..+\.part-[0-9a-f]{32}")
 NAMESPACE = "metatune"
@@ -83,9 +83,11 @@ class HeadStore:
         with self._lock:
             self.stats[kind][node] = self.stats[kind].get(node, 0) + 1
 
-    def where(self) -> tuple[str, str]:
-        """(node, root): a client on that node reads and writes ``root`` itself."""
-        return ray.get_runtime_context().get_node_id(), self.root
+    def where(self) -> tuple[str, str, tuple[int, int]]:
+        """(node, root, root's (device, inode)): a client on that node that sees the same folder
+        there (not a container's or a Ray Client laptop's own) reads and writes it itself."""
+        st = os.stat(self.root)
+        return ray.get_runtime_context().get_node_id(), self.root, (st.st_dev, st.st_ino)
 
     def info(self, paths: list[str]) -> list[tuple[str, int, int, float]]:
         out = []
@@ -149,7 +151,7 @@ class HeadStore:
         shutil.copyfile(self._path(src), self._path(dest))
 
     def open_write(self, path: str, node: str) -> str:
-        full = self._path(path)
+        full = _file_path(self.root, path)
         os.makedirs(os.path.dirname(full), exist_ok=True)
         tmp = _part_path(full)
         handle = uuid.uuid4().hex
@@ -231,6 +233,15 @@ def _resolve(root: str, path: str) -> str:
     return full
 
 
+def _file_path(root: str, path: str) -> str:
+    """Like :func:`_resolve`, for a file to write: never the root itself (its temporary file
+    would sit outside the root)."""
+    full = _resolve(root, path)
+    if full == root:
+        raise IsADirectoryError(f"{path}: the head store's root is a folder, not a file")
+    return full
+
+
 def _part_path(full: str) -> str:
     """The temporary name a file has while it is written (matched by ``_PART``, never listed)."""
     return os.path.join(os.path.dirname(full), f".{os.path.basename(full)}.part-{uuid.uuid4().hex}")
@@ -249,6 +260,14 @@ def _discard(f: Any, tmp: str) -> None:
 
 
 _TELL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="head-store-tell")
+_TOLD: list[Any] = []  # this process's tells: futures of the actor calls' refs
+
+
+def drain() -> None:
+    """Wait until the actor has counted every file this process wrote directly."""
+    while _TOLD:
+        with contextlib.suppress(Exception):
+            ray.get(_TOLD.pop(0).result())
 
 
 class _Transfer(io.RawIOBase):
@@ -260,9 +279,20 @@ class _Transfer(io.RawIOBase):
         # The exception being handled where the stream was opened, if any (a write made inside
         # an ``except`` block, as Tune's failure callbacks are): not a reason to throw it away.
         self.handling = sys.exc_info()[1]
+        self.broken = False  # a write failed: the data is incomplete, whatever comes next
 
     def writable(self) -> bool:
         return True
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._write(data)
+        except BaseException:
+            self.broken = True
+            raise
+
+    def _write(self, data: Any) -> int:
+        raise NotImplementedError
 
     def _commit(self) -> None:
         """Put the whole file in place under its name."""
@@ -275,11 +305,13 @@ class _Transfer(io.RawIOBase):
     def close(self) -> None:
         if self.closed:
             return
-        if sys.exc_info()[1] not in (None, self.handling):
-            # Closed while an exception unwinds (pyarrow's ``with`` closes on error): the data
-            # is incomplete, so it is thrown away instead of being committed under its name.
-            self._abort()
-            super().close()
+        if self.broken or sys.exc_info()[1] not in (None, self.handling):
+            # A write failed, or closed while an exception unwinds (pyarrow's ``with`` closes
+            # on error): the data is incomplete, so it is thrown away, never committed.
+            try:
+                self._abort()
+            finally:
+                super().close()
             return
         try:
             self._commit()
@@ -288,6 +320,14 @@ class _Transfer(io.RawIOBase):
             raise
         finally:
             super().close()
+
+    def __del__(self) -> None:
+        # Dropped without being closed (a copy that failed half-way on pyarrow's threads): the
+        # data may be incomplete, so it is thrown away (io's own __del__ would commit it).
+        if not self.closed:
+            self.broken = True
+            with contextlib.suppress(Exception):
+                self.close()
 
 
 class _Writer(_Transfer):
@@ -302,7 +342,7 @@ class _Writer(_Transfer):
         self.offset = 0
         self.in_flight: list[Any] = []
 
-    def write(self, data: Any) -> int:
+    def _write(self, data: Any) -> int:
         self.buffer += bytes(data)
         while len(self.buffer) >= CHUNK:
             self._ship(bytes(self.buffer[:CHUNK]))
@@ -337,19 +377,20 @@ class _DirectWriter(_Transfer):
     def __init__(self, handler: HeadStoreHandler, root: str, path: str) -> None:
         super().__init__()
         self.handler = handler
-        self.path = _resolve(root, path)
+        self.path = _file_path(root, path)
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self.tmp = _part_path(self.path)
         self.file = open(self.tmp, "wb")  # noqa: SIM115 (closed by _commit or _abort)
 
-    def write(self, data: Any) -> int:
+    def _write(self, data: Any) -> int:
         return self.file.write(data)
 
     def _commit(self) -> None:
         self.file.close()
         os.replace(self.tmp, self.path)  # only now does the file appear under its real name
         path, node, handler = self.path, self.node, self.handler
-        _TELL.submit(lambda: handler.actor.note_written.remote(path, node))
+        with contextlib.suppress(RuntimeError):  # (the interpreter is exiting: the file is whole)
+            _TOLD.append(_TELL.submit(lambda: handler.actor.note_written.remote(path, node)))
 
     def _abort(self) -> None:
         _discard(self.file, self.tmp)
@@ -393,11 +434,12 @@ class HeadStoreHandler(pafs.FileSystemHandler):
     """pyarrow filesystem handler forwarding every operation to the :class:`HeadStore` actor."""
 
     def __init__(self, actor_name: str, namespace: str = NAMESPACE,
-                 place: tuple[str, str] | None = None) -> None:
-        """``place``: the actor's (node, root), so that a process on that node writes there
-        without asking first; looked up from the actor when not given."""
+                 place: tuple | None = None) -> None:
+        """``place``: the actor's (node, root, root's (device, inode)), so that a process on that
+        node writes there without asking first; looked up from the actor when not given."""
         self.actor_name, self.namespace, self.place = actor_name, namespace, place
         self._actor: Any = None
+        self._asked = ""  # the node this handler last asked the actor from
 
     def __getstate__(self) -> dict[str, Any]:
         return {"actor_name": self.actor_name, "namespace": self.namespace, "place": self.place}
@@ -422,12 +464,19 @@ class HeadStoreHandler(pafs.FileSystemHandler):
         if not DIRECT:
             return ""
         here = ray.get_runtime_context().get_node_id()
-        if self.place is None or self.place[0] != here:
+        if self._asked != here and (self.place is None or len(self.place) != 3
+                                    or self.place[0] != here):
             # Off the head node, or a place from an earlier cluster (a resumed experiment's
-            # pickled state): ask the actor where it is now.
-            self.place = tuple(ray.get(self.actor.where.remote()))
-        node, root = self.place
-        return root if node == here and os.path.isdir(root) else ""
+            # pickled state): ask the actor where it is now (once in this process).
+            self.place, self._asked = tuple(ray.get(self.actor.where.remote())), here
+        node, root, folder = self.place
+        if node != here:
+            return ""
+        try:
+            st = os.stat(root)
+        except OSError:
+            return ""
+        return root if (st.st_dev, st.st_ino) == tuple(folder) else ""
 
     def get_type_name(self) -> str:
         return "metatune-head-store"
@@ -503,4 +552,5 @@ def start(root: str | Path) -> pafs.PyFileSystem:
 
 
 def stats(root: str | Path) -> dict[str, Any]:
+    drain()  # (this process's own direct writes counted first)
     return ray.get(ray.get_actor(actor_name(str(root)), namespace=NAMESPACE).get_stats.remote())

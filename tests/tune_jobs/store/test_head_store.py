@@ -166,3 +166,45 @@ def test_reads_at_any_offset_across_chunks(store):
             assert f.read(size) == payload[start:start + size]
         f.seek(0)
         assert f.read() == payload
+
+
+def test_a_stream_dropped_unclosed_or_after_a_failed_write_is_thrown_away(store):
+    """pyarrow's copy_files drops a stream whose copy failed without closing it; and a write
+    that raised leaves the data incomplete: neither is ever committed under its name."""
+    import gc
+
+    fs, root = store
+    f = fs.open_output_stream(f"{root}/exp/dropped.bin")
+    f.write(os.urandom(1000))
+    del f
+    gc.collect()
+    local = fs.handler.local_root()
+    raw = (head_store._DirectWriter(fs.handler, local, f"{root}/exp/failed.bin") if local
+           else head_store._Writer(fs.handler.actor, f"{root}/exp/failed.bin"))
+    raw.write(b"some bytes")
+    with pytest.raises(TypeError):
+        raw.write(object())  # a write that fails half-way
+    raw.close()
+    deadline = time.monotonic() + 10  # (a shipped transfer's abort is asynchronous)
+    while any(".part-" in p.name for p in (root / "exp").iterdir()):
+        assert time.monotonic() < deadline, list((root / "exp").iterdir())
+        time.sleep(0.05)
+    assert sorted(os.listdir(root / "exp")) == []
+    with pytest.raises(IsADirectoryError, match="root is a folder"):
+        with fs.open_output_stream(str(root)) as f:
+            f.write(b"x")
+
+
+def test_signed_state_over_the_store_keeps_the_old_file_when_its_writer_raises(store):
+    from tune_jobs.store import signing
+
+    fs, root = store
+    signed = signing.signing(fs)
+    with signed.open_output_stream(f"{root}/exp/tuner.pkl") as f:
+        f.write(b"the whole old state")
+    with pytest.raises(RuntimeError, match="pickling failed"):
+        with signed.open_output_stream(f"{root}/exp/tuner.pkl") as f:
+            f.write(b"half of the new")
+            raise RuntimeError("pickling failed")
+    assert (root / "exp/tuner.pkl").read_bytes() == b"the whole old state"
+    assert signing.verify(signed, f"{root}/exp") == 1
