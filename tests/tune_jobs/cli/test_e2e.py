@@ -21,13 +21,18 @@ import torch
 from tests.conftest import flip_a_byte
 from tests.factories import ARGS, SMALL, cli
 
+# The e2e search's settings (a checkpoint every unit: the damaged-best test needs the winner's
+# two best kept); a rerun with the same settings resumes it.
+E2E = [*ARGS, "--set", "checkpoint_every=1"]
+
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+
 @pytest.fixture(scope="module")
 def finished(syn_dir, env, tmp_path_factory):
     storage = tmp_path_factory.mktemp("results")
-    # (a checkpoint every unit: the damaged-best test needs the winner's two best kept)
     proc = cli(["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "e2e",
-                "--storage", str(storage), *ARGS, "--set", "checkpoint_every=1"], env)
+                "--storage", str(storage), *E2E], env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     QUIET["stdout"], QUIET["stderr"] = proc.stdout, proc.stderr
     return storage, storage / "e2e", proc.stdout + proc.stderr
@@ -129,7 +134,7 @@ def test_rerun_resumes_instead_of_clobbering(finished, syn_dir, joined):
     before = sorted(p.name for p in exp.glob("*/params.json"))
     mtimes = {p: p.stat().st_mtime for p in exp.glob("*/result.json")}
     proc = cli(["run", "--preset", "smoke", "--data", str(syn_dir), "--name", "e2e",
-                "--storage", str(storage), *ARGS], joined)
+                "--storage", str(storage), *E2E], joined)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resuming" in proc.stdout
     assert "keeping its test evaluation" in proc.stdout  # the same winner is not re-trained
