@@ -62,3 +62,16 @@ ARGS = ["--num-samples", "4", "--set", "asha.max_t=4", "--set", "asha.grace_peri
 def cli(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tune_jobs.cli", *args], env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def rewrite_state_and_fail(fs, exp: str) -> None:
+    """Write tuner.pkl whole through ``fs``, then rewrite it in a ``with`` block that raises
+    half-way (as a failing pickle would): the second write must leave no trace."""
+    import pytest
+
+    with fs.open_output_stream(f"{exp}/tuner.pkl") as f:
+        f.write(b"the whole old state")
+    with pytest.raises(RuntimeError, match="pickling failed"):
+        with fs.open_output_stream(f"{exp}/tuner.pkl") as f:
+            f.write(b"half of the new")
+            raise RuntimeError("pickling failed")

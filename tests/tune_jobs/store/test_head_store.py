@@ -196,15 +196,11 @@ def test_a_stream_dropped_unclosed_or_after_a_failed_write_is_thrown_away(store)
 
 
 def test_signed_state_over_the_store_keeps_the_old_file_when_its_writer_raises(store):
+    from tests.factories import rewrite_state_and_fail
     from tune_jobs.store import signing
 
     fs, root = store
     signed = signing.signing(fs)
-    with signed.open_output_stream(f"{root}/exp/tuner.pkl") as f:
-        f.write(b"the whole old state")
-    with pytest.raises(RuntimeError, match="pickling failed"):
-        with signed.open_output_stream(f"{root}/exp/tuner.pkl") as f:
-            f.write(b"half of the new")
-            raise RuntimeError("pickling failed")
+    rewrite_state_and_fail(signed, f"{root}/exp")
     assert (root / "exp/tuner.pkl").read_bytes() == b"the whole old state"
     assert signing.verify(signed, f"{root}/exp") == 1

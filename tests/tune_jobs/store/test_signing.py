@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow.fs as pafs
 import pytest
 
+from tests.factories import rewrite_state_and_fail
 from tune_jobs.store import signing
 
 
@@ -150,12 +151,7 @@ def test_a_state_file_whose_writer_raised_keeps_the_old_one_and_its_signature(tm
     fs = signing.signing(pafs.LocalFileSystem())
     exp = str(tmp_path / "exp")
     fs.create_dir(exp, recursive=True)
-    with fs.open_output_stream(f"{exp}/tuner.pkl") as f:
-        f.write(b"the whole old state")
-    with pytest.raises(RuntimeError, match="pickling failed"):
-        with fs.open_output_stream(f"{exp}/tuner.pkl") as f:
-            f.write(b"half of the new")
-            raise RuntimeError("pickling failed")
+    rewrite_state_and_fail(fs, exp)
     assert (tmp_path / "exp" / "tuner.pkl").read_bytes() == b"the whole old state"
     assert signing.verify(fs, exp) == 1
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["tuner.pkl",
