@@ -7,7 +7,7 @@ arithmetic: 110 M parameters × 4 bytes × 3 for the weights and AdamW's two mom
 
 Also the single-stream figure against a plain local copy, with the peak Python memory the
 transfer held (bounded: one chunk in the buffer and WINDOW in flight), on the head node and
-from a second Ray node (the path other nodes take: chunks through the actor).
+from a second Ray node (the path other nodes take: a stream over the actor's socket).
 """
 
 from __future__ import annotations
@@ -56,7 +56,15 @@ def _stream(tmp: Path, fs, size_mib: int, label: str) -> dict:
             "read_ratio": round(min(plain) / min(read), 2),
             "write_slowdown_vs_plain": round(min(write) / min(plain), 1),
             "peak_python_mib_write": round(peak / 2**20, 1),
+            "path": _path_taken(fs.handler),
             "chunk_mib": head_store.CHUNK >> 20, "window": getattr(head_store, "WINDOW", 1)}
+
+
+def _path_taken(handler) -> str:
+    """How this process's bytes reach the store: its own disk, the actor's socket, or Ray."""
+    if handler.local_root():
+        return "direct"
+    return "stream" if handler.stream_address() else "ray_object_store"
 
 
 def _single_stream(tmp: Path, size_mib: int) -> dict:

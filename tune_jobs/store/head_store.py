@@ -7,9 +7,13 @@ actor pinned to the head node: trials on any node stream their files to it in bo
 and read them back from it when they restore.
 
 A writer on the head node itself skips the actor for the bytes: it writes straight into the
-store's folder, at the speed of the disk, and only asks the actor for the temporary name and for
-the rename. So does a reader there. Writers and readers on other nodes send and fetch the bytes
-through the actor.
+store's folder, at the speed of the disk, and the actor is only told afterwards. So does a reader
+there. Writers and readers on other nodes send and fetch the bytes over a TCP connection of their
+own to the actor (one per file, opened with a one-time token the actor handed out through Ray's
+authenticated calls; the actor writes with ``pwrite`` and sends with ``sendfile``). Where that
+port cannot be reached (a firewall; ``METATUNE_HEAD_STORE_PORT=off``; Ray's TLS on, which these
+bytes would bypass) they go through Ray's object store in chunks instead, at a fraction of the
+speed.
 
 Either way, a file being written lives under a temporary ``.part-`` name and is renamed into
 place only when its writer closes it, so a transfer that breaks off never leaves a file that
@@ -26,7 +30,9 @@ import hashlib
 import io
 import os
 import re
+import secrets
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -38,6 +44,7 @@ from typing import Any
 import pyarrow
 import pyarrow.fs as pafs
 import ray
+from ray.util import get_node_ip_address
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 CHUNK = 16 << 20  # bytes per chunk shipped or fetched between nodes
@@ -48,6 +55,13 @@ NAMESPACE = "metatune"
 # Writers and readers on the head node use its disk directly (tests turn this off to exercise,
 # on one node, the path that other nodes take).
 DIRECT = True
+# Writers and readers on other nodes stream over a socket of the actor's (tests turn this off to
+# exercise Ray's object store, the path taken when the socket cannot be reached).
+STREAM = True
+PORT_ENV = "METATUNE_HEAD_STORE_PORT"  # the actor's port for streams: a number, 0 (any), or off
+BUFFER = 4 << 20  # bytes the actor receives at a time from one stream
+IDLE = 300.0  # seconds a stream may stay silent before either end gives it up
+_HEADER = 1 + 32 + 8  # b"W" or b"R", the token (32 hex), the offset to read from (8 bytes)
 
 
 def head_node_id() -> str:
@@ -75,6 +89,92 @@ class HeadStore:
         self._io = threading.Lock()
         self._last_reap = 0.0
         self.stats: dict[str, Any] = {"writes_by_node": {}, "reads_by_node": {}, "written": []}
+        self._reads: dict[str, tuple[str, int, int]] = {}  # token -> file, its (device, inode)
+        self._failed: dict[str, tuple[int, str]] = {}  # handle -> why its stream stopped
+        self._server = self._listen()
+
+    def _listen(self) -> socket.socket | None:
+        """The socket other nodes stream through, or None where streams are off."""
+        port = os.environ.get(PORT_ENV, "0").strip().lower()
+        if port in ("off", "no", "false") or os.environ.get("RAY_USE_TLS", "0") in ("1", "true"):
+            return None
+        server = socket.create_server((get_node_ip_address(), int(port)), backlog=128)
+        threading.Thread(target=self._accept, args=(server,), daemon=True,
+                         name="head-store-accept").start()
+        return server
+
+    def stream_address(self) -> tuple[str, int] | None:
+        return self._server.getsockname()[:2] if self._server is not None else None
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            conn, _ = server.accept()
+            threading.Thread(target=self._serve, args=(conn,), daemon=True,
+                             name="head-store-stream").start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        """One stream: a file's bytes to write (``W``), or a file to send from an offset
+        (``R``). A connection whose token the actor did not hand out is closed unanswered."""
+        with conn:
+            try:
+                conn.settimeout(10)
+                header = _recv_exact(conn, _HEADER)
+                conn.settimeout(IDLE)
+                kind, token = header[:1], header[1:33].decode("ascii", "replace")
+                if kind == b"W":
+                    self._receive(conn, token)
+                elif kind == b"R":
+                    self._send(conn, token, int.from_bytes(header[33:], "big"))
+            except (OSError, EOFError):
+                pass  # the writer's close, or its reader's, says what became of it
+
+    def _receive(self, conn: socket.socket, handle: str) -> None:
+        with self._io:
+            if handle not in self._writes:
+                return
+        buffer = bytearray(BUFFER)
+        view, offset = memoryview(buffer), 0
+        while n := conn.recv_into(buffer):
+            try:
+                with self._io:
+                    f = self._writes[handle][0]
+                    _pwrite_all(f.fileno(), view[:n], offset)
+            except KeyError:
+                return  # thrown away meanwhile
+            except OSError as exc:  # a full disk: the writer asks why its stream was cut
+                self._failed[handle] = (exc.errno or 0, exc.strerror or str(exc))
+                return
+            offset += n
+        conn.sendall(offset.to_bytes(8, "big"))  # everything is written: the writer may close
+
+    def _send(self, conn: socket.socket, token: str, offset: int) -> None:
+        full, dev, ino = self._reads.get(token, ("", 0, 0))
+        if not full:
+            return
+        with open(full, "rb") as f:
+            st = os.fstat(f.fileno())
+            if (st.st_dev, st.st_ino) != (dev, ino):
+                return  # replaced since it was opened: the reader raises, never mixes two files
+            if offset < st.st_size:
+                conn.sendfile(f, offset, st.st_size - offset)  # (os.sendfile, waiting as needed)
+
+    def stream_failure(self, handle: str) -> tuple[int, str] | None:
+        """Why the actor stopped receiving ``handle``'s stream (errno, message), if it did."""
+        return self._failed.pop(handle, None)
+
+    def open_read(self, path: str, node: str) -> tuple[int, str]:
+        """(size, token) for reading ``path`` over a stream."""
+        full = self._path(path)
+        st = os.stat(full)
+        self._count("reads_by_node", node)
+        while len(self._reads) >= 10_000:  # readers that were never closed
+            self._reads.pop(next(iter(self._reads)))
+        token = secrets.token_hex(16)
+        self._reads[token] = (full, st.st_dev, st.st_ino)
+        return st.st_size, token
+
+    def close_read(self, token: str) -> None:
+        self._reads.pop(token, None)
 
     def _path(self, path: str) -> str:
         return _resolve(self.root, path)
@@ -154,7 +254,7 @@ class HeadStore:
         full = _file_path(self.root, path)
         os.makedirs(os.path.dirname(full), exist_ok=True)
         tmp = _part_path(full)
-        handle = uuid.uuid4().hex
+        handle = secrets.token_hex(16)  # also the stream's token: unguessable
         self._writes[handle] = (open(tmp, "wb"), tmp, full, node)
         self._count("writes_by_node", node)
         if time.monotonic() - self._last_reap > 10:
@@ -183,11 +283,8 @@ class HeadStore:
     def write_at(self, handle: str, offset: int, data: bytes) -> int:
         """Write ``data`` at ``offset`` (the chunks of a transfer in flight together may arrive
         in any order)."""
-        view = memoryview(data)
         with self._io:
-            f, _, _, _ = self._writes[handle]
-            while view:
-                view = view[os.pwrite(f.fileno(), view, offset + len(data) - len(view)):]
+            _pwrite_all(self._writes[handle][0].fileno(), memoryview(data), offset)
         return len(data)
 
     def close_write(self, handle: str) -> None:
@@ -209,6 +306,7 @@ class HeadStore:
     def abort_write(self, handle: str) -> None:
         with self._io:
             f, tmp, _, _ = self._writes.pop(handle, (None, None, None, None))
+        self._failed.pop(handle, None)
         if f is not None:
             _discard(f, tmp)
 
@@ -245,6 +343,22 @@ def _file_path(root: str, path: str) -> str:
 def _part_path(full: str) -> str:
     """The temporary name a file has while it is written (matched by ``_PART``, never listed)."""
     return os.path.join(os.path.dirname(full), f".{os.path.basename(full)}.part-{uuid.uuid4().hex}")
+
+
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+def _recv_exact(conn: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        got = conn.recv(size - len(data))
+        if not got:
+            raise EOFError(f"the head store's stream closed after {len(data)} of {size} bytes")
+        data += got
+    return bytes(data)
 
 
 def _discard(f: Any, tmp: str) -> None:
@@ -366,7 +480,135 @@ class _Writer(_Transfer):
     def _abort(self) -> None:
         if self.in_flight:  # let them land first (their errors don't matter)
             ray.wait(self.in_flight, num_returns=len(self.in_flight), timeout=60)
-        self.actor.abort_write.remote(self.handle)
+        _abort_write(self.actor, self.handle)
+
+
+def _abort_write(actor: Any, handle: str) -> None:
+    """Have the actor throw a transfer away, and wait for it (a while: the error that brought us
+    here matters more than this one)."""
+    with contextlib.suppress(Exception):
+        ray.get(actor.abort_write.remote(handle), timeout=60)
+
+
+class _Unreachable(ConnectionError):
+    """The actor's stream port cannot be reached from this process: use Ray's object store."""
+
+
+def _connect(address: tuple[str, int], kind: bytes, token: str, offset: int = 0) -> socket.socket:
+    try:
+        conn = socket.create_connection(tuple(address), timeout=10)
+    except OSError as exc:
+        raise _Unreachable(f"head store stream port {address[0]}:{address[1]}: {exc}") from exc
+    conn.settimeout(IDLE)
+    conn.sendall(kind + token.encode("ascii") + offset.to_bytes(8, "big"))
+    return conn
+
+
+class _StreamWriter(_Transfer):
+    """Sends the file to the actor over a connection of its own, as fast as the link and the
+    head's disk allow (nothing held here but what pyarrow hands over): the path from other nodes.
+    The actor writes the bytes under the transfer's temporary name, says how many it wrote when
+    the stream ends, and the file is renamed into place only if that is all of them."""
+
+    def __init__(self, actor: Any, address: tuple[str, int], path: str) -> None:
+        super().__init__()
+        self.actor = actor
+        self.handle = ray.get(actor.open_write.remote(path, self.node))
+        self.path, self.sent = path, 0
+        try:
+            self.conn = _connect(address, b"W", self.handle)
+        except BaseException:
+            _abort_write(actor, self.handle)
+            raise
+
+    def _write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        try:
+            self.conn.sendall(view)
+        except OSError as exc:
+            raise self._why(exc) from exc
+        self.sent += len(view)
+        return len(view)
+
+    def _why(self, exc: OSError) -> OSError:
+        """The actor's own error (a full disk) when it cut the stream, else the link's."""
+        failure = ray.get(self.actor.stream_failure.remote(self.handle))
+        return OSError(failure[0], failure[1], self.path) if failure else exc
+
+    def _commit(self) -> None:
+        try:
+            self.conn.shutdown(socket.SHUT_WR)
+            written = int.from_bytes(_recv_exact(self.conn, 8), "big")
+        except (OSError, EOFError) as exc:
+            raise self._why(exc if isinstance(exc, OSError) else OSError(str(exc))) from exc
+        finally:
+            self.conn.close()
+        if written != self.sent:
+            raise OSError(f"{self.path}: the head store wrote {written} of {self.sent} bytes")
+        ray.get(self.actor.close_write.remote(self.handle))
+
+    def _abort(self) -> None:
+        self.conn.close()
+        _abort_write(self.actor, self.handle)
+
+
+class _StreamReader(io.RawIOBase):
+    """A seekable read-only stream over a file in the head store, sent by the actor over a
+    connection of its own from the current offset on (a seek elsewhere opens a new one). The
+    file read is the one that was there when the reader opened: if it is replaced meanwhile, the
+    read fails instead of mixing the two."""
+
+    def __init__(self, actor: Any, address: tuple[str, int], path: str) -> None:
+        self.actor, self.address, self.path, self.pos = actor, address, path, 0
+        self.length, self.token = ray.get(
+            actor.open_read.remote(path, ray.get_runtime_context().get_node_id()))
+        self.conn = _connect(address, b"R", self.token)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        want = min(len(buffer), self.length - self.pos)
+        if want <= 0:
+            return 0
+        if self.conn is None:
+            self.conn = _connect(self.address, b"R", self.token, self.pos)
+        view, got = memoryview(buffer).cast("B"), 0
+        while got < want:  # fill what was asked: fewer, larger reads for pyarrow
+            n = self.conn.recv_into(view[got:want])
+            if not n:
+                raise OSError(f"{self.path}: the head store stopped sending at byte "
+                              f"{self.pos + got} of {self.length} (the file was replaced or "
+                              "removed while it was read)")
+            got += n
+        self.pos += got
+        return got
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: self.length}[whence]
+        pos = max(0, base + offset)
+        if pos != self.pos and self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        self.pos = pos
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def size(self) -> int:
+        return self.length
+
+    def close(self) -> None:
+        if not self.closed:
+            if self.conn is not None:
+                self.conn.close()
+            with contextlib.suppress(Exception):
+                self.actor.close_read.remote(self.token)
+        super().close()
 
 
 class _DirectWriter(_Transfer):
@@ -440,6 +682,7 @@ class HeadStoreHandler(pafs.FileSystemHandler):
         self.actor_name, self.namespace, self.place = actor_name, namespace, place
         self._actor: Any = None
         self._asked = ""  # the node this handler last asked the actor from
+        self._address: Any = False  # the actor's stream address; None: stream through Ray
 
     def __getstate__(self) -> dict[str, Any]:
         return {"actor_name": self.actor_name, "namespace": self.namespace, "place": self.place}
@@ -477,6 +720,23 @@ class HeadStoreHandler(pafs.FileSystemHandler):
         except OSError:
             return ""
         return root if (st.st_dev, st.st_ino) == tuple(folder) else ""
+
+    def stream_address(self) -> tuple[str, int] | None:
+        """Where this process streams bytes to and from the actor, or None: through Ray."""
+        if not STREAM:
+            return None
+        if self._address is False:
+            self._address = ray.get(self.actor.stream_address.remote())
+        return self._address
+
+    def _unreachable(self, exc: _Unreachable) -> None:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "%s; this process sends and fetches checkpoints through Ray's object store instead "
+            "(slower). Open that port between the nodes, or set %s on the head node to a port "
+            "that is open.", exc, PORT_ENV)
+        self._address = None
 
     def get_type_name(self) -> str:
         return "metatune-head-store"
@@ -522,15 +782,30 @@ class HeadStoreHandler(pafs.FileSystemHandler):
         if root:
             ray.get(self.actor.size.remote(path, ray.get_runtime_context().get_node_id()))
             return pafs.LocalFileSystem().open_input_file(_resolve(root, path))
-        return pyarrow.PythonFile(io.BufferedReader(_Reader(self.actor, path), CHUNK), mode="r")
+        reader: io.RawIOBase | None = None
+        if address := self.stream_address():
+            try:
+                reader = _StreamReader(self.actor, address, path)
+            except _Unreachable as exc:
+                self._unreachable(exc)
+        if reader is None:  # a chunk per call: buffer whole chunks
+            return pyarrow.PythonFile(io.BufferedReader(_Reader(self.actor, path), CHUNK), "r")
+        return pyarrow.PythonFile(io.BufferedReader(reader, 1 << 20), mode="r")
 
     def open_input_file(self, path: str) -> pyarrow.NativeFile:
         return self.open_input_stream(path)
 
     def open_output_stream(self, path: str, metadata: Any = None) -> pyarrow.NativeFile:
         root = self.local_root()
-        writer = _DirectWriter(self, root, path) if root else _Writer(self.actor, path)
-        return pyarrow.PythonFile(writer, mode="w")
+        if root:
+            return pyarrow.PythonFile(_DirectWriter(self, root, path), mode="w")
+        writer: _Transfer | None = None
+        if address := self.stream_address():
+            try:
+                writer = _StreamWriter(self.actor, address, path)
+            except _Unreachable as exc:
+                self._unreachable(exc)
+        return pyarrow.PythonFile(writer or _Writer(self.actor, path), mode="w")
 
     def open_append_stream(self, path: str, metadata: Any = None) -> pyarrow.NativeFile:
         raise NotImplementedError("the head store does not append; Tune never asks it to")

@@ -13,16 +13,25 @@ from tune_jobs.store import head_store
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture(params=["direct", "shipped"])
+@pytest.fixture(params=["direct", "streamed", "shipped"])
 def store(request, ray_local, tmp_path, monkeypatch):
     """The store as a process on the head node uses it (direct), and as one on another node
-    does (every byte shipped through the actor), both on this one node."""
+    does (every byte streamed to the actor over its socket, or shipped through Ray's object store
+    where that socket cannot be reached), all on this one node."""
     monkeypatch.setattr(head_store, "DIRECT", request.param == "direct")
+    monkeypatch.setattr(head_store, "STREAM", request.param == "streamed")
     return head_store.start(tmp_path / "store"), tmp_path / "store"
 
 
 @pytest.fixture
 def shipped(ray_local, tmp_path, monkeypatch):
+    monkeypatch.setattr(head_store, "DIRECT", False)
+    monkeypatch.setattr(head_store, "STREAM", False)
+    return head_store.start(tmp_path / "store"), tmp_path / "store"
+
+
+@pytest.fixture
+def streamed(ray_local, tmp_path, monkeypatch):
     monkeypatch.setattr(head_store, "DIRECT", False)
     return head_store.start(tmp_path / "store"), tmp_path / "store"
 
@@ -204,3 +213,50 @@ def test_signed_state_over_the_store_keeps_the_old_file_when_its_writer_raises(s
     rewrite_state_and_fail(signed, f"{root}/exp")
     assert (root / "exp/tuner.pkl").read_bytes() == b"the whole old state"
     assert signing.verify(signed, f"{root}/exp") == 1
+
+
+@pytest.mark.parametrize("mode", ["direct", "streamed", "shipped"])
+def test_a_full_head_disk_names_the_file_and_leaves_nothing(ray_local, tmp_path, monkeypatch,
+                                                            mode):
+    """The head node's disk fills up half-way through a file, on each path: the writer gets a
+    full-disk error (ENOSPC, or Ray's wrapping of it, which says so), and neither the file nor
+    its temporary part is left."""
+    import errno
+
+    from tests.conftest import small_tmpfs
+
+    monkeypatch.setattr(head_store, "DIRECT", mode == "direct")
+    monkeypatch.setattr(head_store, "STREAM", mode == "streamed")
+    with small_tmpfs(tmp_path / "tiny", "1m") as disk:
+        fs = head_store.start(disk / "store")
+        with pytest.raises(OSError) as failed:
+            with fs.open_output_stream(f"{disk}/store/exp/model.safetensors") as f:
+                for _ in range(3):
+                    f.write(os.urandom(1 << 20))
+        assert failed.value.errno == errno.ENOSPC or "No space left" in str(failed.value)
+        if mode == "streamed":  # the actor's own error reaches the writer, with the file's name
+            assert failed.value.errno == errno.ENOSPC
+            assert failed.value.filename == f"{disk}/store/exp/model.safetensors"
+        assert os.listdir(disk / "store" / "exp") == []
+
+
+def test_a_stream_without_a_token_the_actor_gave_is_refused(streamed):
+    """The actor's port is open to the network: a connection must present a token handed out
+    through Ray's authenticated calls, or it is closed without a byte written or read."""
+    import socket
+
+    fs, root = streamed
+    (root / "exp").mkdir(parents=True)
+    (root / "exp" / "secret.json").write_bytes(b'{"token": "x"}')
+    address = fs.handler.stream_address()
+    assert address is not None
+    for kind in (b"W", b"R"):
+        with socket.create_connection(address, timeout=30) as conn:
+            conn.sendall(kind + b"0" * 32 + bytes(8) + b"payload")
+            conn.shutdown(socket.SHUT_WR)
+            try:
+                answer = conn.recv(64)
+            except ConnectionResetError:  # closed with "payload" unread
+                answer = b""
+            assert answer == b""  # closed unanswered
+    assert sorted(p.name for p in (root / "exp").iterdir()) == ["secret.json"]

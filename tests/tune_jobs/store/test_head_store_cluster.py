@@ -106,13 +106,21 @@ def test_trials_on_workers_store_on_head_and_restore_elsewhere(cluster, syn_dir,
     assert len(list(exp.glob("*/checkpoint_*/cifar_transfer/manifest.json"))) >= 2
 
 
-def _write_from_a_worker(fs, root: str, payload: bytes) -> dict:
-    """On a worker node: write through the store, fail one transfer half-way, read back."""
+def _write_from_a_worker(fs, root: str, payload: bytes, stream: bool) -> dict:
+    """On a worker node: write through the store, fail one transfer half-way, read back; over
+    the actor's socket (``stream``) or through Ray's object store (the socket unreachable)."""
     from tune_jobs.store import head_store
 
-    shipped = []
-    ship = head_store._Writer._ship
+    shipped, streamed = [], []
+    ship, send = head_store._Writer._ship, head_store._StreamWriter._write
     head_store._Writer._ship = lambda self, data: (shipped.append(len(data)), ship(self, data))
+    head_store._StreamWriter._write = lambda self, data: (streamed.append(len(data)),
+                                                          send(self, data))[1]
+    readers, opens = [], (head_store._Reader.__init__, head_store._StreamReader.__init__)
+    for cls, init in zip((head_store._Reader, head_store._StreamReader), opens, strict=True):
+        cls.__init__ = lambda self, *a, _init=init, _cls=cls: (readers.append(_cls.__name__),
+                                                               _init(self, *a))[1]
+    head_store.STREAM, fs.handler._address = stream, False
     try:
         with fs.open_output_stream(f"{root}/w/model.safetensors") as f:
             f.write(payload)
@@ -122,19 +130,27 @@ def _write_from_a_worker(fs, root: str, payload: bytes) -> dict:
                 raise ConnectionError("link down")
         except ConnectionError:
             pass
+        with fs.open_input_file(f"{root}/w/model.safetensors") as f:
+            f.seek(len(payload) - 10)
+            tail = f.read()
+            f.seek(0)
+            back = f.read()
     finally:
-        head_store._Writer._ship = ship
-    with fs.open_input_file(f"{root}/w/model.safetensors") as f:
-        back = f.read()
+        head_store._Writer._ship, head_store._StreamWriter._write = ship, send
+        head_store._Reader.__init__, head_store._StreamReader.__init__ = opens
+        head_store.STREAM = True
     import ray
 
-    return {"local_root": fs.handler.local_root(), "shipped": shipped, "same": back == payload,
+    return {"local_root": fs.handler.local_root(), "shipped": shipped, "streamed": streamed,
+            "same": back == payload and tail == payload[-10:], "readers": readers,
             "node": ray.get_runtime_context().get_node_id()}
 
 
-def test_a_worker_ships_its_bytes_and_the_head_writes_its_own(cluster, tmp_path):
-    """Across two nodes the bytes take the path between nodes (chunks through the actor), while
-    a process on the head node writes the store's folder itself; both land whole, a broken
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "shipped"])
+def test_a_worker_sends_its_bytes_and_the_head_writes_its_own(cluster, tmp_path, stream):
+    """Across two nodes the bytes take the path between nodes (a stream over the actor's
+    socket, or chunks through Ray's object store where that socket cannot be reached), while a
+    process on the head node writes the store's folder itself; both land whole, a broken
     transfer from a worker leaves nothing that looks whole, and the worker reads its file back."""
     import ray
 
@@ -143,13 +159,19 @@ def test_a_worker_ships_its_bytes_and_the_head_writes_its_own(cluster, tmp_path)
     fs = head_store.start(root)
     payload = os.urandom(2 * head_store.CHUNK + 4321)
     task = ray.remote(num_cpus=1)(_write_from_a_worker)
-    out = ray.get(task.remote(fs, str(root), payload))
+    out = ray.get(task.remote(fs, str(root), payload, stream))
     assert out["node"] in {w.node_id for w in workers}
     assert out["local_root"] == "" and out["same"]
-    chunk = head_store.CHUNK  # the broken transfer ships its whole chunks, never its rest
-    assert out["shipped"] == [chunk, chunk, 4321, chunk, chunk]
+    if stream:  # every byte of both files went over the socket, none through Ray
+        assert out["shipped"] == [] and out["streamed"] == [len(payload)] * 2
+        assert out["readers"] == ["_StreamReader"]
+    else:
+        chunk = head_store.CHUNK  # the broken transfer ships its whole chunks, never its rest
+        assert out["streamed"] == [] and out["shipped"] == [chunk, chunk, 4321, chunk, chunk]
+        assert out["readers"] == ["_Reader"]
     assert (root / "w/model.safetensors").read_bytes() == payload
     assert not (root / "w/broken.safetensors").exists()
+    assert not [p for p in (root / "w").iterdir() if ".part-" in p.name]
     assert fs.handler.local_root() == os.path.realpath(root)  # the driver is on the head node
     with fs.open_output_stream(f"{root}/h/state.json") as f:
         f.write(b"{}")
