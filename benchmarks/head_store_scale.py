@@ -73,9 +73,10 @@ def _single_stream(tmp: Path, size_mib: int) -> dict:
     return _stream(tmp, head_store.start(tmp / "store"), size_mib, "single")
 
 
-def _cross_node(tmp: Path, size_mib: int) -> dict:
+def _cross_node(tmp: Path, size_mib: int, writers: int) -> dict:
     """The same single stream from a process on a second Ray node (ray.cluster_utils: two
-    raylets on this machine), so that the path between nodes is the one taken."""
+    raylets on this machine), so that the path between nodes is the one taken; then a rung
+    round of ``writers`` trials on that node writing at once (256 MiB in all)."""
     import ray
     from ray.cluster_utils import Cluster
 
@@ -92,6 +93,7 @@ def _cross_node(tmp: Path, size_mib: int) -> dict:
         out = ray.get(remote.remote(str(tmp), fs, size_mib))
         out["writer_node"] = "second node"
         out["writer_on_head"] = out.pop("on_head")
+        out["rung_round"] = _rung_round(tmp, writers, 256 // writers, {"other_node": 0.01})
         return out
     finally:
         ray.shutdown()
@@ -121,17 +123,17 @@ class _Trial:
                 f.write(payload)
 
 
-def _rung_round(tmp: Path, n: int, size_mib: int) -> dict:
-    """n running trials (actors) write size_mib each at once: through the store, and as plain
-    local files on the same disk; seconds from the start of the round to the last file (the
-    better of two rounds each)."""
+def _rung_round(tmp: Path, n: int, size_mib: int, resources: dict | None = None) -> dict:
+    """n running trials (actors; on the node that has ``resources``) write size_mib each at
+    once: through the store, and as plain local files on the same disk; seconds from the start
+    of the round to the last file (the better of two rounds each)."""
     import pyarrow.fs as pafs
     import ray
 
     from tune_jobs.store import head_store
 
     store = head_store.start(tmp / "store")
-    trial = ray.remote(num_cpus=0)(_Trial)
+    trial = ray.remote(num_cpus=0, resources=resources or {})(_Trial)
     trials = [trial.remote() for _ in range(n)]
     ray.get([t.ready.remote() for t in trials])  # started: the round times the writes only
     local = pafs.LocalFileSystem()
@@ -171,7 +173,7 @@ def run(tmp: Path, quick: bool = False) -> dict:
             rounds[n] = _rung_round(tmp, n, max(4 if quick else 8, 256 // n))
     finally:
         ray.shutdown()
-    cross = _cross_node(tmp / "cross", 32 if quick else 64)
+    cross = _cross_node(tmp / "cross", 32 if quick else 64, 8 if quick else 32)
     try:
         minilm = json.loads((OUT / "throughput.json").read_text())[
             "minilm_checkpoint_mib_per_unit"]["unfreeze_1.0"]

@@ -184,9 +184,13 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, str]]:
                             f"({x['head_store_write_mib_s']:.0f} / {x['head_store_read_mib_s']:.0f}"
                             f" vs {x['plain_copy_mib_s']:.0f} MiB/s); peak Python memory "
                             f"{x['peak_python_mib_write']} MiB", "≥ 0.5×", h["when"]))
-        for n, x in sorted((h.get("rung_rounds") or {}).items(), key=lambda kv: int(kv[0])):
+        rounds = [(f"{n} trials", x) for n, x in sorted((h.get("rung_rounds") or {}).items(),
+                                                        key=lambda kv: int(kv[0]))]
+        if remote := (h.get("cross_node") or {}).get("rung_round"):
+            rounds.append((f"{remote['writers']} trials on a second Ray node", remote))
+        for who, x in rounds:
             if "ratio" in x:
-                out.append((f"Head store, {n} trials writing {x['mib_each']} MiB each at once",
+                out.append((f"Head store, {who} writing {x['mib_each']} MiB each at once",
                             f"{x['ratio']:.2f}× plain local writes ({x['aggregate_mib_s']:.0f} vs "
                             f"{x['plain_aggregate_mib_s']:.0f} MiB/s aggregate)", "≥ 0.5×",
                             h["when"]))
@@ -275,20 +279,23 @@ def write() -> Path:
             st = h["stall_per_rung_round"][n]
             lines.append(f"| {n} | {x['aggregate_mib_s']} | {st['bert_base_s']} s | "
                          f"{st.get('minilm_s', '—')} s |")
-        cross = (h.get("cross_node") or {}).get("head_store_write_mib_s")
+        cross = h.get("cross_node") or {}
+        remote = cross.get("rung_round") or {}
         lines += ["", "These writers run on the head node (one machine), where a trial writes "
                   "the store's folder itself: a rung round costs N × checkpoint size ÷ that "
-                  "rate (measured with 8 MiB files). A trial on another node sends its bytes "
-                  "through the store's actor instead"
-                  + (f", at {cross:.0f} MiB/s for one stream between two Ray nodes on this "
-                     "machine (the cross-node row above); a round of N such trials shares "
-                     "that one actor" if cross else "") + ". "
-                  "For small checkpoints (the CNN, minilm with frozen layers: a few MiB) a round "
-                  "of tens of trials costs seconds either way. bert-base checkpoints (1.3 GB "
-                  "with AdamW state) from other nodes stall a round for minutes: for them, and "
-                  "for any search of more than a handful of remote trials with full-size "
-                  "checkpoints, use shared storage (`--storage s3://…`, or an NFS path with "
-                  "`--set head_store=false`), which every node writes to directly."]
+                  "rate (measured with 8 MiB files). A trial on another node streams its bytes "
+                  "to the store's actor over a connection of its own instead"
+                  + (f": {cross['head_store_write_mib_s']:.0f} MiB/s for one stream between two "
+                     "Ray nodes on this machine" if cross.get("head_store_write_mib_s") else "")
+                  + (f", {remote['aggregate_mib_s']:.0f} MiB/s for {remote['writers']} at once"
+                     if remote.get("aggregate_mib_s") else "") + ". "
+                  "Between real machines the link sets the pace: 10 GbE carries at most about "
+                  "1190 MiB/s into the head node. For small checkpoints (the CNN, minilm with "
+                  "frozen layers: a few MiB) a round of tens of trials costs seconds. bert-base "
+                  "checkpoints (1.3 GB with AdamW state) of tens of remote trials stall a round "
+                  "for tens of seconds even at line rate (below): for them use shared storage "
+                  "(`--storage s3://…`, or an NFS path with `--set head_store=false`), which "
+                  "every node writes to directly."]
     if (h := r.get("head_store")) and "32" in (h.get("rung_rounds") or {}):
         lines += ["", "## On paper: the gpu preset's checkpoint stall", "", *_gpu_stall(h)]
     if m := r.get("simulated"):
@@ -322,10 +329,15 @@ def _gpu_stall(h: dict) -> list[str]:
     ckpt = h["bert_base_checkpoint_mib"]  # 110 M parameters × 4 bytes × 3 (weights, 2 moments)
     # On a GPU cluster the trials run on worker nodes, whose bytes go through the store's actor:
     # the cross-node stream is the store's rate there (the 32-writer round ran on the head node).
-    cross = (h.get("cross_node") or {}).get("head_store_write_mib_s")
-    rate = cross or h["rung_rounds"]["32"]["aggregate_mib_s"]
-    measured = ("one stream from a second Ray node, on this machine; every remote trial goes "
-                "through that one actor" if cross else "32 writers")
+    cross = h.get("cross_node") or {}
+    if (cross.get("rung_round") or {}).get("writers") == 32:
+        rate = cross["rung_round"]["aggregate_mib_s"]
+        measured = "32 trials on a second Ray node writing at once, on this machine"
+    elif cross.get("head_store_write_mib_s"):
+        rate = cross["head_store_write_mib_s"]
+        measured = "one stream from a second Ray node, on this machine"
+    else:
+        rate, measured = h["rung_rounds"]["32"]["aggregate_mib_s"], "32 writers on the head node"
     link = 10e9 / 8 / 2**20  # 10 GbE into the head node, MiB/s
     per_trial = 255 / 2  # the gpu preset packs 2 trials per GPU
     train = 2 * 100 * 32 / per_trial  # first rung: grace 2 units of 100 steps, batch 32

@@ -33,6 +33,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import sys
 import threading
 import time
@@ -59,8 +60,11 @@ DIRECT = True
 # exercise Ray's object store, the path taken when the socket cannot be reached).
 STREAM = True
 PORT_ENV = "METATUNE_HEAD_STORE_PORT"  # the actor's port for streams: a number, 0 (any), or off
-BUFFER = 4 << 20  # bytes the actor receives at a time from one stream
+BUFFER = 1 << 20  # bytes the actor receives at a time from one stream
 IDLE = 300.0  # seconds a stream may stay silent before either end gives it up
+ENDED_S = 120.0  # seconds a stream that was received whole waits for its writer to close it
+HEADER_S = 10.0  # seconds a new connection has to present its whole header
+MAX_STREAMS = 512  # streams the actor serves at once; more are closed (and fall back to Ray)
 _HEADER = 1 + 32 + 8  # b"W" or b"R", the token (32 hex), the offset to read from (8 bytes)
 
 
@@ -82,23 +86,36 @@ class HeadStore:
     def __init__(self, root: str) -> None:
         self.root = os.path.realpath(root)
         os.makedirs(self.root, exist_ok=True)
-        self._writes: dict[str, tuple[Any, str, str, str]] = {}  # handle -> file, tmp, path, node
+        self._writes: dict[str, _Open] = {}  # handle -> the transfer
         self._lock = threading.Lock()
-        # Held around every use of a transfer's open file: a chunk still in flight when its
-        # transfer is closed or dropped finds the handle gone instead of a reused descriptor.
-        self._io = threading.Lock()
         self._last_reap = 0.0
         self.stats: dict[str, Any] = {"writes_by_node": {}, "reads_by_node": {}, "written": []}
         self._reads: dict[str, tuple[str, int, int]] = {}  # token -> file, its (device, inode)
         self._failed: dict[str, tuple[int, str]] = {}  # handle -> why its stream stopped
+        self._slots = threading.BoundedSemaphore(MAX_STREAMS)  # streams served at once
         self._server = self._listen()
 
     def _listen(self) -> socket.socket | None:
-        """The socket other nodes stream through, or None where streams are off."""
+        """The socket other nodes stream through, or None where streams are off or cannot be
+        opened (then every byte goes through Ray's object store, and the log says why)."""
         port = os.environ.get(PORT_ENV, "0").strip().lower()
-        if port in ("off", "no", "false") or os.environ.get("RAY_USE_TLS", "0") in ("1", "true"):
+        if port in ("off", "no", "false"):
             return None
-        server = socket.create_server((get_node_ip_address(), int(port)), backlog=128)
+        if os.environ.get("RAY_USE_TLS", "0").strip().lower() in ("1", "true"):
+            return None  # these bytes would bypass Ray's TLS
+        host = get_node_ip_address()
+        try:
+            server = socket.create_server(
+                (host, int(port or 0)), backlog=128,
+                family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+        except (OSError, ValueError) as exc:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "head store: cannot listen on %s port %r (%s); other nodes send their files "
+                "through Ray's object store instead (slower). %s takes a free port number, 0 "
+                "for any, or off.", host, port, exc, PORT_ENV)
+            return None
         threading.Thread(target=self._accept, args=(server,), daemon=True,
                          name="head-store-accept").start()
         return server
@@ -108,73 +125,103 @@ class HeadStore:
 
     def _accept(self, server: socket.socket) -> None:
         while True:
-            conn, _ = server.accept()
-            threading.Thread(target=self._serve, args=(conn,), daemon=True,
-                             name="head-store-stream").start()
+            try:
+                conn, _ = server.accept()
+            except OSError:  # out of descriptors, a connection reset before accept: go on
+                time.sleep(0.1)
+                continue
+            if not self._slots.acquire(blocking=False):
+                conn.close()  # too many at once: the client falls back to Ray's object store
+                continue
+            try:
+                threading.Thread(target=self._serve, args=(conn,), daemon=True,
+                                 name="head-store-stream").start()
+            except RuntimeError:  # no thread to be had
+                conn.close()
+                self._slots.release()
 
     def _serve(self, conn: socket.socket) -> None:
         """One stream: a file's bytes to write (``W``), or a file to send from an offset
-        (``R``). A connection whose token the actor did not hand out is closed unanswered."""
-        with conn:
-            try:
-                conn.settimeout(10)
-                header = _recv_exact(conn, _HEADER)
+        (``R``). The header must arrive whole within HEADER_S, with a token the actor handed
+        out (a write's only once); otherwise the connection is closed unanswered. A valid one
+        is answered with one byte, so that the client knows the stream is served."""
+        try:
+            with conn:
+                header = _recv_exact(conn, _HEADER, deadline=time.monotonic() + HEADER_S)
                 conn.settimeout(IDLE)
                 kind, token = header[:1], header[1:33].decode("ascii", "replace")
-                if kind == b"W":
-                    self._receive(conn, token)
-                elif kind == b"R":
+                if kind == b"W" and (transfer := self._claim(token)):
+                    self._receive(conn, token, transfer)
+                elif kind == b"R" and token in self._reads:
                     self._send(conn, token, int.from_bytes(header[33:], "big"))
-            except (OSError, EOFError):
-                pass  # the writer's close, or its reader's, says what became of it
+        except (OSError, EOFError):
+            pass  # the writer's close, or its reader's, says what became of it
+        finally:
+            self._slots.release()
 
-    def _receive(self, conn: socket.socket, handle: str) -> None:
-        with self._io:
-            if handle not in self._writes:
-                return
+    def _claim(self, handle: str) -> _Open | None:
+        transfer = self._writes.get(handle)
+        if transfer is None:
+            return None
+        with transfer.lock:
+            if transfer.conn is not None or transfer.file.closed:
+                return None  # a second connection with the same token: refused
+            transfer.conn = True
+        return transfer
+
+    def _receive(self, conn: socket.socket, handle: str, transfer: _Open) -> None:
+        transfer.conn = conn  # (so that throwing the transfer away ends this stream at once)
+        conn.sendall(b"+")
         buffer = bytearray(BUFFER)
         view, offset = memoryview(buffer), 0
-        while n := conn.recv_into(buffer):
-            try:
-                with self._io:
-                    f = self._writes[handle][0]
-                    _pwrite_all(f.fileno(), view[:n], offset)
-            except KeyError:
-                return  # thrown away meanwhile
-            except OSError as exc:  # a full disk: the writer asks why its stream was cut
-                self._failed[handle] = (exc.errno or 0, exc.strerror or str(exc))
-                return
-            offset += n
-        conn.sendall(offset.to_bytes(8, "big"))  # everything is written: the writer may close
+        try:
+            while n := conn.recv_into(buffer):
+                transfer.pwrite(view[:n], offset)
+                offset += n
+            conn.sendall(offset.to_bytes(8, "big"))  # everything is written: it may be closed
+            transfer.ended = time.monotonic()
+        except KeyError:
+            return  # thrown away meanwhile
+        except OSError as exc:
+            if exc.errno not in (None, 0) and not isinstance(exc, (ConnectionError, TimeoutError)):
+                # the disk's own error (a full disk): the writer asks why its stream was cut
+                with self._lock:
+                    self._failed[handle] = (exc.errno, exc.strerror or str(exc))
+            # The writer cannot have its count: it can never commit this transfer.
+            self.abort_write(handle, keep_failure=True)
 
     def _send(self, conn: socket.socket, token: str, offset: int) -> None:
-        full, dev, ino = self._reads.get(token, ("", 0, 0))
-        if not full:
-            return
+        full, dev, ino, size, mtime = self._reads.get(token, ("", 0, 0, 0, 0))
         with open(full, "rb") as f:
             st = os.fstat(f.fileno())
-            if (st.st_dev, st.st_ino) != (dev, ino):
+            if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != (dev, ino, size, mtime):
                 return  # replaced since it was opened: the reader raises, never mixes two files
+            conn.sendall(b"+")
             if offset < st.st_size:
                 conn.sendfile(f, offset, st.st_size - offset)  # (os.sendfile, waiting as needed)
 
     def stream_failure(self, handle: str) -> tuple[int, str] | None:
         """Why the actor stopped receiving ``handle``'s stream (errno, message), if it did."""
-        return self._failed.pop(handle, None)
+        with self._lock:
+            return self._failed.pop(handle, None)
 
     def open_read(self, path: str, node: str) -> tuple[int, str]:
         """(size, token) for reading ``path`` over a stream."""
         full = self._path(path)
         st = os.stat(full)
+        if not stat.S_ISREG(st.st_mode):
+            raise IsADirectoryError(f"{path}: not a file in the head store")
         self._count("reads_by_node", node)
-        while len(self._reads) >= 10_000:  # readers that were never closed
-            self._reads.pop(next(iter(self._reads)))
         token = secrets.token_hex(16)
-        self._reads[token] = (full, st.st_dev, st.st_ino)
+        with self._lock:
+            while len(self._reads) >= 10_000:  # readers that were never closed
+                self._reads.pop(next(iter(self._reads)))
+            self._reads[token] = (full, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         return st.st_size, token
 
     def close_read(self, token: str) -> None:
-        self._reads.pop(token, None)
+        with self._lock:
+            self._reads.pop(token, None)
 
     def _path(self, path: str) -> str:
         return _resolve(self.root, path)
@@ -255,7 +302,7 @@ class HeadStore:
         os.makedirs(os.path.dirname(full), exist_ok=True)
         tmp = _part_path(full)
         handle = secrets.token_hex(16)  # also the stream's token: unguessable
-        self._writes[handle] = (open(tmp, "wb"), tmp, full, node)
+        self._writes[handle] = _Open(open(tmp, "wb"), tmp, full, node)
         self._count("writes_by_node", node)
         if time.monotonic() - self._last_reap > 10:
             self.reap()
@@ -267,48 +314,59 @@ class HeadStore:
         self._count("writes_by_node", node)
         self._record(full)
 
-    def reap(self) -> int:
-        """Drop the unfinished transfers of writers whose node has died; returns how many."""
-        self._last_reap = time.monotonic()
+    def reap(self, idle_s: float = IDLE, ended_s: float = ENDED_S) -> int:
+        """Drop the unfinished transfers of writers that are gone: whose node has died, that
+        sent nothing for ``idle_s`` (a writer killed on a live node), or whose stream ended
+        ``ended_s`` ago without their closing it. Returns how many."""
+        now = self._last_reap = time.monotonic()
         alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
-        dead = [h for h, (_, _, _, node) in list(self._writes.items()) if node not in alive]
+        dead = [h for h, t in list(self._writes.items())
+                if t.node not in alive or now - t.touched > idle_s
+                or (t.ended and now - t.ended > ended_s)]
         for handle in dead:
             self.abort_write(handle)
+        with self._lock:
+            for handle in set(self._failed) - set(self._writes):
+                del self._failed[handle]  # (asked for, or never will be)
         return len(dead)
 
     def open_transfers(self) -> list[tuple[str, str]]:
         """(temporary file, writer's node) of every transfer still open."""
-        return [(tmp, node) for _, tmp, _, node in list(self._writes.values())]
+        return [(t.tmp, t.node) for t in list(self._writes.values())]
 
     def write_at(self, handle: str, offset: int, data: bytes) -> int:
         """Write ``data`` at ``offset`` (the chunks of a transfer in flight together may arrive
         in any order)."""
-        with self._io:
-            _pwrite_all(self._writes[handle][0].fileno(), memoryview(data), offset)
+        self._writes[handle].pwrite(memoryview(data), offset)
         return len(data)
 
     def close_write(self, handle: str) -> None:
-        with self._io:
-            f, tmp, full, _ = self._writes.pop(handle)
-        try:
-            f.close()
-            os.replace(tmp, full)  # only now does the file appear under its real name
-        except BaseException:  # a full disk, say: nothing of it stays
-            _discard(f, tmp)
-            raise
-        self._record(full)
+        transfer = self._writes.pop(handle)
+        with transfer.lock:  # (after a chunk still being written)
+            try:
+                transfer.file.close()
+                os.replace(transfer.tmp, transfer.full)  # only now does it appear under its name
+            except BaseException:  # a full disk, say: nothing of it stays
+                _discard(transfer.file, transfer.tmp)
+                raise
+        self._record(transfer.full)
 
     def _record(self, full: str) -> None:
         with self._lock:
             if len(self.stats["written"]) < 100_000:
                 self.stats["written"].append(full)
 
-    def abort_write(self, handle: str) -> None:
-        with self._io:
-            f, tmp, _, _ = self._writes.pop(handle, (None, None, None, None))
-        self._failed.pop(handle, None)
-        if f is not None:
-            _discard(f, tmp)
+    def abort_write(self, handle: str, keep_failure: bool = False) -> None:
+        transfer = self._writes.pop(handle, None)
+        if not keep_failure:
+            with self._lock:
+                self._failed.pop(handle, None)
+        if transfer is not None:
+            with transfer.lock:
+                _discard(transfer.file, transfer.tmp)
+            if isinstance(transfer.conn, socket.socket):  # its stream ends at once
+                with contextlib.suppress(OSError):
+                    transfer.conn.shutdown(socket.SHUT_RDWR)
 
     def size(self, path: str, node: str) -> int:
         self._count("reads_by_node", node)
@@ -321,6 +379,26 @@ class HeadStore:
 
     def get_stats(self) -> dict[str, Any]:
         return self.stats
+
+
+class _Open:
+    """A file being written into the store: its temporary file, final name and writer's node.
+    Its lock is held around every use of the open file, so that a chunk still in flight when the
+    transfer is closed or thrown away finds the file closed, never a reused descriptor; each
+    transfer has its own, so that many are written at once."""
+
+    def __init__(self, file: Any, tmp: str, full: str, node: str) -> None:
+        self.file, self.tmp, self.full, self.node = file, tmp, full, node
+        self.lock = threading.Lock()
+        self.conn: Any = None  # its stream, once one has claimed it
+        self.touched, self.ended = time.monotonic(), 0.0
+
+    def pwrite(self, view: memoryview, offset: int) -> None:
+        with self.lock:
+            if self.file.closed:
+                raise KeyError("the transfer was closed or thrown away")
+            _pwrite_all(self.file.fileno(), view, offset)
+            self.touched = time.monotonic()
 
 
 def _resolve(root: str, path: str) -> str:
@@ -351,9 +429,12 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
         view, offset = view[written:], offset + written
 
 
-def _recv_exact(conn: socket.socket, size: int) -> bytes:
+def _recv_exact(conn: socket.socket, size: int, deadline: float = 0.0) -> bytes:
+    """``size`` bytes from ``conn``; all of them before ``deadline`` (monotonic), if given."""
     data = bytearray()
     while len(data) < size:
+        if deadline:
+            conn.settimeout(max(deadline - time.monotonic(), 0.001))
         got = conn.recv(size - len(data))
         if not got:
             raise EOFError(f"the head store's stream closed after {len(data)} of {size} bytes")
@@ -394,6 +475,7 @@ class _Transfer(io.RawIOBase):
         # an ``except`` block, as Tune's failure callbacks are): not a reason to throw it away.
         self.handling = sys.exc_info()[1]
         self.broken = False  # a write failed: the data is incomplete, whatever comes next
+        self.dropped = False  # collected without being closed
 
     def writable(self) -> bool:
         return True
@@ -439,7 +521,7 @@ class _Transfer(io.RawIOBase):
         # Dropped without being closed (a copy that failed half-way on pyarrow's threads): the
         # data may be incomplete, so it is thrown away (io's own __del__ would commit it).
         if not self.closed:
-            self.broken = True
+            self.broken = self.dropped = True
             with contextlib.suppress(Exception):
                 self.close()
 
@@ -478,29 +560,56 @@ class _Writer(_Transfer):
         ray.get(self.actor.close_write.remote(self.handle))  # ... before the rename
 
     def _abort(self) -> None:
-        if self.in_flight:  # let them land first (their errors don't matter)
+        if self.in_flight and not self.dropped:  # let them land first (errors don't matter)
             ray.wait(self.in_flight, num_returns=len(self.in_flight), timeout=60)
-        _abort_write(self.actor, self.handle)
+        _abort_write(self.actor, self.handle, wait=not self.dropped)
 
 
-def _abort_write(actor: Any, handle: str) -> None:
-    """Have the actor throw a transfer away, and wait for it (a while: the error that brought us
-    here matters more than this one)."""
+def _abort_write(actor: Any, handle: str, wait: bool = True) -> None:
+    """Have the actor throw a transfer away; wait for it (a while: the error that brought us
+    here matters more than this one), except when a dropped stream is collected (a finaliser
+    must not block whatever thread the collector runs on)."""
     with contextlib.suppress(Exception):
-        ray.get(actor.abort_write.remote(handle), timeout=60)
+        ref = actor.abort_write.remote(handle)
+        if wait:
+            ray.get(ref, timeout=60)
 
 
 class _Unreachable(ConnectionError):
-    """The actor's stream port cannot be reached from this process: use Ray's object store."""
+    """The actor's stream port does not serve this process: use Ray's object store."""
+
+
+_UNREACHABLE: dict[tuple, float] = {}  # stream address -> until when this process skips it
+_RETRY_S = 300.0
 
 
 def _connect(address: tuple[str, int], kind: bytes, token: str, offset: int = 0) -> socket.socket:
+    """A stream to the actor whose header it has accepted (its one-byte answer)."""
+    address = tuple(address)
+    if _UNREACHABLE.get(address, 0.0) > time.monotonic():
+        raise _Unreachable(f"head store stream port {address[0]}:{address[1]} (unreachable "
+                           "a moment ago)")
     try:
-        conn = socket.create_connection(tuple(address), timeout=10)
-    except OSError as exc:
-        raise _Unreachable(f"head store stream port {address[0]}:{address[1]}: {exc}") from exc
+        conn = socket.create_connection(address, timeout=HEADER_S)
+        try:
+            conn.sendall(kind + token.encode("ascii") + offset.to_bytes(8, "big"))
+            _recv_exact(conn, 1)
+        except BaseException:
+            conn.close()
+            raise
+    except (OSError, EOFError) as exc:
+        import logging
+
+        _UNREACHABLE[address] = time.monotonic() + _RETRY_S
+        logging.getLogger(__name__).warning(
+            "head store stream port %s:%s does not answer (%s): for the next %.0f s this process "
+            "sends and fetches checkpoints through Ray's object store instead (slower). Open "
+            "that port to the other nodes, or start Ray on the head node with %s set to a port "
+            "that is open.", address[0], address[1], exc or type(exc).__name__, _RETRY_S,
+            PORT_ENV)
+        raise _Unreachable(f"head store stream port {address[0]}:{address[1]}: "
+                           f"{exc or type(exc).__name__}") from exc
     conn.settimeout(IDLE)
-    conn.sendall(kind + token.encode("ascii") + offset.to_bytes(8, "big"))
     return conn
 
 
@@ -514,7 +623,7 @@ class _StreamWriter(_Transfer):
         super().__init__()
         self.actor = actor
         self.handle = ray.get(actor.open_write.remote(path, self.node))
-        self.path, self.sent = path, 0
+        self.path, self.sent, self.conn = path, 0, None
         try:
             self.conn = _connect(address, b"W", self.handle)
         except BaseException:
@@ -524,23 +633,29 @@ class _StreamWriter(_Transfer):
     def _write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
         try:
-            self.conn.sendall(view)
+            for start in range(0, len(view), BUFFER):  # (the timeout is per call of sendall)
+                self.conn.sendall(view[start:start + BUFFER])
         except OSError as exc:
             raise self._why(exc) from exc
         self.sent += len(view)
         return len(view)
 
-    def _why(self, exc: OSError) -> OSError:
-        """The actor's own error (a full disk) when it cut the stream, else the link's."""
-        failure = ray.get(self.actor.stream_failure.remote(self.handle))
-        return OSError(failure[0], failure[1], self.path) if failure else exc
+    def _why(self, exc: BaseException) -> OSError:
+        """The actor's own error (a full disk) when it cut the stream, else the link's; either
+        way naming the file."""
+        with contextlib.suppress(Exception):
+            if failure := ray.get(self.actor.stream_failure.remote(self.handle), timeout=60):
+                return OSError(failure[0], failure[1], self.path)
+        return OSError(getattr(exc, "errno", None),
+                       f"the stream to the head store broke ({exc or type(exc).__name__})",
+                       self.path)
 
     def _commit(self) -> None:
         try:
             self.conn.shutdown(socket.SHUT_WR)
             written = int.from_bytes(_recv_exact(self.conn, 8), "big")
         except (OSError, EOFError) as exc:
-            raise self._why(exc if isinstance(exc, OSError) else OSError(str(exc))) from exc
+            raise self._why(exc) from exc
         finally:
             self.conn.close()
         if written != self.sent:
@@ -548,8 +663,9 @@ class _StreamWriter(_Transfer):
         ray.get(self.actor.close_write.remote(self.handle))
 
     def _abort(self) -> None:
-        self.conn.close()
-        _abort_write(self.actor, self.handle)
+        if self.conn is not None:
+            self.conn.close()
+        _abort_write(self.actor, self.handle, wait=not self.dropped)
 
 
 class _StreamReader(io.RawIOBase):
@@ -559,10 +675,15 @@ class _StreamReader(io.RawIOBase):
     read fails instead of mixing the two."""
 
     def __init__(self, actor: Any, address: tuple[str, int], path: str) -> None:
-        self.actor, self.address, self.path, self.pos = actor, address, path, 0
+        self.actor, self.address, self.path, self.pos, self.conn = actor, address, path, 0, None
         self.length, self.token = ray.get(
             actor.open_read.remote(path, ray.get_runtime_context().get_node_id()))
-        self.conn = _connect(address, b"R", self.token)
+        if self.length:
+            try:
+                self.conn = _connect(address, b"R", self.token)
+            except BaseException:
+                self.close()
+                raise
 
     def readable(self) -> bool:
         return True
@@ -574,22 +695,40 @@ class _StreamReader(io.RawIOBase):
         want = min(len(buffer), self.length - self.pos)
         if want <= 0:
             return 0
-        if self.conn is None:
-            self.conn = _connect(self.address, b"R", self.token, self.pos)
         view, got = memoryview(buffer).cast("B"), 0
-        while got < want:  # fill what was asked: fewer, larger reads for pyarrow
-            n = self.conn.recv_into(view[got:want])
-            if not n:
-                raise OSError(f"{self.path}: the head store stopped sending at byte "
-                              f"{self.pos + got} of {self.length} (the file was replaced or "
-                              "removed while it was read)")
-            got += n
+        try:
+            while got < want:  # fill what was asked: fewer, larger reads for pyarrow
+                if self.conn is None:
+                    self.conn = self._reconnect(self.pos + got)
+                n = self.conn.recv_into(view[got:want])
+                if not n:  # the actor gave the stream up (idle too long): once more from here
+                    self.conn.close()
+                    self.conn = self._reconnect(self.pos + got)
+                    if not (n := self.conn.recv_into(view[got:want])):
+                        raise OSError(f"{self.path}: the head store stopped sending at byte "
+                                      f"{self.pos + got} of {self.length} (the file was "
+                                      "replaced or removed while it was read)")
+                got += n
+        except BaseException:
+            if self.conn is not None:  # out of step now: the next read starts afresh
+                self.conn.close()
+                self.conn = None
+            self.pos += got
+            raise
         self.pos += got
         return got
 
+    def _reconnect(self, offset: int) -> socket.socket:
+        try:
+            return _connect(self.address, b"R", self.token, offset)
+        except _Unreachable as exc:
+            raise OSError(f"{self.path}: the head store no longer sends it from byte {offset} "
+                          f"(replaced or removed while it was read, or {exc})") from exc
+
     def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self.pos, 2: self.length}[whence]
-        pos = max(0, base + offset)
+        if whence not in (0, 1, 2):
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        pos = max(0, (0, self.pos, self.length)[whence] + offset)
         if pos != self.pos and self.conn is not None:
             self.conn.close()
             self.conn = None
@@ -729,15 +868,6 @@ class HeadStoreHandler(pafs.FileSystemHandler):
             self._address = ray.get(self.actor.stream_address.remote())
         return self._address
 
-    def _unreachable(self, exc: _Unreachable) -> None:
-        import logging
-
-        logging.getLogger(__name__).warning(
-            "%s; this process sends and fetches checkpoints through Ray's object store instead "
-            "(slower). Open that port between the nodes, or set %s on the head node to a port "
-            "that is open.", exc, PORT_ENV)
-        self._address = None
-
     def get_type_name(self) -> str:
         return "metatune-head-store"
 
@@ -786,8 +916,8 @@ class HeadStoreHandler(pafs.FileSystemHandler):
         if address := self.stream_address():
             try:
                 reader = _StreamReader(self.actor, address, path)
-            except _Unreachable as exc:
-                self._unreachable(exc)
+            except _Unreachable:
+                pass  # (said once in the log)
         if reader is None:  # a chunk per call: buffer whole chunks
             return pyarrow.PythonFile(io.BufferedReader(_Reader(self.actor, path), CHUNK), "r")
         return pyarrow.PythonFile(io.BufferedReader(reader, 1 << 20), mode="r")
@@ -803,8 +933,8 @@ class HeadStoreHandler(pafs.FileSystemHandler):
         if address := self.stream_address():
             try:
                 writer = _StreamWriter(self.actor, address, path)
-            except _Unreachable as exc:
-                self._unreachable(exc)
+            except _Unreachable:
+                pass  # (said once in the log)
         return pyarrow.PythonFile(writer or _Writer(self.actor, path), mode="w")
 
     def open_append_stream(self, path: str, metadata: Any = None) -> pyarrow.NativeFile:

@@ -260,3 +260,73 @@ def test_a_stream_without_a_token_the_actor_gave_is_refused(streamed):
                 answer = b""
             assert answer == b""  # closed unanswered
     assert sorted(p.name for p in (root / "exp").iterdir()) == ["secret.json"]
+
+
+def _actor(root):
+    import ray
+
+    return ray.get_actor(head_store.actor_name(str(root)), namespace=head_store.NAMESPACE)
+
+
+def test_a_write_token_serves_one_stream_and_a_writer_gone_is_reaped(streamed):
+    """A second connection with a write's token (one seen on the wire, say) is refused; a
+    stream that ended without its writer closing it (the writer killed) is thrown away."""
+    import socket
+
+    import ray
+
+    fs, root = streamed
+    actor = _actor(root)
+    node = ray.get_runtime_context().get_node_id()
+    handle = ray.get(actor.open_write.remote("exp/one.bin", node))
+    address = fs.handler.stream_address()
+    first = head_store._connect(address, b"W", handle)
+    with pytest.raises(head_store._Unreachable):
+        head_store._connect(address, b"W", handle)
+    head_store._UNREACHABLE.clear()  # (the refusal marked the port as unreachable)
+    first.sendall(b"ours")
+    first.shutdown(socket.SHUT_WR)  # the stream ends, but its writer never closes the transfer
+    assert head_store._recv_exact(first, 8) == (4).to_bytes(8, "big")
+    first.close()
+    assert ray.get(actor.open_transfers.remote())  # still open: its writer may yet close it
+    assert ray.get(actor.reap.remote(ended_s=0.0)) == 1
+    assert ray.get(actor.open_transfers.remote()) == []
+    assert os.listdir(root / "exp") == []
+
+
+def test_an_unreachable_stream_port_falls_back_to_rays_object_store(streamed, caplog):
+    import socket
+
+    fs, root = streamed
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    fs.handler._address = ("127.0.0.1", port)
+    try:
+        with fs.open_output_stream(f"{root}/exp/model.bin") as f:
+            f.write(b"x" * 1000)
+        with fs.open_input_file(f"{root}/exp/model.bin") as f:
+            assert f.read() == b"x" * 1000
+        assert ("127.0.0.1", port) in head_store._UNREACHABLE
+        assert "does not answer" in caplog.text and head_store.PORT_ENV in caplog.text
+    finally:
+        head_store._UNREACHABLE.clear()
+    assert (root / "exp/model.bin").read_bytes() == b"x" * 1000
+
+
+def test_a_file_replaced_while_it_is_read_is_never_mixed(streamed):
+    """A reader over a stream reads the file that was there when it opened: once that file is
+    replaced, a read that needs a new stream fails instead of going on in the new file."""
+    fs, root = streamed
+    old, new = os.urandom(3 << 20), os.urandom(3 << 20)
+    with fs.open_output_stream(f"{root}/exp/ck.bin") as f:
+        f.write(old)
+    with fs.open_input_file(f"{root}/exp/ck.bin") as f:
+        assert f.read(1000) == old[:1000]
+        with fs.open_output_stream(f"{root}/exp/ck.bin") as g:
+            g.write(new)
+        f.seek(2 << 20)  # a new stream from there
+        with pytest.raises(OSError, match="replaced or removed"):
+            f.read(1000)
+    with fs.open_input_file(f"{root}/exp/ck.bin") as f:
+        assert f.read() == new
