@@ -330,3 +330,25 @@ def test_a_file_replaced_while_it_is_read_is_never_mixed(streamed):
             f.read(1000)
     with fs.open_input_file(f"{root}/exp/ck.bin") as f:
         assert f.read() == new
+
+
+@pytest.mark.parametrize("receive", ["_splice_in", "_copy_in"])
+def test_the_actor_receives_a_stream_whole_with_or_without_splice(tmp_path, receive):
+    """The actor's two ways of landing a stream in its file (Linux's splice, and the plain copy
+    used where there is none) write the same bytes at the same offsets."""
+    import socket
+    import threading
+
+    if receive == "_splice_in" and not hasattr(os, "splice"):
+        pytest.skip("no os.splice on this platform")
+    payload = os.urandom(3 * head_store.BUFFER + 5)
+    tmp = tmp_path / ".f.part-x"
+    transfer = head_store._Open(open(tmp, "wb"), str(tmp), str(tmp_path / "f"), "node")
+    ours, theirs = socket.socketpair()
+    ours.settimeout(30)  # non-blocking underneath, as the actor's streams are
+    sender = threading.Thread(target=lambda: (theirs.sendall(payload), theirs.close()))
+    sender.start()
+    assert getattr(head_store, receive)(ours, transfer) == len(payload)
+    sender.join()
+    transfer.file.close()
+    assert tmp.read_bytes() == payload
