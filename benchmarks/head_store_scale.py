@@ -41,7 +41,9 @@ def _stream(tmp: Path, fs, size_mib: int, label: str) -> dict:
 
     plain, write, read, peak = [], [], [], 0
     for i in range(3):
+        os.sync()  # each timed copy starts with no other copy's dirty pages being written back
         plain.append(copy(src, tmp / f"plain-{label}-{i}.bin", local, local))
+        os.sync()
         tracemalloc.start()
         write.append(copy(src, tmp / "store" / f"{label}-{i}.bin", local, fs))
         peak = max(peak, tracemalloc.get_traced_memory()[1])
@@ -144,6 +146,7 @@ def _rung_round(tmp: Path, n: int, size_mib: int, resources: dict | None = None)
     for rep, name in enumerate(("plain", "head_store", "head_store", "plain")):
         fs, root = systems[name]
         (tmp / "plain" / f"round{n}-{rep}").mkdir(parents=True, exist_ok=True)
+        os.sync()  # (the previous round's dirty pages written back before this one starts)
         t = time.perf_counter()
         ray.get([a.write.remote(fs, f"{root}/round{n}-{rep}/trial{i}.bin", size_mib)
                  for i, a in enumerate(trials)])

@@ -21,9 +21,10 @@ from pathlib import Path
 from benchmarks import common  # noqa: F401  (the offline environment, before anything imports)
 
 ALL = ["throughput", "shared_work", "overhead", "search_efficiency", "head_store_scale",
-       "asha_vs_full", "warm_start", "aggregate", "sources", "simulated",
+       "heldout_text", "asha_vs_full", "warm_start", "aggregate", "sources", "simulated",
        "checkpoints"]
-QUICK = ["throughput", "overhead", "search_efficiency", "simulated", "checkpoints"]
+QUICK = ["throughput", "overhead", "search_efficiency", "head_store_scale", "simulated",
+         "checkpoints"]
 
 
 def main(argv: list[str] | None = None) -> int:
