@@ -7,6 +7,7 @@ unit. Everything else lives in pure modules.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import tempfile
 import time
@@ -16,8 +17,10 @@ import ray
 import torch
 from ray import tune
 
+from trainables.baseline import Baseline
 from trainables.checkpoint import CheckpointError, DiskFull, take_failed_writes
 from trainables.config import MetaConfig, TaskSpec, TrialSettings, quiet_libraries
+from trainables.data import cache
 from trainables.meta import MetaTrial, TaskRunner, assemble, read_trial, write_trial
 
 
@@ -241,10 +244,44 @@ def prepare_shared(spec: TaskSpec, settings: TrialSettings) -> dict[str, Any]:
     bar.set_description(f"[metatune] prepared {spec.name}")
     bar.update(1)
     bar.close()
-    return {"task": spec.name, "seconds": time.perf_counter() - started, "device": device,
-            "node_id": _node_id(), "baseline": baseline,
-            # a checkpoint at most: every weight trained, with Adam's two moments
-            "checkpoint_bytes": 3 * params}
+    # a checkpoint at most: every weight trained, with Adam's two moments
+    record = {"task": spec.name, "device": device, "baseline": baseline.to_dict(),
+              "checkpoint_bytes": 3 * params}
+    cache.write_record(PREPARED, prepared_key(spec, settings), record, cache.opened(),
+                       settings.cache_dir)
+    return {**record, "baseline": baseline, "seconds": time.perf_counter() - started,
+            "node_id": _node_id()}
+
+
+PREPARED = "prepared"  # the cache's namespace of preparation records
+PREPARED_FORMAT = 1  # part of each record's key: raise it when a record's meaning changes
+
+
+def prepared_key(spec: TaskSpec, settings: TrialSettings) -> str:
+    """The key of a task's preparation: the task, the trials' settings (this task alone) and
+    the content of its data and source (so that data replaced in place is prepared again)."""
+    from trainables.tasks import load_data
+
+    target, source = load_data(spec, settings.data_dir, settings.split_seed, settings.cache_dir)
+    return cache.key_of({"format": PREPARED_FORMAT, "spec": dataclasses.asdict(spec),
+                         "settings": dataclasses.asdict(dataclasses.replace(settings,
+                                                                            tasks=(spec,))),
+                         "data": target.fingerprint(),
+                         "source": None if source is None else source.fingerprint()})
+
+
+def prepared_before(settings: TrialSettings) -> list[dict[str, Any]] | None:
+    """Each task's result of an earlier preparation with the same inputs, read from the cache
+    that the cluster's workers use (by a Ray task that imports neither torch nor the models:
+    a second or so), when every cache entry those preparations built or read is still there.
+    None when any task must be prepared. For a cluster of one node: on more, where the trials
+    run decides which node's cache they read."""
+    keys = [prepared_key(spec, settings) for spec in settings.tasks]
+    read = ray.remote(cache.read_records).options(num_cpus=0, max_retries=0)
+    found = ray.get(read.remote(PREPARED, keys, settings.cache_dir))
+    if any(r is None for r in found):
+        return None
+    return [{**r, "baseline": Baseline.from_dict(r["baseline"])} for r in found]
 
 
 def prepare(settings: TrialSettings, resources: list[dict[str, float]]) -> Any:

@@ -23,6 +23,8 @@ from filelock import FileLock
 
 DEFAULT_ROOT = Path.home() / ".cache" / "metatune"
 ENTRY_INFO = "entry.json"
+# Every entry this process built or read (absolute paths): what a record says it relies on.
+_opened: set[str] = set()
 
 
 def cache_root(root: str | Path | None = None) -> Path:
@@ -63,6 +65,7 @@ def build_once(namespace: str, parts: dict[str, Any], build: Callable[[Path], No
                     raise
                 with open(folder.parent / "builds.log", "a") as f:
                     f.write(folder.name + "\n")
+    _opened.add(str(folder.resolve()))
     return folder
 
 
@@ -83,3 +86,48 @@ def builds(namespace: str, root: str | Path | None = None) -> list[str]:
     """The keys built in ``namespace``, one line per build ever done (an audit log)."""
     log = cache_root(root) / namespace / "builds.log"
     return log.read_text().split() if log.exists() else []
+
+
+def opened() -> set[str]:
+    """The entries this process has built or read so far (absolute paths)."""
+    return set(_opened)
+
+
+def write_record(namespace: str, key: str, record: dict[str, Any], uses: set[str],
+                 root: str | Path | None = None) -> Path:
+    """Store ``record`` (JSON) under ``key``, with the entries it relies on. Replaced whole on
+    a rewrite: a reader sees the old record or the new one, never half of one."""
+    folder = cache_root(root) / namespace
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{key}.json"
+    fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump({"record": record, "uses": sorted(uses), "written_at": time.time()}, f,
+                      default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_record(namespace: str, key: str, root: str | Path | None = None
+                ) -> dict[str, Any] | None:
+    """The record stored under ``key`` when every entry it relies on is still in the cache;
+    None when there is none, it cannot be read, or an entry it needs is gone."""
+    path = cache_root(root) / namespace / f"{key}.json"
+    try:
+        stored = json.loads(path.read_text())
+        record, uses = stored["record"], stored["uses"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(record, dict) or not all(os.path.isdir(u) for u in uses):
+        return None
+    return record
+
+
+def read_records(namespace: str, keys: list[str], root: str | Path | None = None
+                 ) -> list[dict[str, Any] | None]:
+    """:func:`read_record` for each key, in order (one call where the cache is remote)."""
+    return [read_record(namespace, key, root) for key in keys]

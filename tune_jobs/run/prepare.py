@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from trainables.baseline import Baseline
 from tune_jobs.spec.search_spec import SearchSpec
@@ -25,23 +27,47 @@ def prepare(spec: SearchSpec) -> Prepared:
     """The preparation phase, before any trial starts: every task's shared items (data,
     tokenizer and token arrays, source model, classical baseline) are built once, side by side
     as Ray tasks with the trials' resources, so that no trial slot waits on another's lock.
-    Prints each task as it is done. Bad data raises the loader's DataError (exit 2)."""
-    from trainables.trainable import prepare as prepare_tasks
+    Prints each task as it is done. Bad data raises the loader's DataError (exit 2).
 
+    On a one-node cluster whose cache holds an earlier preparation of the same tasks, settings
+    and data, with every entry it used still there, nothing is built and no process loads a
+    model: the earlier results are read (a second instead of a process start per task)."""
+    from trainables.trainable import prepare as prepare_tasks
+    from trainables.trainable import prepared_before
+
+    settings = spec.trial_settings()
+    if _one_node() and (found := prepared_before(settings)):
+        print(f"preparing {len(spec.tasks)} task(s) before the trials: prepared before with "
+              "the same tasks, settings and data; everything is in the cache")
+        return _prepared(spec, found, lambda done: f"{done['task']} is ready")
     resources = spec.task_bundles() or [spec.resources.to_ray()] * len(spec.tasks)
     print(f"preparing {len(spec.tasks)} task(s) before the trials: data, tokenizers, source "
           "models, classical baselines (once per cache; seconds when they are there) ...",
           flush=True)
-    baselines, size = {}, 0
     # each task draws its own bar, by stage, from its Ray task (Ray's tqdm_ray)
-    for done in prepare_tasks(spec.trial_settings(), resources):
+    return _prepared(spec, prepare_tasks(settings, resources),
+                     lambda done: f"prepared {done['task']} in {done['seconds']:.1f} s on "
+                                  f"{done['device']}")
+
+
+def _prepared(spec: SearchSpec, results: Iterable[dict[str, Any]],
+              how: Callable[[dict[str, Any]], str]) -> Prepared:
+    """Print each task's result as it comes (``how`` it was prepared, its baseline)."""
+    baselines, size = {}, 0
+    for done in results:
         b = baselines[done["task"]] = done["baseline"]
         size += done["checkpoint_bytes"]
-        print(f"  prepared {done['task']} in {done['seconds']:.1f} s on {done['device']}; "
-              f"classical baseline: val_acc {b.val_acc:.4f}, test_acc "
-              f"{b.test_acc if b.test_acc is not None else float('nan'):.4f} ({b.method})",
-              flush=True)
+        print(f"  {how(done)}; classical baseline: val_acc {b.val_acc:.4f}, "
+              f"test_acc {b.test_acc if b.test_acc is not None else float('nan'):.4f} "
+              f"({b.method})", flush=True)
     return Prepared({t: baselines[t] for t in spec.tasks}, size)
+
+
+def _one_node() -> bool:
+    """Whether the cluster is one live node (where the trials read the cache it reads)."""
+    import ray
+
+    return sum(1 for n in ray.nodes() if n.get("Alive")) == 1
 
 
 def disk_need(spec: SearchSpec, checkpoint_bytes: int) -> tuple[int, str]:

@@ -1,4 +1,5 @@
 import multiprocessing as mp
+import shutil
 
 import numpy as np
 
@@ -55,3 +56,17 @@ def test_tokenisation_cached_across_calls(syn_dir, tmp_path):
     # a second tokenizer load reuses the stored vocabulary instead of retraining it
     load_tokenizer(ds, TextOptions(model="tiny"), str(tmp_path))
     assert len(list((tmp_path / "tokenizers").glob("*/tokenizer.json"))) == 1
+
+
+def test_a_record_is_read_only_while_every_entry_it_used_is_there(tmp_path):
+    built = cache.build_once("ns", {"a": 1}, lambda tmp: (tmp / "x").write_text("x"), tmp_path)
+    assert str(built.resolve()) in cache.opened()
+    cache.write_record("records", "k1", {"answer": 42}, {str(built)}, tmp_path)
+    assert cache.read_records("records", ["k1", "k2"], tmp_path) == [{"answer": 42}, None]
+    cache.write_record("records", "k1", {"answer": 43}, {str(built)}, tmp_path)  # replaced whole
+    assert cache.read_record("records", "k1", tmp_path) == {"answer": 43}
+    assert not list((tmp_path / "records").glob(".*"))  # no temporary file left
+    shutil.rmtree(built)
+    assert cache.read_record("records", "k1", tmp_path) is None
+    (tmp_path / "records" / "k3.json").write_text('{"record": {"answer"')  # cut short
+    assert cache.read_record("records", "k3", tmp_path) is None

@@ -44,7 +44,8 @@ QUIET: dict[str, str] = {}  # the finished search's own terminal output, as a us
 OWN = re.compile("|".join([
     r"experiment \S+: \d+ trials on .+", r"planned budget: .+", r"  \S+: (synthetic|real|custom) data, .+",
     r"results and checkpoints: .+", r"Ray: .+", r"preparing \d+ task\(s\) before the trials.+",
-    r"  prepared \S+ in .+", r"\[metatune\] .+", r"  trial +units +meta.+",
+    r"  prepared \S+ in .+", r"  \S+ is ready; classical baseline.+", r"\[metatune\] .+",
+    r"  trial +units +meta.+",
     r"  \S+ +\d+ +-?[\d.]+ .+", r"re-training the winner .+", r"  # trial .+", r" *\d+ \S+ +[\d.e-]+ .+",
     r"best meta-configuration .+", r"  \w+ +\S+", r"  \S+: val_acc .+", r"  \S+: the tuned model .+",
     r"  per-task trade-off .+", r"  tasks: .+", r"  test .+", r"  warning: .+",

@@ -3,8 +3,10 @@ trials only read the cache; bad data found there is the loader's own message."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -47,8 +49,24 @@ def test_prepare_builds_every_shared_item_once_before_the_trials(ray_local, syn_
         build_task(task, MetaConfig(), settings)
     after = sorted(p.parent for p in (tmp_path / "cache").glob("*/*/info.json"))
     assert after == entries and {p: p.stat().st_mtime_ns for p in after} == stamps
-    prepare.prepare(spec)  # a second search: nothing is built again
+    capsys.readouterr()
+    first = prepare.prepare(spec)  # a second search: nothing is built again, nothing is run
+    out = capsys.readouterr().out
     assert sorted(p.parent for p in (tmp_path / "cache").glob("*/*/info.json")) == entries
+    assert "prepared before with the same tasks, settings and data" in out, out
+    assert "  newsgroups is ready; classical baseline: val_acc" in out, out
+    assert "prepared newsgroups in" not in out and "prepared cifar_transfer in" not in out
+    # an entry the preparation used is gone: that task is prepared again, and builds it
+    source = next(p for p in entries if p.parent.name == "source_cnn")
+    shutil.rmtree(source)
+    again = prepare.prepare(spec)
+    out = capsys.readouterr().out
+    assert "prepared cifar_transfer in" in out and source.is_dir(), out
+    assert again.baselines == first.baselines and again.checkpoint_bytes == first.checkpoint_bytes
+    # other settings of the trials: not the same preparation
+    other = dataclasses.replace(spec, checkpoint_every=spec.checkpoint_every + 1)
+    prepare.prepare(other)
+    assert "prepared newsgroups in" in capsys.readouterr().out
 
 
 def test_bad_data_in_preparation_is_the_loaders_message(ray_local, syn_dir, tmp_path):
