@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
 
 from trainables.config import TaskSpec, TextOptions, TrialSettings, VisionOptions, field_names
 from trainables.data import cache
@@ -55,6 +54,8 @@ class Baseline:
 
 
 def _scores(model: Any, features: dict[str, Any], splits: dict[str, Any]) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
     out = {}
     for split in ("val", "test"):
         if len(splits[split].y) == 0:

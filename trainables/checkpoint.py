@@ -20,10 +20,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from safetensors.torch import load_file, save_file
+if TYPE_CHECKING:  # torch and safetensors load where tensors are read or written
+    import torch
 
 FORMAT = "metatune-checkpoint/1"
 TENSORS = "tensors.safetensors"
@@ -74,6 +74,8 @@ class DiskFull(OSError):
 
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> Path:
     """Write ``tensors`` and JSON-able ``state`` to ``path`` atomically; returns ``path``."""
+    from safetensors.torch import save_file
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
@@ -173,6 +175,8 @@ def verify_checkpoint(path: str | Path, cache: VerifiedCache | None = None) -> d
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Verify and read a checkpoint: ``(tensors, state)``."""
+    from safetensors.torch import load_file
+
     path = Path(path)
     verify_checkpoint(path)
     tensors = load_file(str(path / TENSORS))

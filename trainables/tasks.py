@@ -25,14 +25,13 @@ from trainables.config import (
     VisionOptions,
     field_names,
 )
-from trainables.data.cifar import load_cifar
 from trainables.data.custom import load_image_task, load_text_task
 from trainables.data.newsgroups import DEFAULT_REMOVE, load_newsgroups
 from trainables.data.splits import DataError, Dataset
-from trainables.loop import Learner
 
-if TYPE_CHECKING:  # imported where a baseline is fitted: it loads scikit-learn
+if TYPE_CHECKING:  # loaded where a task is built or a baseline fitted: torch, scikit-learn
     from trainables.baseline import Baseline
+    from trainables.loop import Learner
 
 # Default budgets by kind. AdamW rates are the usual fine-tuning ones (BERT: 5e-5; a small CNN:
 # 1e-3); the SGD rates sit ~40x (text) and ~20x (CNN) above them, inside the 10-100x range that
@@ -262,6 +261,8 @@ def task_baseline(spec: TaskSpec, settings: TrialSettings) -> Baseline:
 
 @functools.lru_cache(maxsize=8)
 def _cifar(path: str, name: str, seed: int) -> Dataset:
+    from trainables.data.cifar import load_cifar
+
     return load_cifar(path, name, seed=seed)
 
 

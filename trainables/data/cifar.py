@@ -8,10 +8,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from trainables.data.archive import (
     EMBEDDED_MARKER,
@@ -23,6 +22,9 @@ from trainables.data.archive import (
 )
 from trainables.data.safe_pickle import safe_loads
 from trainables.data.splits import DataError, Dataset, Split, check_labels, three_splits
+
+if TYPE_CHECKING:  # torch loads where images become tensors (not to read or locate the data)
+    import torch
 
 URLS = {
     "cifar10": ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
@@ -134,6 +136,8 @@ def channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
 
 def to_tensor(x: np.ndarray | torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
     """uint8 NCHW → normalised float32 NCHW."""
+    import torch
+
     t = torch.as_tensor(x).float().div_(255.0)
     m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
@@ -142,6 +146,8 @@ def to_tensor(x: np.ndarray | torch.Tensor, mean: list[float], std: list[float])
 
 def augment(batch: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
     """The standard CIFAR augmentation on a float NCHW batch: pad-4 random crop, random h-flip."""
+    import torch
+
     n, _, h, w = batch.shape
     padded = torch.nn.functional.pad(batch, (pad, pad, pad, pad), mode="reflect")
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)

@@ -11,12 +11,6 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from sklearn.datasets._twenty_newsgroups import (
-    strip_newsgroup_footer,
-    strip_newsgroup_header,
-    strip_newsgroup_quoting,
-)
-
 from trainables.data.archive import (
     EMBEDDED_MARKER,
     is_synthetic,
@@ -38,21 +32,20 @@ GROUPS = (  # the 20 groups of the bydate release, in its (alphabetical) order
     "talk.politics.misc", "talk.religion.misc",
 )
 DEFAULT_REMOVE = ("headers", "footers", "quotes")
-_STRIPPERS = {
-    "headers": strip_newsgroup_header,
-    "footers": strip_newsgroup_footer,
-    "quotes": strip_newsgroup_quoting,
-}
+_STRIPPERS = {"headers": "strip_newsgroup_header", "footers": "strip_newsgroup_footer",
+              "quotes": "strip_newsgroup_quoting"}  # scikit-learn's, loaded on first use
 
 
 def clean(text: str, remove: Iterable[str] = DEFAULT_REMOVE) -> str:
     """Apply the requested strippers, in scikit-learn's order (headers, footers, quotes)."""
+    from sklearn.datasets import _twenty_newsgroups
+
     for part in remove:
         if part not in _STRIPPERS:
             raise ValueError(f"remove={part!r} is invalid: choose from {sorted(_STRIPPERS)}")
     for part in ("headers", "footers", "quotes"):
         if part in remove:
-            text = _STRIPPERS[part](text)
+            text = getattr(_twenty_newsgroups, _STRIPPERS[part])(text)
     return text
 
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 
 class DataError(ValueError):
@@ -63,6 +62,8 @@ def carve_validation(
     """Stratified, seeded train/validation split of a training set (the test set is untouched)."""
     if not 0.0 < val_frac < 1.0:
         raise ValueError(f"val_frac={val_frac!r} is invalid: must lie in (0, 1)")
+    from sklearn.model_selection import train_test_split  # (seconds to import: on first use)
+
     idx = np.arange(len(y))
     train_idx, val_idx = train_test_split(
         idx, test_size=val_frac, stratify=y, random_state=seed, shuffle=True
@@ -120,6 +121,8 @@ def subsample(split: Split, limit: int, seed: int) -> Split:
     """At most ``limit`` examples of a split, stratified; ``limit <= 0`` keeps everything."""
     if limit <= 0 or limit >= len(split):
         return split
+    from sklearn.model_selection import train_test_split
+
     idx = np.arange(len(split.y))
     classes = len(np.unique(split.y))
     stratify = split.y if limit >= classes else None

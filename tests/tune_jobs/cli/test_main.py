@@ -100,3 +100,16 @@ def test_status_lists_experiments_and_names_one_that_no_longer_reads(capsys, tmp
     out, err = capsys.readouterr()
     assert out.startswith("plain ") and "0 trials" in out
     assert "warning: custom: cannot read its spec: custom_tasks.mine.train=" in err
+
+
+def test_the_cli_starts_without_loading_the_learning_libraries():
+    """`metatune --help`, `status`, `best` … start in about a second: the command line loads
+    torch, scikit-learn, transformers and Ray only in the commands that use them."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "sklearn", "transformers", "ray", "pandas", "matplotlib")
+    code = ("import sys, tune_jobs.cli.main; "
+            f"print([m for m in {heavy!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
