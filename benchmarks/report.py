@@ -27,7 +27,7 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, str]]:
             out.append((f"Search efficiency, {what}",
                         f"{x['efficiency_whole_command']:.2f} of slot-time trains/evaluates "
                         f"({x['efficiency_search_only']:.2f} within the Tune search); "
-                        f"{x['wall_s']:.0f} s wall", goal, e["when"]))
+                        f"{x['wall_s']:.0f} s wall", goal, x.get("measured_when", e["when"])))
         out.append(("Second search rebuilds shared work", "no" if e["second_search_builds_nothing"]
                     else f"yes: {e['warm']['cache_items_built']} items", "nothing rebuilt",
                     e["when"]))
