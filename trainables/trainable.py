@@ -8,9 +8,12 @@ unit. Everything else lives in pure modules.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -247,14 +250,38 @@ def prepare_shared(spec: TaskSpec, settings: TrialSettings) -> dict[str, Any]:
     # a checkpoint at most: every weight trained, with Adam's two moments
     record = {"task": spec.name, "device": device, "baseline": baseline.to_dict(),
               "checkpoint_bytes": 3 * params}
-    cache.write_record(PREPARED, prepared_key(spec, settings), record, cache.opened(),
-                       settings.cache_dir)
+    try:
+        cache.write_record(PREPARED, prepared_key(spec, settings), record, cache.opened(),
+                           settings.cache_dir)
+    except OSError as exc:  # a read-only shared cache, say: the next search prepares again
+        print(f"[metatune] warning: {spec.name}'s preparation was not recorded in the cache "
+              f"({exc}); the next search prepares it again", file=sys.stderr)
     return {**record, "baseline": baseline, "seconds": time.perf_counter() - started,
             "node_id": _node_id()}
 
 
 PREPARED = "prepared"  # the cache's namespace of preparation records
 PREPARED_FORMAT = 1  # part of each record's key: raise it when a record's meaning changes
+LIBRARIES = ("torch", "transformers", "scikit-learn", "safetensors", "numpy", "datasets")
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """A hash of this package's source and of the versions of the libraries that build the
+    cached items: a record written by other code (an upgrade, a new cache entry version) is
+    never read as this code's."""
+    from importlib import metadata
+
+    h = hashlib.sha256()
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    for name in LIBRARIES:
+        try:
+            h.update(f"{name}=={metadata.version(name)}".encode())
+        except metadata.PackageNotFoundError:
+            h.update(f"{name} absent".encode())
+    return h.hexdigest()[:16]
 
 
 def prepared_key(spec: TaskSpec, settings: TrialSettings) -> str:
@@ -263,25 +290,32 @@ def prepared_key(spec: TaskSpec, settings: TrialSettings) -> str:
     from trainables.tasks import load_data
 
     target, source = load_data(spec, settings.data_dir, settings.split_seed, settings.cache_dir)
-    return cache.key_of({"format": PREPARED_FORMAT, "spec": dataclasses.asdict(spec),
+    return cache.key_of({"format": PREPARED_FORMAT, "code": code_version(),
+                         "spec": dataclasses.asdict(spec),
                          "settings": dataclasses.asdict(dataclasses.replace(settings,
                                                                             tasks=(spec,))),
                          "data": target.fingerprint(),
                          "source": None if source is None else source.fingerprint()})
 
 
-def prepared_before(settings: TrialSettings) -> list[dict[str, Any]] | None:
-    """Each task's result of an earlier preparation with the same inputs, read from the cache
-    that the cluster's workers use (by a Ray task that imports neither torch nor the models:
-    a second or so), when every cache entry those preparations built or read is still there.
-    None when any task must be prepared. For a cluster of one node: on more, where the trials
-    run decides which node's cache they read."""
-    keys = [prepared_key(spec, settings) for spec in settings.tasks]
-    read = ray.remote(cache.read_records).options(num_cpus=0, max_retries=0)
-    found = ray.get(read.remote(PREPARED, keys, settings.cache_dir))
-    if any(r is None for r in found):
-        return None
-    return [{**r, "baseline": Baseline.from_dict(r["baseline"])} for r in found]
+def prepared_before(settings: TrialSettings) -> list[dict[str, Any] | None]:
+    """Each task's result of an earlier preparation with the same inputs (None for a task
+    that must be prepared), read from the cache that the cluster's workers use by a Ray task
+    that imports neither torch nor the models (a second or so); a record counts only while
+    every cache entry its preparation built or read is still there. For a cluster of one
+    node: on more, where the trials run decides which node's cache they read. Whatever goes
+    wrong here (a record it cannot read, the task failing) means: prepare as before."""
+    nothing: list[dict[str, Any] | None] = [None] * len(settings.tasks)
+    try:
+        keys = [prepared_key(spec, settings) for spec in settings.tasks]
+        read = ray.remote(cache.read_records).options(num_cpus=0, max_retries=0)
+        found = ray.get(read.remote(PREPARED, keys, settings.cache_dir), timeout=60)
+        return [None if r is None else {**r, "baseline": Baseline.from_dict(r["baseline"])}
+                for r in found]
+    except Exception as exc:  # noqa: BLE001 (the preparation itself then says what is wrong)
+        print(f"warning: earlier preparations could not be read from the cache ({exc}); "
+              "preparing the tasks", file=sys.stderr)
+        return nothing
 
 
 def prepare(settings: TrialSettings, resources: list[dict[str, float]]) -> Any:

@@ -120,9 +120,10 @@ def read_record(namespace: str, key: str, root: str | Path | None = None
     try:
         stored = json.loads(path.read_text())
         record, uses = stored["record"], stored["uses"]
+        if not (isinstance(record, dict) and isinstance(uses, list)
+                and all(isinstance(u, str) and os.path.isdir(u) for u in uses)):
+            return None
     except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(record, dict) or not all(os.path.isdir(u) for u in uses):
         return None
     return record
 

@@ -4,8 +4,9 @@ the disk space the search will need, checked against what its storage has free."
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,28 +37,36 @@ def prepare(spec: SearchSpec) -> Prepared:
     from trainables.trainable import prepared_before
 
     settings = spec.trial_settings()
-    if _one_node() and (found := prepared_before(settings)):
+    resources = spec.task_bundles() or [spec.resources.to_ray()] * len(spec.tasks)
+    found = prepared_before(settings) if _one_node() else [None] * len(spec.tasks)
+    ready = [done for done in found if done is not None]
+    todo = [(task, res) for task, res, done in zip(settings.tasks, resources, found, strict=True)
+            if done is None]
+    if not todo:
         print(f"preparing {len(spec.tasks)} task(s) before the trials: prepared before with "
               "the same tasks, settings and data; everything is in the cache")
-        return _prepared(spec, found, lambda done: f"{done['task']} is ready")
-    resources = spec.task_bundles() or [spec.resources.to_ray()] * len(spec.tasks)
-    print(f"preparing {len(spec.tasks)} task(s) before the trials: data, tokenizers, source "
-          "models, classical baselines (once per cache; seconds when they are there) ...",
-          flush=True)
+    else:
+        print(f"preparing {len(todo)} task(s) before the trials: data, tokenizers, source "
+              "models, classical baselines (once per cache; seconds when they are there) ...",
+              flush=True)
     # each task draws its own bar, by stage, from its Ray task (Ray's tqdm_ray)
-    return _prepared(spec, prepare_tasks(settings, resources),
-                     lambda done: f"prepared {done['task']} in {done['seconds']:.1f} s on "
-                                  f"{done['device']}")
+    prepared = prepare_tasks(dataclasses.replace(settings, tasks=tuple(t for t, _ in todo)),
+                             [res for _, res in todo]) if todo else iter(())
+    return _prepared(spec, ready, prepared)
 
 
-def _prepared(spec: SearchSpec, results: Iterable[dict[str, Any]],
-              how: Callable[[dict[str, Any]], str]) -> Prepared:
-    """Print each task's result as it comes (``how`` it was prepared, its baseline)."""
+def _prepared(spec: SearchSpec, ready: list[dict[str, Any]],
+              prepared: Iterable[dict[str, Any]]) -> Prepared:
+    """Print each task's result: those ``ready`` from an earlier preparation, then those
+    ``prepared`` now, as each finishes; with its classical baseline."""
     baselines, size = {}, 0
-    for done in results:
-        b = baselines[done["task"]] = done["baseline"]
-        size += done["checkpoint_bytes"]
-        print(f"  {how(done)}; classical baseline: val_acc {b.val_acc:.4f}, "
+    for done in itertools.chain(((d, f"{d['task']} is ready") for d in ready),
+                                ((d, f"prepared {d['task']} in {d['seconds']:.1f} s on "
+                                     f"{d['device']}") for d in prepared)):
+        result, how = done
+        b = baselines[result["task"]] = result["baseline"]
+        size += result["checkpoint_bytes"]
+        print(f"  {how}; classical baseline: val_acc {b.val_acc:.4f}, "
               f"test_acc {b.test_acc if b.test_acc is not None else float('nan'):.4f} "
               f"({b.method})", flush=True)
     return Prepared({t: baselines[t] for t in spec.tasks}, size)

@@ -62,6 +62,7 @@ def test_prepare_builds_every_shared_item_once_before_the_trials(ray_local, syn_
     again = prepare.prepare(spec)
     out = capsys.readouterr().out
     assert "prepared cifar_transfer in" in out and source.is_dir(), out
+    assert "newsgroups is ready" in out and "prepared newsgroups in" not in out, out
     assert again.baselines == first.baselines and again.checkpoint_bytes == first.checkpoint_bytes
     # other settings of the trials: not the same preparation
     other = dataclasses.replace(spec, checkpoint_every=spec.checkpoint_every + 1)
@@ -79,3 +80,23 @@ def test_bad_data_in_preparation_is_the_loaders_message(ray_local, syn_dir, tmp_
                  custom_tasks={"t": {"type": "text", "train": str(bad)}})
     with pytest.raises(DataError, match=r"t\.csv.*missing column\(s\) \['label'\]"):
         prepare.prepare(spec)
+
+
+def test_a_preparation_by_other_code_or_of_other_data_is_not_read(syn_dir, tmp_path,
+                                                                   monkeypatch):
+    """The record's key holds the code (this package's source, the libraries' versions) and
+    the data's content: an upgrade, or data replaced in place, prepares again."""
+    from trainables import trainable
+
+    spec = _spec(syn_dir, tmp_path / "cache")
+    settings = spec.trial_settings()
+    task = settings.tasks[0]
+    key = trainable.prepared_key(task, settings)
+    assert trainable.prepared_key(task, settings) == key  # stable
+    monkeypatch.setattr(trainable, "code_version", lambda: "other code")
+    assert trainable.prepared_key(task, settings) != key
+    monkeypatch.undo()
+    copy = tmp_path / "data"
+    shutil.copytree(syn_dir, copy)
+    other = dataclasses.replace(settings, data_dir=str(copy))
+    assert trainable.prepared_key(task, other) != key  # (the data folder is part of it too)
