@@ -175,7 +175,14 @@ def _tries(model_name: str, base, x, y, forward, variants: tuple[str, ...], step
                                   "rule": "kept if ≥ 1.15× eager with the same loss"}
 
 
-def _step_tries(steps: int, rounds: int) -> dict:
+QUICK_SKIPS = ("torch_compile",)  # its inductor build takes minutes: `make bench` only
+
+
+def _variants(variants: tuple[str, ...], quick: bool) -> tuple[str, ...]:
+    return tuple(v for v in variants if not (quick and v in QUICK_SKIPS))
+
+
+def _step_tries(steps: int, rounds: int, quick: bool = False) -> dict:
     """Part 4 of issue 20: what makes the CNN's training step faster on one CPU thread."""
     import torch
 
@@ -184,10 +191,11 @@ def _step_tries(steps: int, rounds: int) -> dict:
     torch.manual_seed(0)
     x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 100, (32,))
     return _tries("cnn", SmallCNN(100), x, y, lambda model, xb: model(xb),
-                  ("eager", "channels_last", "bf16_autocast", "torch_compile"), steps, rounds)
+                  _variants(("eager", "channels_last", "bf16_autocast", "torch_compile"), quick),
+                  steps, rounds)
 
 
-def _step_tries_minilm(steps: int, rounds: int) -> dict:
+def _step_tries_minilm(steps: int, rounds: int, quick: bool = False) -> dict:
     """The same for minilm (all-MiniLM-L6-v2, every block trained: the step that part 2's cache
     does not shorten), on real-length token batches (8 × 128 tokens). channels_last is a
     convolution layout: not tried on a transformer."""
@@ -203,7 +211,8 @@ def _step_tries_minilm(steps: int, rounds: int) -> dict:
     y = torch.randint(0, 20, (8,))
     return _tries("minilm", model, ids, y,
                   lambda m, xb: m(input_ids=xb, attention_mask=mask).logits,
-                  ("eager", "bf16_autocast", "torch_compile"), steps, rounds, warmup=2)
+                  _variants(("eager", "bf16_autocast", "torch_compile"), quick), steps, rounds,
+                  warmup=2)
 
 
 def run(tmp: Path, quick: bool = False) -> dict:
@@ -216,7 +225,8 @@ def run(tmp: Path, quick: bool = False) -> dict:
     out: dict = {"threads": 1}
     task, cfg, _ = _task("cnn", data, cache, steps=20 if quick else 40)
     out["cnn"] = _compare(task, cfg, rounds=3 if quick else 5)
-    out["step_tries"] = _step_tries(steps=20 if quick else 60, rounds=2 if quick else 3)
+    out["step_tries"] = _step_tries(steps=20 if quick else 60, rounds=2 if quick else 3,
+                                    quick=quick)
     try:
         task, cfg, _ = _task("minilm", data, cache, steps=3 if quick else 6)
     except Exception as exc:  # the pretrained extra is not installed
@@ -226,6 +236,8 @@ def run(tmp: Path, quick: bool = False) -> dict:
         out["minilm_checkpoint_mib_per_unit"] = _checkpoint_bytes(data, cache)
         out["frozen_features"] = _frozen_features(data, cache, quick)
         out["step_tries_minilm"] = _step_tries_minilm(steps=3 if quick else 6,
-                                                      rounds=1 if quick else 2)
+                                                      rounds=1 if quick else 2, quick=quick)
+    if quick:
+        out["not_tried_in_quick"] = list(QUICK_SKIPS)
     out["goal"] = "≥ 0.9× a plain PyTorch loop"
     return save("throughput", out)
