@@ -305,7 +305,6 @@ def prepared_before(settings: TrialSettings) -> list[dict[str, Any] | None]:
     every cache entry its preparation built or read is still there. For a cluster of one
     node: on more, where the trials run decides which node's cache they read. Whatever goes
     wrong here (a record it cannot read, the task failing) means: prepare as before."""
-    nothing: list[dict[str, Any] | None] = [None] * len(settings.tasks)
     try:
         keys = [prepared_key(spec, settings) for spec in settings.tasks]
         read = ray.remote(cache.read_records).options(num_cpus=0, max_retries=0)
@@ -315,7 +314,7 @@ def prepared_before(settings: TrialSettings) -> list[dict[str, Any] | None]:
     except Exception as exc:  # noqa: BLE001 (the preparation itself then says what is wrong)
         print(f"warning: earlier preparations could not be read from the cache ({exc}); "
               "preparing the tasks", file=sys.stderr)
-        return nothing
+        return [None] * len(settings.tasks)
 
 
 def prepare(settings: TrialSettings, resources: list[dict[str, float]]) -> Any:

@@ -4,7 +4,6 @@ the disk space the search will need, checked against what its storage has free."
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -57,19 +56,25 @@ def prepare(spec: SearchSpec) -> Prepared:
 
 def _prepared(spec: SearchSpec, ready: list[dict[str, Any]],
               prepared: Iterable[dict[str, Any]]) -> Prepared:
-    """Print each task's result: those ``ready`` from an earlier preparation, then those
-    ``prepared`` now, as each finishes; with its classical baseline."""
-    baselines, size = {}, 0
-    for done in itertools.chain(((d, f"{d['task']} is ready") for d in ready),
-                                ((d, f"prepared {d['task']} in {d['seconds']:.1f} s on "
-                                     f"{d['device']}") for d in prepared)):
-        result, how = done
-        b = baselines[result["task"]] = result["baseline"]
-        size += result["checkpoint_bytes"]
-        print(f"  {how}; classical baseline: val_acc {b.val_acc:.4f}, "
-              f"test_acc {b.test_acc if b.test_acc is not None else float('nan'):.4f} "
-              f"({b.method})", flush=True)
-    return Prepared({t: baselines[t] for t in spec.tasks}, size)
+    """Print each task's result with its classical baseline: those ``ready`` from an earlier
+    preparation, then those ``prepared`` now, as each finishes."""
+    results = []
+    for done in ready:
+        _say(done, f"{done['task']} is ready")
+        results.append(done)
+    for done in prepared:
+        _say(done, f"prepared {done['task']} in {done['seconds']:.1f} s on {done['device']}")
+        results.append(done)
+    baselines = {done["task"]: done["baseline"] for done in results}
+    return Prepared({t: baselines[t] for t in spec.tasks},
+                    sum(done["checkpoint_bytes"] for done in results))
+
+
+def _say(done: dict[str, Any], how: str) -> None:
+    b = done["baseline"]
+    print(f"  {how}; classical baseline: val_acc {b.val_acc:.4f}, "
+          f"test_acc {b.test_acc if b.test_acc is not None else float('nan'):.4f} "
+          f"({b.method})", flush=True)
 
 
 def _one_node() -> bool:
