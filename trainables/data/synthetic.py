@@ -26,6 +26,7 @@ SIZES = {
     "small": ((60, 20), (400, 100), (60, 20)),
     "medium": ((240, 80), (1000, 200), (200, 50)),
 }
+GZIP_LEVEL = 1  # still gzip, as the real archives are; level 9 took seconds more on noise
 _SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "so", "vi", "de", "pa", "go", "zu", "be", "fi",
               "ha", "jo", "wa", "xe", "yo", "qu", "ar", "en", "il", "or", "um"]
 
@@ -38,7 +39,7 @@ def _words(rng: np.random.Generator, n: int) -> list[str]:
     return sorted(out)
 
 
-def _post(rng: np.random.Generator, gid: int, topics: list[list[str]], common: list[str],
+def _post(rng: np.random.Generator, gid: int, topics: list[np.ndarray], common: np.ndarray,
           sibling: int, post_id: int) -> str:
     def sentence(n: int, own: int, p_topic: float) -> str:
         words = []
@@ -75,11 +76,13 @@ def write_newsgroups(out: Path, seed: int = 0, size: str = "small") -> Path:
     vocab = _words(rng, 700)
     common, topic_pool = vocab[:400], vocab[400:]
     # Topic vocabularies overlap (each word serves 2 groups), so no single word decides a class.
-    topics = [[topic_pool[(g * 15 + i) % len(topic_pool)] for i in range(30)]
+    # (as arrays: rng.choice converts a list on every call, the same draws either way)
+    topics = [np.array([topic_pool[(g * 15 + i) % len(topic_pool)] for i in range(30)])
               for g in range(len(GROUPS))]
+    common = np.array(common)
     path = out / "20news-bydate.tar.gz"
     post_id = 10000
-    with tarfile.open(path, "w:gz") as tar:
+    with tarfile.open(path, "w:gz", compresslevel=GZIP_LEVEL) as tar:
         for split, n in (("train", n_train), ("test", n_test)):
             for gid, group in enumerate(GROUPS):
                 sibling = (gid + 1) % len(GROUPS)
@@ -137,7 +140,7 @@ def write_cifar(out: Path, seed: int = 0, size: str = "small") -> tuple[Path, Pa
         return rng.permutation(np.repeat(np.arange(classes), per_class))
 
     p10 = out / "cifar-10-python.tar.gz"
-    with tarfile.open(p10, "w:gz") as tar:
+    with tarfile.open(p10, "w:gz", compresslevel=GZIP_LEVEL) as tar:
         y = labels(10, c10_train)
         for b, chunk in enumerate(np.array_split(y, 5), start=1):
             _add_pickle(tar, f"cifar-10-batches-py/data_batch_{b}", {
@@ -158,7 +161,7 @@ def write_cifar(out: Path, seed: int = 0, size: str = "small") -> tuple[Path, Pa
             b"label_names": [n.encode() for n in CIFAR10_NAMES], b"num_vis": 3072,
         })
     p100 = out / "cifar-100-python.tar.gz"
-    with tarfile.open(p100, "w:gz") as tar:
+    with tarfile.open(p100, "w:gz", compresslevel=GZIP_LEVEL) as tar:
         # Fine class k is CIFAR-10 primitive k // 10 above primitive k % 10.
         for split, per_class in (("train", c100_train), ("test", c100_test)):
             fine = labels(100, per_class)
