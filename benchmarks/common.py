@@ -15,7 +15,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-OUT = Path(__file__).parent / "results"
+OUT = Path(__file__).parent / "results"  # `make bench`'s, the figures the docs show
+QUICK_OUT = OUT / "quick"  # `make bench-quick`'s own: a quick run never replaces them
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -28,7 +29,7 @@ def machine() -> dict:
 
 
 def save(name: str, data: dict) -> dict:
-    OUT.mkdir(exist_ok=True)
+    OUT.mkdir(parents=True, exist_ok=True)
     data = {"benchmark": name, **machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S"), **data}
     tmp = OUT / f"{name}.json.tmp"
     tmp.write_text(json.dumps(data, indent=1))
@@ -37,10 +38,16 @@ def save(name: str, data: dict) -> dict:
     return data
 
 
+SHARED: dict[str, Path] = {}  # run_all's one copy of the stand-ins per size, for every benchmark
+
+
 def synthetic_data(root: Path, size: str = "small") -> Path:
-    """The project's stand-in archives, in the real on-disk formats."""
+    """The project's stand-in archives, in the real on-disk formats (read only: under run_all,
+    every benchmark reads the one copy it wrote first)."""
     from trainables.data.synthetic import write_all
 
+    if "root" in SHARED:
+        root = SHARED.setdefault(size, SHARED["root"] / size)
     if not (root / "metatune-synthetic.json").is_file():
         write_all(root, size=size)
     return root

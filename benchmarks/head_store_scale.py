@@ -95,7 +95,8 @@ def _cross_node(tmp: Path, size_mib: int, writers: int) -> dict:
         out = ray.get(remote.remote(str(tmp), fs, size_mib))
         out["writer_node"] = "second node"
         out["writer_on_head"] = out.pop("on_head")
-        out["rung_round"] = _rung_round(tmp, writers, 256 // writers, {"other_node": 0.01})
+        out["rung_round"] = _rung_round(tmp, _trials(writers, {"other_node": 0.01}),
+                                        256 // writers)
         return out
     finally:
         ray.shutdown()
@@ -125,19 +126,27 @@ class _Trial:
                 f.write(payload)
 
 
-def _rung_round(tmp: Path, n: int, size_mib: int, resources: dict | None = None) -> dict:
-    """n running trials (actors; on the node that has ``resources``) write size_mib each at
-    once: through the store, and as plain local files on the same disk; seconds from the start
-    of the round to the last file (the better of two rounds each)."""
+def _trials(n: int, resources: dict | None = None) -> list:
+    """n running trials (actors; on the node that has ``resources``), started and ready."""
+    import ray
+
+    trial = ray.remote(num_cpus=0, resources=resources or {})(_Trial)
+    trials = [trial.remote() for _ in range(n)]
+    ray.get([t.ready.remote() for t in trials])  # started: the round times the writes only
+    return trials
+
+
+def _rung_round(tmp: Path, trials: list, size_mib: int) -> dict:
+    """The running ``trials`` write size_mib each at once: through the store, and as plain
+    local files on the same disk; seconds from the start of the round to the last file (the
+    better of two rounds each)."""
     import pyarrow.fs as pafs
     import ray
 
     from tune_jobs.store import head_store
 
+    n = len(trials)
     store = head_store.start(tmp / "store")
-    trial = ray.remote(num_cpus=0, resources=resources or {})(_Trial)
-    trials = [trial.remote() for _ in range(n)]
-    ray.get([t.ready.remote() for t in trials])  # started: the round times the writes only
     local = pafs.LocalFileSystem()
     systems = {"plain": (local, tmp / "plain"), "head_store": (store, tmp / "store")}
     times: dict[str, float] = {}
@@ -151,8 +160,6 @@ def _rung_round(tmp: Path, n: int, size_mib: int, resources: dict | None = None)
         ray.get([a.write.remote(fs, f"{root}/round{n}-{rep}/trial{i}.bin", size_mib)
                  for i, a in enumerate(trials)])
         times[name] = min(times.get(name, float("inf")), time.perf_counter() - t)
-    for a in trials:
-        ray.kill(a)
     return {"writers": n, "mib_each": size_mib, "seconds": round(times["head_store"], 2),
             "aggregate_mib_s": round(n * size_mib / times["head_store"], 1),
             "plain_aggregate_mib_s": round(n * size_mib / times["plain"], 1),
@@ -164,21 +171,23 @@ def run(tmp: Path, quick: bool = False) -> dict:
 
     import ray
 
-    from benchmarks.common import OUT
+    from benchmarks import common
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         single = _single_stream(tmp, 32 if quick else 64)
         # Each round moves at least 256 MiB (8 MiB per trial at least): a round of a few small
         # files lasts a few tens of ms, less than the store's fixed cost per trial process.
-        rounds = {}
-        for n in ((8, 32) if quick else (8, 32, 128)):
-            rounds[n] = _rung_round(tmp, n, max(4 if quick else 8, 256 // n))
+        # (the largest round's trials, started once: each smaller round takes the first n)
+        sizes = (8, 16) if quick else (8, 32, 128)  # (quick: a process start per writer)
+        trials = _trials(max(sizes))
+        rounds = {n: _rung_round(tmp, trials[:n], max(4 if quick else 8, 256 // n))
+                  for n in sizes}
     finally:
         ray.shutdown()
-    cross = _cross_node(tmp / "cross", 32 if quick else 64, 8 if quick else 32)
+    cross = _cross_node(tmp / "cross", 32 if quick else 64, 4 if quick else 32)
     try:
-        minilm = json.loads((OUT / "throughput.json").read_text())[
+        minilm = json.loads((common.OUT / "throughput.json").read_text())[
             "minilm_checkpoint_mib_per_unit"]["unfreeze_1.0"]
     except (OSError, KeyError, ValueError):
         minilm = None

@@ -4,15 +4,16 @@ baselines and goals, the machine they were measured on, and two plots."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from benchmarks.common import OUT
+from benchmarks import common
 
 DOC = Path(__file__).parent / "BENCHMARKS.md"
 
 
 def _load() -> dict[str, dict]:
-    return {p.stem: json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))}
+    return {p.stem: json.loads(p.read_text()) for p in sorted(common.OUT.glob("*.json"))}
 
 
 def rows(r: dict[str, dict]) -> list[tuple[str, str, str, str]]:
@@ -228,7 +229,7 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def _plots(r: dict[str, dict]) -> list[str]:
+def _plots(r: dict[str, dict], doc: Path) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -247,9 +248,9 @@ def _plots(r: dict[str, dict]) -> list[str]:
         ax.set_xlabel("share of slot-time (wall × slots)")
         ax.legend(ncol=3, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35))
         fig.tight_layout()
-        fig.savefig(OUT / "phases.png", dpi=110)
+        fig.savefig(common.OUT / "phases.png", dpi=110)
         plt.close(fig)
-        made.append("results/phases.png")
+        made.append(os.path.relpath(common.OUT / "phases.png", doc.parent))
     if (h := r.get("head_store")) and "stall_per_rung_round" in h:
         fig, ax = plt.subplots(figsize=(5, 3))
         ns = sorted(h["stall_per_rung_round"], key=int)
@@ -264,13 +265,14 @@ def _plots(r: dict[str, dict]) -> list[str]:
         ax.set_ylabel("stall (s)")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(OUT / "head_store_stall.png", dpi=110)
+        fig.savefig(common.OUT / "head_store_stall.png", dpi=110)
         plt.close(fig)
-        made.append("results/head_store_stall.png")
+        made.append(os.path.relpath(common.OUT / "head_store_stall.png", doc.parent))
     return made
 
 
-def write() -> Path:
+def write(doc: Path = DOC) -> Path:
+    """``doc`` from the JSON files in ``common.OUT`` (the quick run's: its own folder)."""
     r = _load()
     any_result = max(r.values(), key=lambda x: x.get("when", ""), default={})
     lines = ["# Benchmarks", "",
@@ -334,11 +336,11 @@ def write() -> Path:
                                       f"{per[k]['compute_fraction']:.2f}"
                                       for k in ("standins-a", "standins-b"))
                          + f" | {'yes' if t['meets_goal'] else 'no'} |")
-    plots = _plots(r)
+    plots = _plots(r, doc)
     if plots:
         lines += [""] + [f"![{Path(p).stem}]({p})" for p in plots]
-    DOC.write_text("\n".join(lines) + "\n")
-    return DOC
+    doc.write_text("\n".join(lines) + "\n")
+    return doc
 
 
 

@@ -2,7 +2,8 @@
 stdout and to benchmarks/results/<name>.json, then benchmarks/BENCHMARKS.md generated from them.
 
     make bench          # everything (about 30 min on 2 cores)
-    make bench-quick    # a smaller version of the fast ones (≤ 5 min on 2 cores)
+    make bench-quick    # the performance figures, smaller (≤ 5 min on 2 cores), into
+                        # benchmarks/results/quick/ (the full run's figures stay as they are)
     make bench-gpu      # the GPU figures; skipped where there is no CUDA device
     python -m benchmarks.run_all --only overhead,throughput
 
@@ -23,8 +24,8 @@ from benchmarks import common  # noqa: F401  (the offline environment, before an
 ALL = ["throughput", "shared_work", "overhead", "search_efficiency", "head_store_scale",
        "heldout_text", "asha_vs_full", "warm_start", "aggregate", "sources", "simulated",
        "checkpoints"]
-QUICK = ["throughput", "overhead", "search_efficiency", "head_store_scale", "simulated",
-         "checkpoints"]
+# issue 20's figures, smaller (overhead and simulated, the other fast ones, run in `make bench`)
+QUICK = ["throughput", "search_efficiency", "head_store_scale", "checkpoints"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(names) - set(ALL) - {"gpu"})
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; choose from {ALL + ['gpu']}")
+    if args.quick:
+        common.OUT = common.QUICK_OUT
     failed = []
+    shared = tempfile.TemporaryDirectory(prefix="bench-data-")
+    common.SHARED["root"] = Path(shared.name)
     for name in names:
         started = time.perf_counter()
         print(f"== {name}", flush=True)
@@ -50,9 +55,10 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 failed.append(f"{name}: {type(exc).__name__}: {exc}")
         print(f"== {name}: {time.perf_counter() - started:.0f} s", flush=True)
-    from benchmarks.report import write
+    shared.cleanup()
+    from benchmarks.report import DOC, write
 
-    print(f"wrote {write()}")
+    print(f"wrote {write(common.OUT / 'BENCHMARKS.md' if args.quick else DOC)}")
     for line in failed:
         print(f"benchmark failed: {line}", file=sys.stderr)
     return 1 if failed else 0

@@ -36,7 +36,7 @@ def _row(out: dict) -> dict:
 def run(tmp: Path, quick: bool = False) -> dict:
     from tune_jobs.report import simulate as sim
 
-    replays = 30 if quick else 200
+    replays = 20 if quick else 200
     recs = {name: sim.load(RECORDED / f"{name}.json") for name, _ in PAIRS}
     any_rec = next(iter(recs.values()))
     max_t = any_rec.max_t

@@ -12,19 +12,35 @@ from pathlib import Path
 
 from benchmarks.common import save, synthetic_data
 
+# minilm's sizes: a real-length batch in `make bench`; in the quick run a quarter of the
+# batch, half the length and a few hundred examples (a step of 32 × 128 tokens takes about 5 s
+# on one core, and each frozen depth's features are built over the whole training set)
+MINILM = {"max_length": 128, "batch_size": 32}
+MINILM_QUICK = {"max_length": 64, "batch_size": 8, "train_limit": 128, "val_limit": 32}
 
-def _task(kind: str, data: Path, cache: Path, steps: int, unfreeze: float = 1.0):
+
+def _minilm(quick: bool) -> dict:
+    return MINILM_QUICK if quick else MINILM
+
+
+def _task(kind: str, data: Path, cache: Path, steps: int, unfreeze: float = 1.0,
+          quick: bool = False):
     from trainables.config import MetaConfig
     from trainables.tasks import build_task, trial_settings
 
+    batch = 32
     if kind == "cnn":
-        options = {"cifar_transfer": {"source_steps": 100, "steps_per_unit": steps}}
+        # (a step's speed does not depend on how well the source was trained)
+        options = {"cifar_transfer": {"source_steps": 30 if quick else 100,
+                                      "steps_per_unit": steps}}
         name = "cifar_transfer"
     else:
-        options = {"newsgroups": {"model": "minilm", "max_length": 128, "steps_per_unit": steps}}
+        sizes = dict(_minilm(quick))
+        batch = sizes.pop("batch_size")
+        options = {"newsgroups": {"model": "minilm", "steps_per_unit": steps, **sizes}}
         name = "newsgroups"
     settings = trial_settings([name], str(data), options, max_units=4, cache_dir=str(cache))
-    meta = MetaConfig(unfreeze_frac=unfreeze, batch_size=32, dropout=0.1)
+    meta = MetaConfig(unfreeze_frac=unfreeze, batch_size=batch, dropout=0.1)
     task, cfg = build_task(settings.tasks[0], meta, settings, "cpu")
     return task, cfg, settings
 
@@ -66,12 +82,13 @@ def _compare(task, cfg, rounds: int) -> dict:
             "steps_timed": cfg.steps_per_unit, "rounds": rounds}
 
 
-def _checkpoint_bytes(data: Path, cache: Path) -> dict:
+def _checkpoint_bytes(data: Path, cache: Path, quick: bool) -> dict:
     from trainables.meta import write_trial
 
     out = {}
     for frac in (0.0, 0.5, 1.0):
-        task, cfg, settings = _task("minilm", data, cache, steps=2, unfreeze=frac)
+        task, cfg, settings = _task("minilm", data, cache, steps=1 if quick else 2,
+                                    unfreeze=frac, quick=quick)
         task.learner.train_unit()
         with tempfile.TemporaryDirectory() as d:
             from trainables.config import MetaConfig
@@ -107,11 +124,11 @@ def _plain_full_loop(task, steps: int) -> float:
 def _frozen_features(data: Path, cache: Path, quick: bool) -> dict:
     """Part 2 of issue 20: minilm on a text task at unfreeze_frac 0, 1/3 and 1, a trial's
     units (frozen blocks read from the features cache) against the plain loop above."""
-    out: dict = {"model": "minilm", "max_length": 128, "batch_size": 32,
+    out: dict = {"model": "minilm", **_minilm(quick),
                  "goal": "≥ 5× at unfreeze 0, ≥ 1.6× at 1/3, no change at 1"}
     for frac in (0.0, 1 / 3, 1.0):
         steps = 3 if quick else 6
-        task, cfg, _ = _task("minilm", data, cache, steps=steps, unfreeze=frac)
+        task, cfg, _ = _task("minilm", data, cache, steps=steps, unfreeze=frac, quick=quick)
         build = time.perf_counter()
         task.learner.train_unit()  # warm-up (the features were built, once, with the task)
         _plain_full_loop(task, 1)
@@ -197,7 +214,7 @@ def _step_tries(steps: int, rounds: int, quick: bool = False) -> dict:
 
 def _step_tries_minilm(steps: int, rounds: int, quick: bool = False) -> dict:
     """The same for minilm (all-MiniLM-L6-v2, every block trained: the step that part 2's cache
-    does not shorten), on real-length token batches (8 × 128 tokens). channels_last is a
+    does not shorten), on token batches of 8 × minilm's max_length. channels_last is a
     convolution layout: not tried on a transformer."""
     import torch
     from transformers import AutoModelForSequenceClassification
@@ -206,7 +223,7 @@ def _step_tries_minilm(steps: int, rounds: int, quick: bool = False) -> dict:
 
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(str(minilm_path()), num_labels=20)
-    ids = torch.randint(1000, 30000, (8, 128))
+    ids = torch.randint(1000, 30000, (8, _minilm(quick)["max_length"]))
     mask = torch.ones_like(ids)
     y = torch.randint(0, 20, (8,))
     return _tries("minilm", model, ids, y,
@@ -223,17 +240,18 @@ def run(tmp: Path, quick: bool = False) -> dict:
     data = synthetic_data(tmp / "data")
     cache = tmp / "cache"
     out: dict = {"threads": 1}
-    task, cfg, _ = _task("cnn", data, cache, steps=20 if quick else 40)
+    task, cfg, _ = _task("cnn", data, cache, steps=20 if quick else 40, quick=quick)
     out["cnn"] = _compare(task, cfg, rounds=3 if quick else 5)
     out["step_tries"] = _step_tries(steps=20 if quick else 60, rounds=2 if quick else 3,
                                     quick=quick)
     try:
-        task, cfg, _ = _task("minilm", data, cache, steps=3 if quick else 6)
+        task, cfg, _ = _task("minilm", data, cache, steps=2 if quick else 6, quick=quick)
     except Exception as exc:  # the pretrained extra is not installed
         out["minilm"] = {"skipped": f"{type(exc).__name__}: {exc}"}
     else:
         out["minilm"] = _compare(task, cfg, rounds=2 if quick else 3)
-        out["minilm_checkpoint_mib_per_unit"] = _checkpoint_bytes(data, cache)
+        out["minilm_sizes"] = _minilm(quick)
+        out["minilm_checkpoint_mib_per_unit"] = _checkpoint_bytes(data, cache, quick)
         out["frozen_features"] = _frozen_features(data, cache, quick)
         out["step_tries_minilm"] = _step_tries_minilm(steps=3 if quick else 6,
                                                       rounds=1 if quick else 2, quick=quick)
