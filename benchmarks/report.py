@@ -32,6 +32,17 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, str]]:
         out.append(("Second search rebuilds shared work", "no" if e["second_search_builds_nothing"]
                     else f"yes: {e['warm']['cache_items_built']} items", "nothing rebuilt",
                     e["when"]))
+    if f := r.get("early_final_eval"):
+        a, b = f["early"], f["after"]
+        out.append((f"Final evaluation started on the search's idle slot ({f['search']}), "
+                    "vs started after the search",
+                    f"whole command {a['wall_s']:.0f} s vs {b['wall_s']:.0f} s "
+                    f"({f['whole_command_ratio']:.2f}×); final evaluation "
+                    f"{a['phases_s']['final_eval']:.0f} s vs {b['phases_s']['final_eval']:.0f} s; "
+                    "test metrics " + ("the same" if f["same_test_metrics"] else
+                                       "the same winner, different metrics" if f["same_winner"]
+                                       else "not compared: the searches chose other winners"),
+                    "shorter, the same test metrics", f["when"]))
     if o := r.get("overhead"):
         out.append((f"Per-trial overhead vs raw Ray Tune ({o['trials']} trivial trials, ASHA, "
                     "reused actors)",

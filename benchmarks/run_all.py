@@ -23,7 +23,7 @@ from benchmarks import common  # noqa: F401  (the offline environment, before an
 
 ALL = ["throughput", "shared_work", "overhead", "search_efficiency", "head_store_scale",
        "heldout_text", "asha_vs_full", "warm_start", "aggregate", "sources", "simulated",
-       "checkpoints"]
+       "checkpoints", "early_final_eval"]
 # issue 20's figures, smaller (overhead and simulated, the other fast ones, run in `make bench`)
 QUICK = ["throughput", "search_efficiency", "head_store_scale", "checkpoints"]
 

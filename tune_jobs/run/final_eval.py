@@ -24,18 +24,29 @@ def _final_test_task(config: dict[str, Any], settings: TrialSettings) -> dict[st
     return final_test(MetaConfig.from_dict(config), settings, device)
 
 
-def evaluate_on_test(spec: SearchSpec, config: dict[str, Any]) -> FinalEval | None:
-    """Mean ± std of test metrics of ``config`` over ``final_eval.seeds`` fresh runs (on Ray)."""
+def start_seed(spec: SearchSpec, config: dict[str, Any], seed: int) -> Any:
+    """One fresh run of ``config`` with ``seed`` as a Ray task with a trial's resources: the
+    ref of its test metrics."""
+    import ray
+
+    remote = ray.remote(_final_test_task).options(num_cpus=spec.resources.cpu,
+                                                  num_gpus=spec.resources.gpu)
+    return remote.remote({**config, "seed": seed}, spec.trial_settings())
+
+
+def evaluate_on_test(spec: SearchSpec, config: dict[str, Any],
+                     started: dict[int, Any] | None = None) -> FinalEval | None:
+    """Mean ± std of test metrics of ``config`` over ``final_eval.seeds`` fresh runs (on Ray);
+    ``started``: the refs of seeds already started (:mod:`tune_jobs.run.early_eval`)."""
     n = spec.final_eval.seeds
     if n == 0:
         return None
     import ray
 
-    remote = ray.remote(_final_test_task).options(num_cpus=spec.resources.cpu,
-                                                  num_gpus=spec.resources.gpu)
     seeds = [FINAL_SEED_BASE + i for i in range(n)]
-    settings = spec.trial_settings()
-    refs = {remote.remote({**config, "seed": s}, settings): i for i, s in enumerate(seeds)}
+    started = started or {}
+    refs = {started[s] if s in started else start_seed(spec, config, s): i
+            for i, s in enumerate(seeds)}
     runs: list[Any] = [None] * n
     with progress_bar(n, "final evaluation", "seed") as bar:
         pending = list(refs)

@@ -239,11 +239,12 @@ def _run(spec: SearchSpec, address: str | None, trust_unsigned: bool, resume: bo
         data_used = data_origins(spec.trial_settings())  # read already: the loaders' caches
         print(f"results and checkpoints: {path}")
     stops = StopSignals()
+    early = _early_final_eval(spec, final and not resume)
     with stops.installed():
         try:
             baselines = _through_the_search(spec, stops, timings, address, connected, resume,
                                             trust_unsigned, prepared, data_used, points,
-                                            origins, callbacks, verbose)
+                                            origins, [*(callbacks or []), *early], verbose)
             _check_disk_full(spec)
             if stops.signum is not None:  # Tune stopped gracefully and saved its state
                 raise KeyboardInterrupt
@@ -252,7 +253,7 @@ def _run(spec: SearchSpec, address: str | None, trust_unsigned: bool, resume: bo
             if bad or not final:
                 return SearchResult(exp, None, None, timings, baselines, bad)
             with _timed(timings, "final_eval"):
-                evaluation = searching(final_evaluation, exp)
+                evaluation = searching(final_evaluation, exp, *early)
             with _timed(timings, "report"):
                 summary = searching(report, exp, evaluation, finished=True)
             from tune_jobs.run import tracking
@@ -261,7 +262,21 @@ def _run(spec: SearchSpec, address: str | None, trust_unsigned: bool, resume: bo
         except KeyboardInterrupt:  # before the trials, or after them: at once
             raise _interrupted(spec, stops.signum or signal.SIGINT,
                                resume or stops.fit_started) from None
+        finally:
+            for e in early:  # runs of a trial that did not win, or of a search that stopped
+                e.cancel()
     return SearchResult(exp, summary, evaluation, timings, baselines, bad)
+
+
+def _early_final_eval(spec: SearchSpec, final: bool) -> list[Any]:
+    """The callback that starts the final evaluation on a slot the search leaves idle (none
+    where there is no final evaluation, or for a resumed search: Tune keeps the callbacks it
+    started with)."""
+    if not final or not spec.final_eval.seeds or not spec.final_eval.early:
+        return []
+    from tune_jobs.run.early_eval import EarlyFinalEval
+
+    return [EarlyFinalEval(spec)]
 
 
 def _through_the_search(spec: SearchSpec, stops: StopSignals, timings: dict[str, float],
@@ -349,9 +364,11 @@ def _bad_data() -> dict[str, tuple[str, str]]:
     return dict(SEEN)
 
 
-def final_evaluation(exp: Experiment) -> FinalEval | None:
+def final_evaluation(exp: Experiment, early: Any = None) -> FinalEval | None:
     """The winner re-trained over ``final_eval.seeds`` seeds and scored on the test splits
-    (kept from an earlier run when that was the same winner with as many seeds)."""
+    (kept from an earlier run when that was the same winner with as many seeds). ``early``
+    (:class:`~tune_jobs.run.early_eval.EarlyFinalEval`) holds the seeds started during the
+    search; those of the winner are used, the others cancelled."""
     spec, best = exp.spec, best_row(exp.rows)
     saved = exp.final_eval()
     if best is not None and saved and saved.config == best.config \
@@ -362,9 +379,11 @@ def final_evaluation(exp: Experiment) -> FinalEval | None:
         return None
     from tune_jobs.run.final_eval import evaluate_on_test, transfer_gain
 
+    started = early.take(best.trial_id, best.config) if early is not None else {}
     print(f"re-training the winner with {spec.final_eval.seeds} seed(s) for the test "
-          "evaluation ...", flush=True)
-    evaluation = evaluate_on_test(spec, best.config)
+          "evaluation" + (f" ({len(started)} started during the search, on a free slot)"
+                          if started else "") + " ...", flush=True)
+    evaluation = evaluate_on_test(spec, best.config, started)
     if evaluation is not None and spec.final_eval.transfer_baseline:
         print("training the winner from scratch too (final_eval.transfer_baseline) ...",
               flush=True)

@@ -168,11 +168,15 @@ class FinalEval:
     # also train the winner from scratch (source: none) on the same seeds, to show what the
     # image tasks' transfer bought
     transfer_baseline: bool = False
+    # start the best finished trial's seeds during the search, on a slot no trial can use (its
+    # last survivors running alone); kept if it wins, cancelled if not (tune_jobs.run.early_eval)
+    early: bool = True
 
     def __post_init__(self) -> None:
         _int("final_eval.seeds", self.seeds, 0)
-        if not isinstance(self.transfer_baseline, bool):
-            fail("final_eval.transfer_baseline", self.transfer_baseline, "true or false")
+        for key in ("transfer_baseline", "early"):
+            if not isinstance(getattr(self, key), bool):
+                fail(f"final_eval.{key}", getattr(self, key), "true or false")
 
 
 @dataclass(frozen=True)

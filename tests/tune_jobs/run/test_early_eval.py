@@ -1,0 +1,145 @@
+"""The final evaluation's seeds started on a slot the search leaves idle: when, for which trial,
+what the final evaluation then takes, and what is cancelled."""
+
+import pickle
+from types import SimpleNamespace
+
+import pytest
+from ray.tune.experiment import Trial
+
+from tune_jobs.run import early_eval, final_eval
+from tune_jobs.spec.search_spec import SearchSpec
+
+
+def _trial(tid, status, score=None, lr=1.0):
+    return SimpleNamespace(trial_id=tid, status=status, config={"lr_scale": lr},
+                           last_result={} if score is None else {"meta_score": score})
+
+
+@pytest.fixture
+def world(monkeypatch):
+    """Ray's free resources, the started runs and the cancelled ones, all by hand."""
+    state = SimpleNamespace(free={"CPU": 1.0}, started=[], cancelled=[])
+
+    def start(spec, config, seed):
+        state.started.append((dict(config), seed))
+        return f"ref-{config['lr_scale']}-{seed}"
+
+    monkeypatch.setattr(final_eval, "start_seed", start)
+    monkeypatch.setattr(early_eval.ray, "available_resources", lambda: dict(state.free))
+    monkeypatch.setattr(early_eval.ray, "cancel",
+                        lambda ref, force=False: state.cancelled.append(ref))
+    return state
+
+
+def _spec(seeds=2, samples=3):
+    return SearchSpec.from_dict({"name": "e", "num_samples": samples,
+                                 "final_eval": {"seeds": seeds}})
+
+
+def test_the_best_finished_trial_is_started_one_seed_at_a_time_while_a_slot_is_free(world):
+    cb = early_eval.EarlyFinalEval(_spec(seeds=2))
+    trials = [_trial("a", Trial.TERMINATED, 0.3, lr=0.5), _trial("b", Trial.TERMINATED, 0.6),
+              _trial("c", Trial.RUNNING, 0.7, lr=2.0)]
+    cb.on_trial_complete(0, trials, trials[1])
+    assert world.started == [({"lr_scale": 1.0}, final_eval.FINAL_SEED_BASE)]
+    world.free = {"CPU": 0.0}  # the first run holds the slot
+    cb.on_trial_result(0, trials, trials[2], {})
+    assert len(world.started) == 1
+    world.free = {"CPU": 1.0}
+    cb.on_trial_result(0, trials, trials[2], {})
+    cb.on_trial_result(0, trials, trials[2], {})  # every seed started: nothing more
+    assert [s for _, s in world.started] == [final_eval.FINAL_SEED_BASE,
+                                             final_eval.FINAL_SEED_BASE + 1]
+    assert world.cancelled == []
+
+
+@pytest.mark.parametrize("case", ["a trial is still to come", "a trial waits to start",
+                                  "nothing runs", "no slot is free", "no final evaluation"])
+def test_nothing_starts_where_a_trial_could_use_the_slot_or_nothing_is_idle(world, case):
+    trials = [_trial("a", Trial.TERMINATED, 0.3), _trial("b", Trial.RUNNING, 0.1)]
+    spec = _spec(samples=2)
+    if case == "a trial is still to come":
+        spec = _spec(samples=3)
+    elif case == "a trial waits to start":
+        trials.append(_trial("c", Trial.PENDING))
+        spec = _spec(samples=3)
+    elif case == "nothing runs":
+        trials[1].status = Trial.TERMINATED
+    elif case == "no slot is free":
+        world.free = {"CPU": 0.5}
+    else:
+        spec = _spec(seeds=0, samples=2)
+    early_eval.EarlyFinalEval(spec).on_trial_complete(0, trials, trials[0])
+    assert world.started == []
+
+
+def test_a_trial_waiting_to_start_cancels_the_runs_at_once(world):
+    cb = early_eval.EarlyFinalEval(_spec(samples=2))
+    trials = [_trial("a", Trial.TERMINATED, 0.3), _trial("b", Trial.RUNNING, 0.1)]
+    cb.on_trial_complete(0, trials, trials[0])
+    assert len(world.started) == 1
+    trials[1].status = Trial.PENDING  # a retry after a failure, say
+    cb.on_step_begin(0, trials)
+    assert world.cancelled == [f"ref-1.0-{final_eval.FINAL_SEED_BASE}"]
+    assert cb.runs == {}
+
+
+def test_a_better_finished_trial_replaces_the_runs_of_the_one_before(world):
+    cb = early_eval.EarlyFinalEval(_spec(samples=3))
+    trials = [_trial("a", Trial.TERMINATED, 0.3, lr=0.5), _trial("b", Trial.RUNNING, 0.1),
+              _trial("c", Trial.RUNNING, 0.2, lr=2.0)]
+    cb.on_trial_complete(0, trials, trials[0])
+    trials[2].last_result = {"meta_score": 0.9}
+    trials[2].status = Trial.TERMINATED
+    cb.on_trial_complete(0, trials, trials[2])
+    assert world.cancelled == [f"ref-0.5-{final_eval.FINAL_SEED_BASE}"]
+    assert world.started[-1] == ({"lr_scale": 2.0}, final_eval.FINAL_SEED_BASE)
+    assert cb.trial_id == "c"
+
+
+def test_the_final_evaluation_takes_the_winners_runs_and_cancels_a_loser(world):
+    cb = early_eval.EarlyFinalEval(_spec(samples=2))
+    trials = [_trial("a", Trial.TERMINATED, 0.3), _trial("b", Trial.RUNNING, 0.1)]
+    cb.on_trial_complete(0, trials, trials[0])
+    assert cb.take("a", {"lr_scale": 1.0}) == {final_eval.FINAL_SEED_BASE:
+                                               f"ref-1.0-{final_eval.FINAL_SEED_BASE}"}
+    assert cb.runs == {} and world.cancelled == []
+    cb.on_trial_complete(0, trials, trials[0])
+    assert cb.take("b", {"lr_scale": 1.0}) == {}  # the running trial won: these were a guess
+    assert world.cancelled == [f"ref-1.0-{final_eval.FINAL_SEED_BASE}"]
+    cb.on_trial_complete(0, trials, trials[0])
+    assert cb.take("a", {"lr_scale": 3.0}) == {}  # same id, another config: not the winner's
+
+
+def test_evaluate_on_test_uses_the_started_seeds_and_starts_only_the_others(world,
+                                                                           monkeypatch):
+    base = final_eval.FINAL_SEED_BASE
+    results = {f"ref-1.0-{base}": {"test_meta_score": 0.5},
+               f"ref-1.0-{base + 1}": {"test_meta_score": 0.7}}
+    monkeypatch.setattr("ray.wait", lambda refs, num_returns: (refs[:1], refs[1:]))
+    monkeypatch.setattr("ray.get", lambda ref: results[ref])
+    out = final_eval.evaluate_on_test(_spec(seeds=2), {"lr_scale": 1.0},
+                                      started={base: f"ref-1.0-{base}"})
+    assert world.started == [({"lr_scale": 1.0}, base + 1)]
+    assert out.seeds == [base, base + 1]
+    assert out.metrics["test_meta_score"]["values"] == [0.5, 0.7]
+
+
+def test_tune_pickles_the_callback_without_its_runs(world):
+    cb = early_eval.EarlyFinalEval(_spec(samples=2))
+    trials = [_trial("a", Trial.TERMINATED, 0.3), _trial("b", Trial.RUNNING, 0.1)]
+    cb.on_trial_complete(0, trials, trials[0])
+    copy = pickle.loads(pickle.dumps(cb))
+    assert copy.runs == {} and copy.trial_id is None and copy.spec == cb.spec
+
+
+def test_final_eval_early_is_on_by_default_and_off_with_false():
+    from tune_jobs.run.pipeline import _early_final_eval
+
+    assert [type(c).__name__ for c in _early_final_eval(_spec(), True)] == ["EarlyFinalEval"]
+    off = SearchSpec.from_dict({"name": "e", "final_eval": {"seeds": 2, "early": False}})
+    assert _early_final_eval(off, True) == []
+    assert _early_final_eval(_spec(), False) == []  # no final evaluation, or a resumed search
+    with pytest.raises(ValueError, match="final_eval.early"):
+        SearchSpec.from_dict({"name": "e", "final_eval": {"early": "yes"}})
