@@ -14,6 +14,9 @@ them at once, so that they never hold a trial back.
 
 from __future__ import annotations
 
+import json
+import sys
+import time
 from typing import Any
 
 import ray
@@ -25,28 +28,43 @@ from tune_jobs.spec.search_spec import SearchSpec
 
 
 class EarlyFinalEval(Callback):
-    """Starts the final evaluation of the best finished trial on a slot no trial can use."""
+    """Starts the final evaluation of the best finished trial on a slot no trial can use.
 
-    def __init__(self, spec: SearchSpec) -> None:
-        self.spec = spec
+    Checked once per controller step (when the trials' statuses are final), at most every
+    ``gap_s`` seconds: Ray's figure of free resources lags a start. Whatever goes wrong in here
+    is one warning and the end of it: it never fails a trial or the search.
+    """
+
+    def __init__(self, spec: SearchSpec, gap_s: float = 5.0) -> None:
+        self.spec, self.gap_s = spec, gap_s
+        self.active = True
         self.trial_id: str | None = None  # the trial whose configuration the runs evaluate
         self.config: dict[str, Any] | None = None
         self.runs: dict[int, Any] = {}  # seed -> the Ray task's ref
+        self.checked = -float("inf")  # when the free resources were last read
 
-    def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks: no refs in there
-        return {"spec": self.spec, "trial_id": None, "config": None, "runs": {}}
+    def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks (tuner.pkl)
+        return {"spec": self.spec, "gap_s": self.gap_s}
 
-    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial,
-                        result: dict[str, Any], **info: Any) -> None:
-        self._maybe_start(trials)
-
-    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial,
-                          **info: Any) -> None:
-        self._maybe_start(trials)
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # The copy a restored Tuner brings back has no one to hand its runs to: it does nothing.
+        self.__init__(state["spec"], state["gap_s"])  # type: ignore[misc]
+        self.active = False
 
     def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         if self.runs and any(t.status in (Trial.PENDING, Trial.PAUSED) for t in trials):
             self.cancel()  # a trial needs the slot
+
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        if not self.active:
+            return
+        try:
+            self._maybe_start(trials)
+        except Exception as exc:  # noqa: BLE001 (a guess that fails must not fail the search)
+            self.active = False
+            self.cancel()
+            print(f"[metatune] warning: the final evaluation is not started early ({exc}); "
+                  "it runs after the search", file=sys.stderr, flush=True)
 
     def _maybe_start(self, trials: list[Trial]) -> None:
         from tune_jobs.run.final_eval import FINAL_SEED_BASE, start_seed
@@ -57,14 +75,18 @@ class EarlyFinalEval(Callback):
                 or not any(t.status == Trial.RUNNING for t in trials)):
             return
         done = [t for t in trials if t.status == Trial.TERMINATED
-                and (t.last_result or {}).get(objective.META_SCORE) is not None]
+                and isinstance((t.last_result or {}).get(objective.META_SCORE), (int, float))]
         if not done:
             return
         best = max(done, key=lambda t: t.last_result[objective.META_SCORE])
         if best.trial_id != self.trial_id:
             self.cancel()  # a better trial has finished: evaluate that one instead
             self.trial_id, self.config = best.trial_id, dict(best.config)
-        if len(self.runs) >= seeds or not self._slot_free():
+        now = time.monotonic()
+        if len(self.runs) >= seeds or now - self.checked < self.gap_s:
+            return
+        self.checked = now
+        if not self._slot_free():
             return
         seed = FINAL_SEED_BASE + len(self.runs)
         assert self.config is not None
@@ -80,13 +102,18 @@ class EarlyFinalEval(Callback):
     def take(self, trial_id: str, config: dict[str, Any]) -> dict[int, Any]:
         """The runs already started for the winner (``trial_id`` with ``config``); any other
         runs are cancelled."""
-        if trial_id == self.trial_id and config == self.config:
+        same = json.dumps(config, sort_keys=True, default=str) == json.dumps(
+            self.config, sort_keys=True, default=str)
+        if trial_id == self.trial_id and same:
             runs, self.runs = self.runs, {}
             return runs
         self.cancel()
         return {}
 
     def cancel(self) -> None:
-        for ref in self.runs.values():
-            ray.cancel(ref, force=True)
-        self.runs = {}
+        runs, self.runs = self.runs, {}
+        for ref in runs.values():
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001, S110 (gone already, or Ray shut down: nothing runs)
+                pass

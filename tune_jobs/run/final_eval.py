@@ -48,12 +48,17 @@ def evaluate_on_test(spec: SearchSpec, config: dict[str, Any],
     refs = {started[s] if s in started else start_seed(spec, config, s): i
             for i, s in enumerate(seeds)}
     runs: list[Any] = [None] * n
-    with progress_bar(n, "final evaluation", "seed") as bar:
-        pending = list(refs)
-        while pending:
-            (ready,), pending = ray.wait(pending, num_returns=1)
-            runs[refs[ready]] = ray.get(ready)
-            bar.update(1)
+    pending = list(refs)
+    try:
+        with progress_bar(n, "final evaluation", "seed") as bar:
+            while pending:
+                (ready,), pending = ray.wait(pending, num_returns=1)
+                runs[refs[ready]] = ray.get(ready)
+                bar.update(1)
+    except BaseException:  # a failed seed, or a stop: the other runs end too
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
     metrics = {}
     for key in runs[0]:
         values = [r[key] for r in runs]

@@ -38,17 +38,17 @@ def _spec(seeds=2, samples=3):
 
 
 def test_the_best_finished_trial_is_started_one_seed_at_a_time_while_a_slot_is_free(world):
-    cb = early_eval.EarlyFinalEval(_spec(seeds=2))
+    cb = early_eval.EarlyFinalEval(_spec(seeds=2), gap_s=0)
     trials = [_trial("a", Trial.TERMINATED, 0.3, lr=0.5), _trial("b", Trial.TERMINATED, 0.6),
               _trial("c", Trial.RUNNING, 0.7, lr=2.0)]
-    cb.on_trial_complete(0, trials, trials[1])
+    cb.on_step_end(0, trials)
     assert world.started == [({"lr_scale": 1.0}, final_eval.FINAL_SEED_BASE)]
     world.free = {"CPU": 0.0}  # the first run holds the slot
-    cb.on_trial_result(0, trials, trials[2], {})
+    cb.on_step_end(0, trials)
     assert len(world.started) == 1
     world.free = {"CPU": 1.0}
-    cb.on_trial_result(0, trials, trials[2], {})
-    cb.on_trial_result(0, trials, trials[2], {})  # every seed started: nothing more
+    cb.on_step_end(0, trials)
+    cb.on_step_end(0, trials)  # every seed started: nothing more
     assert [s for _, s in world.started] == [final_eval.FINAL_SEED_BASE,
                                              final_eval.FINAL_SEED_BASE + 1]
     assert world.cancelled == []
@@ -70,14 +70,14 @@ def test_nothing_starts_where_a_trial_could_use_the_slot_or_nothing_is_idle(worl
         world.free = {"CPU": 0.5}
     else:
         spec = _spec(seeds=0, samples=2)
-    early_eval.EarlyFinalEval(spec).on_trial_complete(0, trials, trials[0])
+    early_eval.EarlyFinalEval(spec, gap_s=0).on_step_end(0, trials)
     assert world.started == []
 
 
 def test_a_trial_waiting_to_start_cancels_the_runs_at_once(world):
-    cb = early_eval.EarlyFinalEval(_spec(samples=2))
+    cb = early_eval.EarlyFinalEval(_spec(samples=2), gap_s=0)
     trials = [_trial("a", Trial.TERMINATED, 0.3), _trial("b", Trial.RUNNING, 0.1)]
-    cb.on_trial_complete(0, trials, trials[0])
+    cb.on_step_end(0, trials)
     assert len(world.started) == 1
     trials[1].status = Trial.PENDING  # a retry after a failure, say
     cb.on_step_begin(0, trials)
@@ -86,29 +86,29 @@ def test_a_trial_waiting_to_start_cancels_the_runs_at_once(world):
 
 
 def test_a_better_finished_trial_replaces_the_runs_of_the_one_before(world):
-    cb = early_eval.EarlyFinalEval(_spec(samples=3))
+    cb = early_eval.EarlyFinalEval(_spec(samples=3), gap_s=0)
     trials = [_trial("a", Trial.TERMINATED, 0.3, lr=0.5), _trial("b", Trial.RUNNING, 0.1),
               _trial("c", Trial.RUNNING, 0.2, lr=2.0)]
-    cb.on_trial_complete(0, trials, trials[0])
+    cb.on_step_end(0, trials)
     trials[2].last_result = {"meta_score": 0.9}
     trials[2].status = Trial.TERMINATED
-    cb.on_trial_complete(0, trials, trials[2])
+    cb.on_step_end(0, trials)
     assert world.cancelled == [f"ref-0.5-{final_eval.FINAL_SEED_BASE}"]
     assert world.started[-1] == ({"lr_scale": 2.0}, final_eval.FINAL_SEED_BASE)
     assert cb.trial_id == "c"
 
 
 def test_the_final_evaluation_takes_the_winners_runs_and_cancels_a_loser(world):
-    cb = early_eval.EarlyFinalEval(_spec(samples=2))
+    cb = early_eval.EarlyFinalEval(_spec(samples=2), gap_s=0)
     trials = [_trial("a", Trial.TERMINATED, 0.3), _trial("b", Trial.RUNNING, 0.1)]
-    cb.on_trial_complete(0, trials, trials[0])
+    cb.on_step_end(0, trials)
     assert cb.take("a", {"lr_scale": 1.0}) == {final_eval.FINAL_SEED_BASE:
                                                f"ref-1.0-{final_eval.FINAL_SEED_BASE}"}
     assert cb.runs == {} and world.cancelled == []
-    cb.on_trial_complete(0, trials, trials[0])
+    cb.on_step_end(0, trials)
     assert cb.take("b", {"lr_scale": 1.0}) == {}  # the running trial won: these were a guess
     assert world.cancelled == [f"ref-1.0-{final_eval.FINAL_SEED_BASE}"]
-    cb.on_trial_complete(0, trials, trials[0])
+    cb.on_step_end(0, trials)
     assert cb.take("a", {"lr_scale": 3.0}) == {}  # same id, another config: not the winner's
 
 
@@ -126,12 +126,39 @@ def test_evaluate_on_test_uses_the_started_seeds_and_starts_only_the_others(worl
     assert out.metrics["test_meta_score"]["values"] == [0.5, 0.7]
 
 
-def test_tune_pickles_the_callback_without_its_runs(world):
-    cb = early_eval.EarlyFinalEval(_spec(samples=2))
+def test_the_copy_a_restored_tuner_brings_back_does_nothing(world):
+    """Tune pickles its callbacks into tuner.pkl; a resumed search has no one to hand that
+    copy's runs to, so it starts none (and carries no refs)."""
+    cb = early_eval.EarlyFinalEval(_spec(samples=2), gap_s=0)
     trials = [_trial("a", Trial.TERMINATED, 0.3), _trial("b", Trial.RUNNING, 0.1)]
-    cb.on_trial_complete(0, trials, trials[0])
+    cb.on_step_end(0, trials)
     copy = pickle.loads(pickle.dumps(cb))
     assert copy.runs == {} and copy.trial_id is None and copy.spec == cb.spec
+    copy.on_step_end(0, trials)
+    assert len(world.started) == 1 and not copy.active
+
+
+def test_resources_are_read_at_most_every_gap_seconds(world):
+    cb = early_eval.EarlyFinalEval(_spec(samples=2), gap_s=3600)
+    trials = [_trial("a", Trial.TERMINATED, 0.3), _trial("b", Trial.RUNNING, 0.1)]
+    cb.on_step_end(0, trials)
+    cb.on_step_end(0, trials)  # Ray's free CPUs lag the first start: no second one yet
+    assert len(world.started) == 1
+
+
+def test_a_failure_in_here_is_one_warning_and_never_fails_the_search(world, monkeypatch,
+                                                                     capsys):
+    def broken():
+        raise ConnectionError("GCS unreachable")
+
+    monkeypatch.setattr(early_eval.ray, "available_resources", broken)
+    cb = early_eval.EarlyFinalEval(_spec(samples=2), gap_s=0)
+    trials = [_trial("a", Trial.TERMINATED, 0.3), _trial("b", Trial.RUNNING, 0.1)]
+    cb.on_step_end(0, trials)
+    cb.on_step_end(0, trials)
+    assert not cb.active and world.started == []
+    err = capsys.readouterr().err
+    assert err.count("warning: the final evaluation is not started early (GCS unreachable)") == 1
 
 
 def test_final_eval_early_is_on_by_default_and_off_with_false():
@@ -143,3 +170,18 @@ def test_final_eval_early_is_on_by_default_and_off_with_false():
     assert _early_final_eval(_spec(), False) == []  # no final evaluation, or a resumed search
     with pytest.raises(ValueError, match="final_eval.early"):
         SearchSpec.from_dict({"name": "e", "final_eval": {"early": "yes"}})
+
+
+def test_a_failed_seed_cancels_the_seeds_still_running(world, monkeypatch):
+    base = final_eval.FINAL_SEED_BASE
+
+    def get(ref):
+        raise RuntimeError(f"{ref} failed")
+
+    monkeypatch.setattr("ray.wait", lambda refs, num_returns: (refs[:1], refs[1:]))
+    monkeypatch.setattr("ray.get", get)
+    monkeypatch.setattr("ray.cancel", lambda ref, force=False: world.cancelled.append(ref))
+    with pytest.raises(RuntimeError, match=f"ref-1.0-{base} failed"):
+        final_eval.evaluate_on_test(_spec(seeds=3), {"lr_scale": 1.0},
+                                    started={base: f"ref-1.0-{base}"})
+    assert world.cancelled == [f"ref-1.0-{base + 1}", f"ref-1.0-{base + 2}"]
