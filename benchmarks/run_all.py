@@ -1,7 +1,7 @@
 """The benchmark suite: each measurement next to its baseline in the same process, numbers to
 stdout and to benchmarks/results/<name>.json, then benchmarks/BENCHMARKS.md generated from them.
 
-    make bench          # everything (about 30 min on 2 cores)
+    make bench          # everything (about 40 min on 2 cores)
     make bench-quick    # the performance figures, smaller (≤ 5 min on 2 cores), into
                         # benchmarks/results/quick/ (the full run's figures stay as they are)
     make bench-gpu      # the GPU figures; skipped where there is no CUDA device
