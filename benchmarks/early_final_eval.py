@@ -31,9 +31,9 @@ def _search(name: str, data: Path, storage: Path, cache: Path, early: bool,
                           callbacks=[LeaderboardCallback(list(spec.tasks), spec.experiment)])
     wall = time.perf_counter() - started
     ray.shutdown()
-    final = result.final
     if not seeds:
         return None
+    final = result.final
     assert final is not None, f"the {name} search has no final evaluation"
     return {"wall_s": round(wall, 1),
             "phases_s": {k: round(v, 1) for k, v in result.timings.items()},

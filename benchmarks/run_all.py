@@ -40,22 +40,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         common.OUT = common.QUICK_OUT
     failed = []
-    shared = tempfile.TemporaryDirectory(prefix="bench-data-")
-    common.SHARED["root"] = Path(shared.name)
-    for name in names:
-        started = time.perf_counter()
-        print(f"== {name}", flush=True)
-        module = importlib.import_module(f"benchmarks.{name}")
-        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
-            try:
-                module.run(Path(tmp), quick=args.quick)
-            except Exception as exc:  # report it and go on: one broken figure is not all
-                import traceback
+    with tempfile.TemporaryDirectory(prefix="bench-data-") as shared:
+        common.SHARED["root"] = Path(shared)
+        for name in names:
+            started = time.perf_counter()
+            print(f"== {name}", flush=True)
+            module = importlib.import_module(f"benchmarks.{name}")
+            with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+                try:
+                    module.run(Path(tmp), quick=args.quick)
+                except Exception as exc:  # report it and go on: one broken figure is not all
+                    import traceback
 
-                traceback.print_exc()
-                failed.append(f"{name}: {type(exc).__name__}: {exc}")
-        print(f"== {name}: {time.perf_counter() - started:.0f} s", flush=True)
-    shared.cleanup()
+                    traceback.print_exc()
+                    failed.append(f"{name}: {type(exc).__name__}: {exc}")
+            print(f"== {name}: {time.perf_counter() - started:.0f} s", flush=True)
     from benchmarks.report import DOC, write
 
     print(f"wrote {write(common.OUT / 'BENCHMARKS.md' if args.quick else DOC)}")

@@ -111,9 +111,7 @@ class EarlyFinalEval(Callback):
         return {}
 
     def cancel(self) -> None:
+        from tune_jobs.run.final_eval import cancel
+
         runs, self.runs = self.runs, {}
-        for ref in runs.values():
-            try:
-                ray.cancel(ref, force=True)
-            except Exception:  # noqa: BLE001, S110 (gone already, or Ray shut down: nothing runs)
-                pass
+        cancel(runs.values())

@@ -5,6 +5,7 @@ and export the winning trial's models in the formats the field's own tools load.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from typing import Any
 
 from trainables import objective
@@ -34,6 +35,17 @@ def start_seed(spec: SearchSpec, config: dict[str, Any], seed: int) -> Any:
     return remote.remote({**config, "seed": seed}, spec.trial_settings())
 
 
+def cancel(refs: Iterable[Any]) -> None:
+    """End these runs; one that has ended already, or a Ray shut down, is not an error."""
+    import ray
+
+    for ref in refs:
+        try:
+            ray.cancel(ref, force=True)
+        except Exception:  # noqa: BLE001, S110 (gone already: nothing runs)
+            pass
+
+
 def evaluate_on_test(spec: SearchSpec, config: dict[str, Any],
                      started: dict[int, Any] | None = None) -> FinalEval | None:
     """Mean ± std of test metrics of ``config`` over ``final_eval.seeds`` fresh runs (on Ray);
@@ -56,8 +68,7 @@ def evaluate_on_test(spec: SearchSpec, config: dict[str, Any],
                 runs[refs[ready]] = ray.get(ready)
                 bar.update(1)
     except BaseException:  # a failed seed, or a stop: the other runs end too
-        for ref in pending:
-            ray.cancel(ref, force=True)
+        cancel(pending)
         raise
     metrics = {}
     for key in runs[0]:
