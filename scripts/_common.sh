@@ -37,6 +37,42 @@ require_free_port() {
   fi
 }
 
+# `ray start "$@"` in a session of its own: the node's processes form one process group that
+# stop.sh can stop without touching anything else (the caller's shell, other Ray nodes).
+# Ray gives a new raylet a fixed 30 s to register with the GCS, which a loaded machine can
+# miss; that failed start leaves its processes running. They are stopped and the start is
+# tried once more. Any other failure is final (and also leaves nothing running).
+start_ray() {
+  local log pid attempt
+  log="$(mktemp)"
+  for attempt in 1 2; do
+    setsid --wait "$RAY_BIN" start "$@" > "$log" 2>&1 &
+    pid=$!  # not a group leader, so setsid does not fork: this is the session's id
+    if wait "$pid"; then
+      cat "$log"; rm -f "$log"; return 0
+    fi
+    cat "$log" >&2
+    stop_session "$pid"
+    if [ "$attempt" = 2 ] || ! grep -q "timed out during startup" "$log"; then
+      rm -f "$log"; return 1
+    fi
+    echo "warning: the Ray node did not register within Ray's 30 s (a loaded machine?);" \
+         "stopped what it had started; trying once more" >&2
+  done
+}
+
+# Stop every process of session $1 (TERM, then KILL after 10 s), and wait until they are gone.
+stop_session() {
+  local _
+  pkill -TERM -s "$1" 2>/dev/null || return 0
+  for _ in $(seq 20); do
+    pgrep -s "$1" > /dev/null || return 0
+    sleep 0.5
+  done
+  pkill -KILL -s "$1" 2>/dev/null || true
+  sleep 0.5
+}
+
 # The process group of the Ray node whose raylet mentions $1 and that we do not know yet.
 new_node_pgid() {
   local known own pid pgid

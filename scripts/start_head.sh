@@ -22,11 +22,9 @@ if [ -z "${RAY_AUTH_TOKEN:-}" ] && [ ! -s "$TOKEN_PATH" ]; then
   echo "generated a cluster token in $TOKEN_PATH (copy it to every worker and client)"
 fi
 secure_token
-# A new session: the node's processes get a process group of their own, which stop.sh
-# can stop without touching anything else (the caller's shell, other Ray nodes).
-setsid --wait "$RAY_BIN" start --head --port="$PORT" \
+start_ray --head --port="$PORT" \
   --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \
-  --metrics-export-port="$METRICS_PORT" --temp-dir="$RAY_TMP" "$@"
+  --metrics-export-port="$METRICS_PORT" --temp-dir="$RAY_TMP" "$@" || exit 1
 PGID="$(new_node_pgid "$RAY_TMP")" || { echo "error: Ray head did not start" >&2; exit 1; }
 # From here on a failure takes the half-started head down again.
 undo() {

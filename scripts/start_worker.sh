@@ -15,7 +15,7 @@ if [ -z "${RAY_AUTH_TOKEN:-}" ] && [ ! -s "$TOKEN_PATH" ]; then
   exit 2
 fi
 secure_token
-setsid --wait "$RAY_BIN" start --address="$HEAD" "$@"  # own process group, as for the head
+start_ray --address="$HEAD" "$@" || exit 1  # own process group, as for the head
 # A worker on a machine that also runs the head shares its temp dir; find our new raylet.
 MARK="$RAY_TMP"
 PGID="$(new_node_pgid "$MARK")" || { MARK="session_"; PGID="$(new_node_pgid "$MARK")"; } || {

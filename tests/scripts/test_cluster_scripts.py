@@ -42,6 +42,49 @@ def test_cluster_yaml_passes_rays_schema_with_token_auth_and_local_dashboard():
         validate_config(prepare_config(broken))
 
 
+FAKE_RAY = r"""#!/usr/bin/env bash
+n=$(( $(cat "$FAKE_DIR/calls" 2>/dev/null || echo 0) + 1 )); echo "$n" > "$FAKE_DIR/calls"
+case "$FAKE_MODE:$n" in
+  timeout-then-up:2) echo "Ray runtime started."; exit 0 ;;
+  timeout-*) sleep 300 & echo "$!" >> "$FAKE_DIR/left"  # what a half-started node leaves
+     echo "Exception: The current node timed out during startup. This could happen" >&2
+     exit 1 ;;
+  *) echo "ValueError: --num-cpus must be a number" >&2; exit 1 ;;
+esac
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.parametrize("mode, rc, calls", [("timeout-then-up", 0, 2),
+                                             ("timeout-always", 1, 2), ("bad-args", 1, 1)])
+def test_a_start_that_times_out_is_cleaned_up_and_tried_once_more(tmp_path, mode, rc, calls):
+    fake = tmp_path / "bin" / "ray"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_RAY)
+    fake.chmod(0o755)
+    env = {**os.environ, "RAY_BIN": str(fake), "FAKE_DIR": str(tmp_path), "FAKE_MODE": mode,
+           "METATUNE_CLUSTER_DIR": str(tmp_path / "state")}
+    run = subprocess.run(["bash", "-c", 'source scripts/_common.sh && start_ray --head'],
+                         env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert run.returncode == rc, run.stderr
+    assert int((tmp_path / "calls").read_text()) == calls
+    left = [int(p) for p in (tmp_path / "left").read_text().split()] if mode != "bad-args" else []
+    assert len(left) == (calls if mode == "timeout-always" else calls - 1)
+    assert not any(_running(pid) for pid in left)  # nothing of a failed start keeps running
+    assert ("trying once more" in run.stderr) == mode.startswith("timeout")
+    if mode == "timeout-then-up":
+        assert "Ray runtime started." in run.stdout
+    else:  # Ray's own message reaches the user
+        assert ("timed out during startup" if mode == "timeout-always" else "--num-cpus") \
+            in run.stderr
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
