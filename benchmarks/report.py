@@ -26,8 +26,10 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, str]]:
             what = (f"a longer search ({x['search']})" if kind == "long"
                     else f"{kind} cache ({e['search']})")
             out.append((f"Search efficiency, {what}",
-                        f"{x['efficiency_whole_command']:.2f} of slot-time trains/evaluates "
-                        f"({x['efficiency_search_only']:.2f} within the Tune search); "
+                        f"{x['efficiency_whole_command']:.2f} of slot-time trains/evaluates"
+                        + (f" (the trials alone {x['efficiency_trials_only']:.2f}; "
+                           if "efficiency_trials_only" in x else " (")
+                        + f"{x['efficiency_search_only']:.2f} within the Tune search); "
                         f"{x['wall_s']:.0f} s wall", goal, x.get("measured_when", e["when"])))
         out.append(("Second search rebuilds shared work", "no" if e["second_search_builds_nothing"]
                     else f"yes: {e['warm']['cache_items_built']} items", "nothing rebuilt",
@@ -240,6 +242,12 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def _phases(e: dict, kinds: list[str]) -> list[str]:
+    """Every phase of these searches, in the order they first appear (a search kept from an
+    earlier run may have phases of its own)."""
+    return list(dict.fromkeys(p for k in kinds for p in e[k]["slot_seconds"]))
+
+
 def _plots(r: dict[str, dict], doc: Path) -> list[str]:
     import matplotlib
 
@@ -250,10 +258,10 @@ def _plots(r: dict[str, dict], doc: Path) -> list[str]:
     if e := r.get("search_efficiency"):
         fig, ax = plt.subplots(figsize=(7, 2.6))
         kinds = [k for k in ("cold", "warm", "long") if e.get(k)]
-        phases = list(e["cold"]["slot_share"])
+        phases = _phases(e, kinds)
         left = [0.0] * len(kinds)
         for phase in phases:
-            vals = [max(0.0, e[k]["slot_share"][phase]) for k in kinds]
+            vals = [max(0.0, e[k]["slot_share"].get(phase, 0.0)) for k in kinds]
             ax.barh(kinds, vals, left=left, label=phase)
             left = [a + b for a, b in zip(left, vals, strict=True)]
         ax.set_xlabel("share of slot-time (wall × slots)")
@@ -300,9 +308,11 @@ def write(doc: Path = DOC) -> Path:
         lines += ["", "## Where a search's slot-time goes", "",
                   "| Phase | " + " | ".join(f"{k} (slot-s)" for k in kinds) + " |",
                   "|---" * (len(kinds) + 1) + "|"]
-        for phase in e["cold"]["slot_seconds"]:
-            lines.append(f"| {phase} | " + " | ".join(str(e[k]["slot_seconds"][phase])
+        for phase in _phases(e, kinds):
+            lines.append(f"| {phase} | " + " | ".join(str(e[k]["slot_seconds"].get(phase, "—"))
                                                       for k in kinds) + " |")
+        if counted := e.get("counts_as_work"):
+            lines += ["", f"Counted as training and evaluating: {counted}."]
     if (h := r.get("head_store")) and "rung_rounds" in h:
         lines += ["", "## The head store at scale", "",
                   "| Trials writing at once | Aggregate MiB/s | Stall per rung round, bert-base |"

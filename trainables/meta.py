@@ -134,17 +134,27 @@ def trial_units(folder: str | Path) -> int:
     return int(json.loads((Path(folder) / TRIAL_FILE).read_text())["units"])
 
 
-def final_test(meta: MetaConfig, settings: TrialSettings, device: str = "cpu") -> dict[str, float]:
+def final_test(meta: MetaConfig, settings: TrialSettings,
+               device: str = "cpu") -> tuple[dict[str, float], dict[str, float]]:
     """Train ``meta`` from scratch for the full budget and score it on every task's test split.
+    Returns the test metrics, and the wall seconds the run spent in ``setup`` (building its
+    tasks), ``train`` and ``eval`` (validation after each unit, and the test scoring).
 
     The test split is touched only here, after selection, never by the search itself.
     """
+    started = time.perf_counter()
     trial = MetaTrial(meta, settings, device=device)
+    seconds = {"setup": time.perf_counter() - started, "train": 0.0, "eval": 0.0}
     for _ in range(settings.max_units):
-        trial.run_unit()
+        report = trial.run_unit()
+        for t in trial.runners:
+            seconds["train"] += report[objective.metric(t, "train_s")]
+            seconds["eval"] += report[objective.metric(t, "eval_s")]
     out: dict[str, float] = {}
     for runner in trial.runners.values():
+        scored = time.perf_counter()
         out.update(runner.test())
+        seconds["eval"] += time.perf_counter() - scored
     out[objective.TEST_META_SCORE] = objective.aggregate(
         [out[objective.metric(t, objective.TEST_SCORE)] for t in trial.runners], settings.aggregate)
-    return out
+    return out, seconds

@@ -218,14 +218,14 @@ def source_model(source: Dataset, opts: VisionOptions, cache_dir: str | None = N
                  device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The cached source weights and info; pretrained here only if nobody has done it yet."""
     def build(folder: Path) -> None:
-        started = time.time()
+        started, cpu = time.time(), time.process_time()  # CPU: of every thread of this process
         if opts.source_method == "supervised":
             model, info = pretrain_source(source, opts, device)
             info["method"] = "supervised"
         else:  # the images only: the labels are not handed over
             model, info = pretrain_self_supervised(source.splits["train"].x, opts, device)
         info.update(inputs=source_key(source, opts), seconds=round(time.time() - started, 2),
-                    pid=os.getpid(), device=device)
+                    cpu_s=round(time.process_time() - cpu, 2), pid=os.getpid(), device=device)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()},
                   str(folder / "weights.safetensors"))
         (folder / "info.json").write_text(json.dumps(info, indent=1))

@@ -153,6 +153,8 @@ def test_transfer_baseline_says_what_transfer_bought(ray_local, syn_dir, tmp_pat
     spec = dataclasses.replace(spec, data_dir=str(syn_dir))
     config = MetaConfig(lr_scale=1.0).to_dict()
     final = evaluate_on_test(spec, config)
+    # the seeds' own seconds: 2 runs of 2 units of training, validation and the test scoring
+    assert set(final.seconds) == {"setup", "train", "eval"} and final.seconds["train"] > 0
     gain = transfer_gain(spec, config, final)["cifar_transfer"]
     assert len(gain["values"]) == 2 and gain["source"] == "cifar10 (supervised)"
     assert gain["mean"] == pytest.approx(gain["with_source"] - gain["from_scratch"])

@@ -18,7 +18,8 @@ from tune_jobs.store.rows import FinalEval
 FINAL_SEED_BASE = 1000  # seeds of the final runs differ from every seed the search used
 
 
-def _final_test_task(config: dict[str, Any], settings: TrialSettings) -> dict[str, float]:
+def _final_test_task(config: dict[str, Any],
+                     settings: TrialSettings) -> tuple[dict[str, float], dict[str, float]]:
     from trainables.trainable import prepare_process
 
     device = prepare_process(settings)
@@ -27,7 +28,7 @@ def _final_test_task(config: dict[str, Any], settings: TrialSettings) -> dict[st
 
 def start_seed(spec: SearchSpec, config: dict[str, Any], seed: int) -> Any:
     """One fresh run of ``config`` with ``seed`` as a Ray task with a trial's resources: the
-    ref of its test metrics."""
+    ref of its test metrics and seconds (:func:`trainables.meta.final_test`)."""
     import ray
 
     remote = ray.remote(_final_test_task).options(num_cpus=spec.resources.cpu,
@@ -71,12 +72,13 @@ def evaluate_on_test(spec: SearchSpec, config: dict[str, Any],
         cancel(pending)
         raise
     metrics = {}
-    for key in runs[0]:
-        values = [r[key] for r in runs]
+    for key in runs[0][0]:
+        values = [r[key] for r, _ in runs]
         metrics[key] = {"mean": statistics.fmean(values),
                         "std": statistics.stdev(values) if len(values) > 1 else 0.0,
                         "values": values}
-    return FinalEval(config=config, seeds=seeds, metrics=metrics)
+    seconds = {k: round(sum(s[k] for _, s in runs), 2) for k in runs[0][1]}
+    return FinalEval(config=config, seeds=seeds, metrics=metrics, seconds=seconds)
 
 
 def transfer_gain(spec: SearchSpec, config: dict[str, Any],

@@ -66,6 +66,8 @@ class FinalEval:
     seeds: list[int]
     metrics: dict[str, dict[str, Any]]  # metric key -> {"mean", "std", "values" (one a seed)}
     transfer_gain: dict[str, Any] | None = None  # per task, with the source minus from scratch
+    # wall seconds of the seeds' runs, summed: setup, train, eval (test scoring included)
+    seconds: dict[str, float] | None = None
 
     def mean(self, key: str) -> float | None:
         return self.metrics[key]["mean"] if key in self.metrics else None
@@ -73,7 +75,7 @@ class FinalEval:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FinalEval:
         return cls(config=data["config"], seeds=list(data["seeds"]), metrics=data["metrics"],
-                   transfer_gain=data.get("transfer_gain"))
+                   transfer_gain=data.get("transfer_gain"), seconds=data.get("seconds"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

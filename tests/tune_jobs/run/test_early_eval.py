@@ -115,8 +115,10 @@ def test_the_final_evaluation_takes_the_winners_runs_and_cancels_a_loser(world):
 def test_evaluate_on_test_uses_the_started_seeds_and_starts_only_the_others(world,
                                                                            monkeypatch):
     base = final_eval.FINAL_SEED_BASE
-    results = {f"ref-1.0-{base}": {"test_meta_score": 0.5},
-               f"ref-1.0-{base + 1}": {"test_meta_score": 0.7}}
+    results = {f"ref-1.0-{base}": ({"test_meta_score": 0.5},
+                                   {"setup": 1.0, "train": 10.0, "eval": 2.0}),
+               f"ref-1.0-{base + 1}": ({"test_meta_score": 0.7},
+                                       {"setup": 1.5, "train": 12.0, "eval": 2.5})}
     monkeypatch.setattr("ray.wait", lambda refs, num_returns: (refs[:1], refs[1:]))
     monkeypatch.setattr("ray.get", lambda ref: results[ref])
     out = final_eval.evaluate_on_test(_spec(seeds=2), {"lr_scale": 1.0},
@@ -124,6 +126,7 @@ def test_evaluate_on_test_uses_the_started_seeds_and_starts_only_the_others(worl
     assert world.started == [({"lr_scale": 1.0}, base + 1)]
     assert out.seeds == [base, base + 1]
     assert out.metrics["test_meta_score"]["values"] == [0.5, 0.7]
+    assert out.seconds == {"setup": 2.5, "train": 22.0, "eval": 4.5}  # both seeds' runs
 
 
 def test_the_copy_a_restored_tuner_brings_back_does_nothing(world):
