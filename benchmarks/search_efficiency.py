@@ -2,9 +2,10 @@
 for the smoke search as a user runs it (``metatune run --preset smoke``: the final evaluation
 of the winner's seeds on, started early on a slot the search leaves idle), with a cold cache
 and then a warm one (a second search, whose preparation must build nothing again; the quick
-run: 3 trials, final evaluation off, to stay within 5 minutes); and (not in the quick run) a longer search of about 20 minutes in the cpu preset's shape (12 trials; ASHA
-max_t 8, grace 2, rf 2, as smoke has) with units ten times as long, where the fixed costs weigh
-less (final evaluation off: its 20 minutes are the search's).
+run: 3 trials, final evaluation off, to stay within 5 minutes); and (not in the quick run) a
+longer search of about 20 minutes in the cpu preset's shape (12 trials; ASHA max_t 8, grace 2,
+rf 2, as smoke has) with units ten times as long, where the fixed costs weigh less (final
+evaluation off: its 20 minutes are the search's).
 
 Slot-time = wall × slots (slots = the CPUs Ray has ÷ each trial's CPUs). What counts as
 training and evaluating, each read from the code that did it:
