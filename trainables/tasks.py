@@ -354,8 +354,6 @@ def check_data(settings: TrialSettings, require_real: bool = False) -> list[str]
 
     ``require_real`` (``--data real``) refuses synthetic stand-ins, however they were copied.
     """
-    from trainables.text import resolve_model
-
     lines = []
     for spec in settings.tasks:
         target, source = load_data(spec, settings.data_dir, settings.split_seed, settings.cache_dir)
@@ -366,6 +364,8 @@ def check_data(settings: TrialSettings, require_real: bool = False) -> list[str]
                             "the archive), not real data. Put the real archives there "
                             "(`metatune data download`), or pass --data synthetic")
         if isinstance(spec.model, TextOptions) and spec.model.model != "tiny":
+            from trainables.text import resolve_model  # (transformers: seconds to import)
+
             resolve_model(spec.model.model)
         sizes = " ".join(f"{s}={len(d)}" for s, d in target.splits.items())
         line = f"{spec.name}: {target.source} data, {target.num_classes} classes, {sizes}"

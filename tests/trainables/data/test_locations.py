@@ -60,3 +60,18 @@ def test_stand_ins_copied_without_their_marker_are_still_synthetic(syn_dir, tmp_
     with pytest.raises(DataError, match=r"^--data real: .*20news-bydate.tar.gz is a synthetic "
                                         r"stand-in \(marked inside the archive\)"):
         check_data(settings, require_real=True)
+
+
+def test_the_data_check_of_a_tiny_text_model_imports_no_transformers(syn_dir):
+    """The check runs before Ray in every `metatune run`; importing transformers (and torch
+    with it) there cost seconds a search did not need."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from trainables.tasks import check_data, trial_settings; "
+            f"s = trial_settings(['newsgroups', 'cifar_transfer'], {str(syn_dir)!r}, "
+            "{'newsgroups': {'model': 'tiny'}}); print(len(check_data(s))); "
+            "print(sorted(m for m in ('transformers', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True).stdout.split("\n")
+    assert out[:2] == ["2", "[]"], out
