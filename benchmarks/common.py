@@ -8,6 +8,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -51,3 +52,27 @@ def synthetic_data(root: Path, size: str = "small") -> Path:
     if not (root / "metatune-synthetic.json").is_file():
         write_all(root, size=size)
     return root
+
+
+def smoke_search(name: str, data: Path, storage: Path, cache: Path, samples: int,
+                 sets: tuple[str, ...] | list[str] = ()) -> tuple[Any, Any, float, int]:
+    """One search as ``metatune run --preset smoke`` does it (``sets`` as its ``--set``), timed
+    from the data check to its report: the checked spec, the pipeline's SearchResult, the wall
+    seconds, and the slots (CPUs) Ray had. Ray is shut down after it."""
+    import ray
+
+    from tune_jobs.run import pipeline
+    from tune_jobs.run.progress import LeaderboardCallback
+    from tune_jobs.spec import presets
+
+    spec = presets.build("smoke", overrides={"data": str(data), "name": name,
+                                             "storage": str(storage), "num_samples": samples},
+                         sets=[f"cache_dir={cache}", *sets])
+    started = time.perf_counter()
+    spec, points, origins = pipeline.checked(spec)
+    result = pipeline.run(spec, points=points, origins=origins,
+                          callbacks=[LeaderboardCallback(list(spec.tasks), spec.experiment)])
+    wall = time.perf_counter() - started
+    slots = int(ray.cluster_resources().get("CPU", 1))
+    ray.shutdown()
+    return spec, result, wall, slots

@@ -7,30 +7,16 @@ gives the same result whenever it starts.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from benchmarks.common import save, synthetic_data
+from benchmarks.common import save, smoke_search, synthetic_data
 
 
 def _search(name: str, data: Path, storage: Path, cache: Path, early: bool,
             samples: int = 8, seeds: int = 3) -> dict | None:
-    import ray
-
-    from tune_jobs.run import pipeline
-    from tune_jobs.run.progress import LeaderboardCallback
-    from tune_jobs.spec import presets
-
-    spec = presets.build("smoke", overrides={"data": str(data), "name": name,
-                                             "storage": str(storage), "num_samples": samples},
-                         sets=[f"final_eval.seeds={seeds}", f"final_eval.early={str(early).lower()}",
-                               f"cache_dir={cache}"])
-    started = time.perf_counter()
-    spec, points, origins = pipeline.checked(spec)
-    result = pipeline.run(spec, points=points, origins=origins,
-                          callbacks=[LeaderboardCallback(list(spec.tasks), spec.experiment)])
-    wall = time.perf_counter() - started
-    ray.shutdown()
+    _, result, wall, _ = smoke_search(name, data, storage, cache, samples,
+                                      [f"final_eval.seeds={seeds}",
+                                       f"final_eval.early={str(early).lower()}"])
     if not seeds:
         return None
     final = result.final

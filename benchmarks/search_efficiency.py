@@ -23,10 +23,9 @@ report. ``efficiency_trials_only`` counts the trials' training and validation al
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
-from benchmarks.common import save, synthetic_data
+from benchmarks.common import save, smoke_search, synthetic_data
 
 
 def _cache_entries(cache: Path) -> list[str]:
@@ -67,26 +66,12 @@ def _built_sources(cache: Path, before: list[str]) -> float:
 
 def one_search(name: str, data: Path, storage: Path, cache: Path, samples: int,
                sets: tuple[str, ...] = ()) -> dict:
-    import ray
-
     from tune_jobs.report.analysis import best_row
-    from tune_jobs.run import pipeline
-    from tune_jobs.run.progress import LeaderboardCallback
-    from tune_jobs.spec import presets
 
-    spec = presets.build("smoke", overrides={"data": str(data), "name": name,
-                                             "storage": str(storage), "num_samples": samples},
-                         sets=[f"cache_dir={cache}", *sets])
     before = _cache_entries(cache)
-    started = time.perf_counter()
-    spec, points, origins = pipeline.checked(spec)
-    result = pipeline.run(spec, points=points, origins=origins,
-                          callbacks=[LeaderboardCallback(list(spec.tasks), spec.experiment)])
+    spec, result, wall, slots = smoke_search(name, data, storage, cache, samples, sets)
     code = 0 if best_row(result.rows) is not None and not result.bad_data else 1
-    wall = time.perf_counter() - started
     clock = result.timings
-    slots = int(ray.cluster_resources().get("CPU", 1))
-    ray.shutdown()
     assert code == 0, f"the {name} search failed (exit {code})"
     assert spec.final_eval.seeds == 0 or result.final is not None, "no final evaluation ran"
     phases = _phases(storage / name, ["newsgroups", "cifar_transfer"])
