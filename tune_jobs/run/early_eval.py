@@ -27,6 +27,11 @@ from trainables import objective
 from tune_jobs.spec.search_spec import SearchSpec
 
 
+def _waiting(trials: list[Trial]) -> bool:
+    """Whether a trial waits for a slot (a new one, a retry, one paused by the scheduler)."""
+    return any(t.status in (Trial.PENDING, Trial.PAUSED) for t in trials)
+
+
 class EarlyFinalEval(Callback):
     """Starts the final evaluation of the best finished trial on a slot no trial can use.
 
@@ -52,7 +57,7 @@ class EarlyFinalEval(Callback):
         self.active = False
 
     def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
-        if self.runs and any(t.status in (Trial.PENDING, Trial.PAUSED) for t in trials):
+        if self.runs and _waiting(trials):
             self.cancel()  # a trial needs the slot
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
@@ -71,7 +76,7 @@ class EarlyFinalEval(Callback):
 
         seeds = self.spec.final_eval.seeds
         if (not seeds or len(trials) < self.spec.num_samples
-                or any(t.status in (Trial.PENDING, Trial.PAUSED) for t in trials)
+                or _waiting(trials)
                 or not any(t.status == Trial.RUNNING for t in trials)):
             return
         done = [t for t in trials if t.status == Trial.TERMINATED
