@@ -1,12 +1,12 @@
-"""The final evaluation's seeds started during the search, on a slot it leaves idle.
+"""The final evaluation's runs started during the search, on a slot it leaves idle.
 
 Near its end an ASHA search often runs its last survivor alone: every trial has been created,
 none waits to start, and the other slots stay empty until it finishes. This callback then
-starts the final evaluation of the best finished trial (a fresh run per seed, as
-:func:`tune_jobs.run.final_eval.evaluate_on_test` does), one seed at a time while a slot is free.
+starts the final evaluation of the best finished trial (a fresh run per task and seed, as
+:func:`tune_jobs.run.final_eval.evaluate_on_test` does), one run at a time while a slot is free.
 
-It is a guess, and nothing depends on it: a run of (configuration, seed) on the same resources
-gives the same result whenever it starts. When the search ends, the runs are kept only if that
+It is a guess, and nothing depends on it: a run of (configuration, task, seed) on the same
+resources gives the same result whenever it starts. When the search ends, the runs are kept only if that
 trial is the winner (:meth:`EarlyFinalEval.take`); otherwise they are cancelled, and they cost
 nothing but a slot that had no work. A trial waiting to start (a retry after a failure) cancels
 them at once, so that they never hold a trial back.
@@ -24,6 +24,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from trainables import objective
+from tune_jobs.run.final_eval import Run, run_resources, runs_of, start_run
 from tune_jobs.spec.search_spec import SearchSpec
 
 
@@ -45,7 +46,7 @@ class EarlyFinalEval(Callback):
         self.active = True
         self.trial_id: str | None = None  # the trial whose configuration the runs evaluate
         self.config: dict[str, Any] | None = None
-        self.runs: dict[int, Any] = {}  # seed -> the Ray task's ref
+        self.runs: dict[Run, Any] = {}  # (seed, task) -> the Ray task's ref
         self.checked = -float("inf")  # when the free resources were last read
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks (tuner.pkl)
@@ -72,10 +73,8 @@ class EarlyFinalEval(Callback):
                   "it runs after the search", file=sys.stderr, flush=True)
 
     def _maybe_start(self, trials: list[Trial]) -> None:
-        from tune_jobs.run.final_eval import FINAL_SEED_BASE, start_seed
-
-        seeds = self.spec.final_eval.seeds
-        if (not seeds or len(trials) < self.spec.num_samples
+        todo = runs_of(self.spec)
+        if (not todo or len(trials) < self.spec.num_samples
                 or _waiting(trials)
                 or not any(t.status == Trial.RUNNING for t in trials)):
             return
@@ -88,23 +87,24 @@ class EarlyFinalEval(Callback):
             self.cancel()  # a better trial has finished: evaluate that one instead
             self.trial_id, self.config = best.trial_id, dict(best.config)
         now = time.monotonic()
-        if len(self.runs) >= seeds or now - self.checked < self.gap_s:
+        if len(self.runs) >= len(todo) or now - self.checked < self.gap_s:
             return
         self.checked = now
-        if not self._slot_free():
+        run = todo[len(self.runs)]
+        if not self._slot_free(run_resources(self.spec, run[1])):
             return
-        seed = FINAL_SEED_BASE + len(self.runs)
         assert self.config is not None
-        self.runs[seed] = start_seed(self.spec, self.config, seed)
+        self.runs[run] = start_run(self.spec, self.config, run)
         print(f"[metatune] a slot is free: the final evaluation of {best.trial_id} (the best "
-              f"finished trial) starts seed {seed} now; kept if it wins", flush=True)
+              f"finished trial) starts {run[1]} with seed {run[0]} now; kept if it wins",
+              flush=True)
 
-    def _slot_free(self) -> bool:
+    @staticmethod
+    def _slot_free(need: dict[str, float]) -> bool:
         free = ray.available_resources()
-        res = self.spec.resources
-        return free.get("CPU", 0.0) >= res.cpu and free.get("GPU", 0.0) >= res.gpu
+        return all(free.get(k, 0.0) >= v for k, v in need.items() if v)
 
-    def take(self, trial_id: str, config: dict[str, Any]) -> dict[int, Any]:
+    def take(self, trial_id: str, config: dict[str, Any]) -> dict[Run, Any]:
         """The runs already started for the winner (``trial_id`` with ``config``); any other
         runs are cancelled."""
         same = json.dumps(config, sort_keys=True, default=str) == json.dumps(

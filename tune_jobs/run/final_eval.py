@@ -4,6 +4,7 @@ and export the winning trial's models in the formats the field's own tools load.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Iterable
 from typing import Any
@@ -26,14 +27,39 @@ def _final_test_task(config: dict[str, Any],
     return final_test(MetaConfig.from_dict(config), settings, device)
 
 
-def start_seed(spec: SearchSpec, config: dict[str, Any], seed: int) -> Any:
-    """One fresh run of ``config`` with ``seed`` as a Ray task with a trial's resources: the
-    ref of its test metrics and seconds (:func:`trainables.meta.final_test`)."""
+Run = tuple[int, str]  # one run of the final evaluation: (seed, task)
+
+
+def runs_of(spec: SearchSpec) -> list[Run]:
+    """The final evaluation's runs, in the order they start: every task of the first seed, then
+    of the next. Each task of each seed is a run of its own, a process of its own (the task
+    alone, seeded with the seed), so that the tasks of one seed can train side by side on the
+    slots that the search's end leaves free."""
+    return [(FINAL_SEED_BASE + i, t) for i in range(spec.final_eval.seeds) for t in spec.tasks]
+
+
+def run_resources(spec: SearchSpec, task: str) -> dict[str, float]:
+    """What a run of ``task`` holds: the trial's resources, or the task's own bundle in the
+    scale-out form (a GPU for BERT, CPUs for the CNN)."""
+    bundles = spec.task_bundles() or [spec.resources.to_ray()] * len(spec.tasks)
+    return bundles[list(spec.tasks).index(task)]
+
+
+def start_run(spec: SearchSpec, config: dict[str, Any], run: Run) -> Any:
+    """One fresh run of ``config`` on one task with one seed, as a Ray task with
+    :func:`run_resources`: the ref of its test metrics and seconds
+    (:func:`trainables.meta.final_test`)."""
     import ray
 
-    remote = ray.remote(_final_test_task).options(num_cpus=spec.resources.cpu,
-                                                  num_gpus=spec.resources.gpu)
-    return remote.remote({**config, "seed": seed}, spec.trial_settings())
+    seed, task = run
+    settings = spec.trial_settings()
+    index = list(spec.tasks).index(task)
+    res = run_resources(spec, task)
+    extra = {k: v for k, v in res.items() if k not in ("CPU", "GPU")}
+    remote = ray.remote(_final_test_task).options(
+        num_cpus=res.get("CPU", 1), num_gpus=res.get("GPU", 0), resources=extra or None)
+    one = dataclasses.replace(settings, tasks=(settings.tasks[index],))
+    return remote.remote({**config, "seed": seed}, one)
 
 
 def cancel(refs: Iterable[Any]) -> None:
@@ -48,9 +74,10 @@ def cancel(refs: Iterable[Any]) -> None:
 
 
 def evaluate_on_test(spec: SearchSpec, config: dict[str, Any],
-                     started: dict[int, Any] | None = None) -> FinalEval | None:
-    """Mean ± std of test metrics of ``config`` over ``final_eval.seeds`` fresh runs (on Ray);
-    ``started``: the refs of seeds already started (:mod:`tune_jobs.run.early_eval`)."""
+                     started: dict[Run, Any] | None = None) -> FinalEval | None:
+    """Mean ± std of test metrics of ``config`` over ``final_eval.seeds`` fresh runs (on Ray),
+    each seed's meta-score aggregated over its tasks' runs; ``started``: the refs of runs
+    already started (:mod:`tune_jobs.run.early_eval`)."""
     n = spec.final_eval.seeds
     if n == 0:
         return None
@@ -58,26 +85,35 @@ def evaluate_on_test(spec: SearchSpec, config: dict[str, Any],
 
     seeds = [FINAL_SEED_BASE + i for i in range(n)]
     started = started or {}
-    refs = {started[s] if s in started else start_seed(spec, config, s): i
-            for i, s in enumerate(seeds)}
-    runs: list[Any] = [None] * n
+    refs = {started[r] if r in started else start_run(spec, config, r): r for r in runs_of(spec)}
+    done: dict[Run, tuple[dict[str, float], dict[str, float]]] = {}
     pending = list(refs)
     try:
-        with progress_bar(n, "final evaluation", "seed") as bar:
+        what = f"final evaluation ({n} seed(s) × {len(spec.tasks)} task(s))"
+        with progress_bar(len(refs), what, "run") as bar:
             while pending:
                 (ready,), pending = ray.wait(pending, num_returns=1)
-                runs[refs[ready]] = ray.get(ready)
+                done[refs[ready]] = ray.get(ready)
                 bar.update(1)
-    except BaseException:  # a failed seed, or a stop: the other runs end too
+    except BaseException:  # a failed run, or a stop: the other runs end too
         cancel(pending)
         raise
+    per_seed = []
+    for seed in seeds:
+        out = {k: v for t in spec.tasks for k, v in done[seed, t][0].items()
+               if k != objective.TEST_META_SCORE}
+        out[objective.TEST_META_SCORE] = objective.aggregate(
+            [out[objective.metric(t, objective.TEST_SCORE)] for t in spec.tasks],
+            spec.trial_aggregate)
+        per_seed.append(out)
     metrics = {}
-    for key in runs[0][0]:
-        values = [r[key] for r, _ in runs]
+    for key in per_seed[0]:
+        values = [r[key] for r in per_seed]
         metrics[key] = {"mean": statistics.fmean(values),
                         "std": statistics.stdev(values) if len(values) > 1 else 0.0,
                         "values": values}
-    seconds = {k: round(sum(s[k] for _, s in runs), 2) for k in runs[0][1]}
+    seconds = {k: round(sum(s[k] for _, s in done.values()), 2)
+               for k in next(iter(done.values()))[1]}
     return FinalEval(config=config, seeds=seeds, metrics=metrics, seconds=seconds)
 
 

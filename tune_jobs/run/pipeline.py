@@ -367,7 +367,7 @@ def _bad_data() -> dict[str, tuple[str, str]]:
 def final_evaluation(exp: Experiment, early: Any = None) -> FinalEval | None:
     """The winner re-trained over ``final_eval.seeds`` seeds and scored on the test splits
     (kept from an earlier run when that was the same winner with as many seeds). ``early``
-    (:class:`~tune_jobs.run.early_eval.EarlyFinalEval`) holds the seeds started during the
+    (:class:`~tune_jobs.run.early_eval.EarlyFinalEval`) holds the runs started during the
     search; those of the winner are used, the others cancelled."""
     spec, best = exp.spec, best_row(exp.rows)
     saved = exp.final_eval()
@@ -380,9 +380,9 @@ def final_evaluation(exp: Experiment, early: Any = None) -> FinalEval | None:
     from tune_jobs.run.final_eval import evaluate_on_test, transfer_gain
 
     started = early.take(best.trial_id, best.config) if early is not None else {}
+    early_runs = f" ({len(started)} of its runs started during the search, on a free slot)"
     print(f"re-training the winner with {spec.final_eval.seeds} seed(s) for the test "
-          "evaluation" + (f" ({len(started)} started during the search, on a free slot)"
-                          if started else "") + " ...", flush=True)
+          "evaluation" + (early_runs if started else "") + " ...", flush=True)
     evaluation = evaluate_on_test(spec, best.config, started)
     if evaluation is not None and spec.final_eval.transfer_baseline:
         print("training the winner from scratch too (final_eval.transfer_baseline) ...",

@@ -306,7 +306,7 @@ def test_the_terminal_is_quiet_and_says_what_matters(finished):
     assert re.search(r"^\[metatune\] \S+ (completed|stopped by ASHA) at unit \d", out, re.M)
     for task in ("newsgroups", "cifar_transfer"):  # a bar per task, drawn by Ray's tqdm_ray
         assert re.search(rf"\[metatune\] prepar(ing|ed) {task}", err), err[-3000:]
-    assert "[metatune] final evaluation: 2/2 seeds" in err
+    assert "[metatune] final evaluation (2 seed(s) × 2 task(s)): 4/4 runs" in err
 
 
 def test_simulate_replays_the_real_asha_search_with_its_fidelity(finished, env):

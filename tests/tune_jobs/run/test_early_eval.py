@@ -21,11 +21,12 @@ def world(monkeypatch):
     """Ray's free resources, the started runs and the cancelled ones, all by hand."""
     state = SimpleNamespace(free={"CPU": 1.0}, started=[], cancelled=[])
 
-    def start(spec, config, seed):
-        state.started.append((dict(config), seed))
-        return f"ref-{config['lr_scale']}-{seed}"
+    def start(spec, config, run):
+        state.started.append((dict(config), run))
+        return f"ref-{config['lr_scale']}-{run[0]}-{run[1]}"
 
-    monkeypatch.setattr(final_eval, "start_seed", start)
+    monkeypatch.setattr(final_eval, "start_run", start)
+    monkeypatch.setattr(early_eval, "start_run", start)
     monkeypatch.setattr(early_eval.ray, "available_resources", lambda: dict(state.free))
     monkeypatch.setattr(early_eval.ray, "cancel",
                         lambda ref, force=False: state.cancelled.append(ref))
@@ -37,20 +38,38 @@ def _spec(seeds=2, samples=3):
                                  "final_eval": {"seeds": seeds}})
 
 
-def test_the_best_finished_trial_is_started_one_seed_at_a_time_while_a_slot_is_free(world):
+BASE = final_eval.FINAL_SEED_BASE
+FIRST = (BASE, "newsgroups")  # the first run: the first task of the first seed
+
+
+def _ref(run, lr=1.0):
+    return f"ref-{lr}-{run[0]}-{run[1]}"
+
+
+def test_each_task_of_each_seed_is_a_run_of_its_own_with_that_tasks_resources():
+    spec = _spec(seeds=2)
+    assert final_eval.runs_of(spec) == [(BASE, "newsgroups"), (BASE, "cifar_transfer"),
+                                         (BASE + 1, "newsgroups"), (BASE + 1, "cifar_transfer")]
+    assert final_eval.run_resources(spec, "cifar_transfer") == spec.resources.to_ray()
+    split = SearchSpec.from_dict({"name": "e", "task_resources": {
+        "newsgroups": {"cpu": 1, "gpu": 1}, "cifar_transfer": {"cpu": 2}}})
+    assert final_eval.run_resources(split, "newsgroups") == {"CPU": 1, "GPU": 1}
+    assert final_eval.run_resources(split, "cifar_transfer") == {"CPU": 2, "GPU": 0}
+
+
+def test_the_best_finished_trial_is_started_one_run_at_a_time_while_a_slot_is_free(world):
     cb = early_eval.EarlyFinalEval(_spec(seeds=2), gap_s=0)
     trials = [_trial("a", Trial.TERMINATED, 0.3, lr=0.5), _trial("b", Trial.TERMINATED, 0.6),
               _trial("c", Trial.RUNNING, 0.7, lr=2.0)]
     cb.on_step_end(0, trials)
-    assert world.started == [({"lr_scale": 1.0}, final_eval.FINAL_SEED_BASE)]
+    assert world.started == [({"lr_scale": 1.0}, FIRST)]
     world.free = {"CPU": 0.0}  # the first run holds the slot
     cb.on_step_end(0, trials)
     assert len(world.started) == 1
     world.free = {"CPU": 1.0}
-    cb.on_step_end(0, trials)
-    cb.on_step_end(0, trials)  # every seed started: nothing more
-    assert [s for _, s in world.started] == [final_eval.FINAL_SEED_BASE,
-                                             final_eval.FINAL_SEED_BASE + 1]
+    for _ in range(5):  # every run started after four: nothing more
+        cb.on_step_end(0, trials)
+    assert [r for _, r in world.started] == final_eval.runs_of(_spec(seeds=2))
     assert world.cancelled == []
 
 
@@ -81,7 +100,7 @@ def test_a_trial_waiting_to_start_cancels_the_runs_at_once(world):
     assert len(world.started) == 1
     trials[1].status = Trial.PENDING  # a retry after a failure, say
     cb.on_step_begin(0, trials)
-    assert world.cancelled == [f"ref-1.0-{final_eval.FINAL_SEED_BASE}"]
+    assert world.cancelled == [_ref(FIRST)]
     assert cb.runs == {}
 
 
@@ -93,8 +112,8 @@ def test_a_better_finished_trial_replaces_the_runs_of_the_one_before(world):
     trials[2].last_result = {"meta_score": 0.9}
     trials[2].status = Trial.TERMINATED
     cb.on_step_end(0, trials)
-    assert world.cancelled == [f"ref-0.5-{final_eval.FINAL_SEED_BASE}"]
-    assert world.started[-1] == ({"lr_scale": 2.0}, final_eval.FINAL_SEED_BASE)
+    assert world.cancelled == [_ref(FIRST, 0.5)]
+    assert world.started[-1] == ({"lr_scale": 2.0}, FIRST)
     assert cb.trial_id == "c"
 
 
@@ -102,31 +121,32 @@ def test_the_final_evaluation_takes_the_winners_runs_and_cancels_a_loser(world):
     cb = early_eval.EarlyFinalEval(_spec(samples=2), gap_s=0)
     trials = [_trial("a", Trial.TERMINATED, 0.3), _trial("b", Trial.RUNNING, 0.1)]
     cb.on_step_end(0, trials)
-    assert cb.take("a", {"lr_scale": 1.0}) == {final_eval.FINAL_SEED_BASE:
-                                               f"ref-1.0-{final_eval.FINAL_SEED_BASE}"}
+    assert cb.take("a", {"lr_scale": 1.0}) == {FIRST: _ref(FIRST)}
     assert cb.runs == {} and world.cancelled == []
     cb.on_step_end(0, trials)
     assert cb.take("b", {"lr_scale": 1.0}) == {}  # the running trial won: these were a guess
-    assert world.cancelled == [f"ref-1.0-{final_eval.FINAL_SEED_BASE}"]
+    assert world.cancelled == [_ref(FIRST)]
     cb.on_step_end(0, trials)
     assert cb.take("a", {"lr_scale": 3.0}) == {}  # same id, another config: not the winner's
 
 
-def test_evaluate_on_test_uses_the_started_seeds_and_starts_only_the_others(world,
-                                                                           monkeypatch):
-    base = final_eval.FINAL_SEED_BASE
-    results = {f"ref-1.0-{base}": ({"test_meta_score": 0.5},
-                                   {"setup": 1.0, "train": 10.0, "eval": 2.0}),
-               f"ref-1.0-{base + 1}": ({"test_meta_score": 0.7},
-                                       {"setup": 1.5, "train": 12.0, "eval": 2.5})}
+def test_evaluate_on_test_uses_the_started_runs_and_starts_only_the_others(world,
+                                                                          monkeypatch):
+    """Each seed's metrics join its tasks' runs, its meta-score their aggregate (mean)."""
+    scores = {(BASE, "newsgroups"): 0.4, (BASE, "cifar_transfer"): 0.6,
+              (BASE + 1, "newsgroups"): 0.6, (BASE + 1, "cifar_transfer"): 0.8}
+    results = {_ref(r): ({f"{r[1]}/test_score": v, f"{r[1]}/test_acc": v, "test_meta_score": v},
+                         {"setup": 1.0, "train": 10.0, "eval": 2.0}) for r, v in scores.items()}
     monkeypatch.setattr("ray.wait", lambda refs, num_returns: (refs[:1], refs[1:]))
     monkeypatch.setattr("ray.get", lambda ref: results[ref])
     out = final_eval.evaluate_on_test(_spec(seeds=2), {"lr_scale": 1.0},
-                                      started={base: f"ref-1.0-{base}"})
-    assert world.started == [({"lr_scale": 1.0}, base + 1)]
-    assert out.seeds == [base, base + 1]
-    assert out.metrics["test_meta_score"]["values"] == [0.5, 0.7]
-    assert out.seconds == {"setup": 2.5, "train": 22.0, "eval": 4.5}  # both seeds' runs
+                                      started={FIRST: _ref(FIRST)})
+    assert [r for _, r in world.started] == final_eval.runs_of(_spec(seeds=2))[1:]
+    assert out.seeds == [BASE, BASE + 1]
+    assert out.metrics["test_meta_score"]["values"] == pytest.approx([0.5, 0.7])
+    assert out.metrics["newsgroups/test_acc"]["values"] == [0.4, 0.6]
+    assert out.metrics["cifar_transfer/test_score"]["mean"] == pytest.approx(0.7)
+    assert out.seconds == {"setup": 4.0, "train": 40.0, "eval": 8.0}  # all four runs
 
 
 def test_the_copy_a_restored_tuner_brings_back_does_nothing(world):
@@ -175,16 +195,14 @@ def test_final_eval_early_is_on_by_default_and_off_with_false():
         SearchSpec.from_dict({"name": "e", "final_eval": {"early": "yes"}})
 
 
-def test_a_failed_seed_cancels_the_seeds_still_running(world, monkeypatch):
-    base = final_eval.FINAL_SEED_BASE
-
+def test_a_failed_run_cancels_the_runs_still_going(world, monkeypatch):
     def get(ref):
         raise RuntimeError(f"{ref} failed")
 
     monkeypatch.setattr("ray.wait", lambda refs, num_returns: (refs[:1], refs[1:]))
     monkeypatch.setattr("ray.get", get)
     monkeypatch.setattr("ray.cancel", lambda ref, force=False: world.cancelled.append(ref))
-    with pytest.raises(RuntimeError, match=f"ref-1.0-{base} failed"):
+    with pytest.raises(RuntimeError, match=f"{_ref(FIRST)} failed"):
         final_eval.evaluate_on_test(_spec(seeds=3), {"lr_scale": 1.0},
-                                    started={base: f"ref-1.0-{base}"})
-    assert world.cancelled == [f"ref-1.0-{base + 1}", f"ref-1.0-{base + 2}"]
+                                    started={FIRST: _ref(FIRST)})
+    assert world.cancelled == [_ref(r) for r in final_eval.runs_of(_spec(seeds=3))[1:]]
