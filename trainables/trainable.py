@@ -317,6 +317,13 @@ def prepared_before(settings: TrialSettings) -> list[dict[str, Any] | None]:
         return [None] * len(settings.tasks)
 
 
+def ray_options(resources: dict[str, float]) -> dict[str, Any]:
+    """A Ray resource dict ({"CPU": 2, "GPU": 0.5, "custom": 1}) as a task's ``.options``."""
+    extra = {k: v for k, v in resources.items() if k not in ("CPU", "GPU")}
+    return {"num_cpus": resources.get("CPU", 1), "num_gpus": resources.get("GPU", 0),
+            "resources": extra or None}
+
+
 def prepare(settings: TrialSettings, resources: list[dict[str, float]]) -> Any:
     """Prepare every task at once, each as a Ray task with ``resources`` (its trial's, or its
     own bundle's: a GPU where the trials have one). Yields each task's result as it finishes;
@@ -324,9 +331,7 @@ def prepare(settings: TrialSettings, resources: list[dict[str, float]]) -> Any:
     remote = ray.remote(prepare_shared)
     pending = {}
     for spec, res in zip(settings.tasks, resources, strict=True):
-        extra = {k: v for k, v in res.items() if k not in ("CPU", "GPU")}
-        ref = remote.options(num_cpus=res.get("CPU", 1), num_gpus=res.get("GPU", 0),
-                             resources=extra or None, max_retries=0).remote(spec, settings)
+        ref = remote.options(**ray_options(res), max_retries=0).remote(spec, settings)
         pending[ref] = spec.name
     while pending:
         (ready,), _ = ray.wait(list(pending), num_returns=1)

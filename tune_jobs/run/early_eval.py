@@ -6,10 +6,10 @@ starts the final evaluation of the best finished trial (a fresh run per task and
 :func:`tune_jobs.run.final_eval.evaluate_on_test` does), one run at a time while a slot is free.
 
 It is a guess, and nothing depends on it: a run of (configuration, task, seed) on the same
-resources gives the same result whenever it starts. When the search ends, the runs are kept only if that
-trial is the winner (:meth:`EarlyFinalEval.take`); otherwise they are cancelled, and they cost
-nothing but a slot that had no work. A trial waiting to start (a retry after a failure) cancels
-them at once, so that they never hold a trial back.
+resources gives the same result whenever it starts. When the search ends, the runs are kept only
+if that trial is the winner (:meth:`EarlyFinalEval.take`); otherwise they are cancelled, and they
+cost nothing but a slot that had no work. A trial waiting to start (a retry after a failure)
+cancels them at once, so that they never hold a trial back.
 """
 
 from __future__ import annotations

@@ -41,8 +41,7 @@ def runs_of(spec: SearchSpec) -> list[Run]:
 def run_resources(spec: SearchSpec, task: str) -> dict[str, float]:
     """What a run of ``task`` holds: the trial's resources, or the task's own bundle in the
     scale-out form (a GPU for BERT, CPUs for the CNN)."""
-    bundles = spec.task_bundles() or [spec.resources.to_ray()] * len(spec.tasks)
-    return bundles[list(spec.tasks).index(task)]
+    return spec.task_alone_resources()[list(spec.tasks).index(task)]
 
 
 def start_run(spec: SearchSpec, config: dict[str, Any], run: Run) -> Any:
@@ -51,14 +50,12 @@ def start_run(spec: SearchSpec, config: dict[str, Any], run: Run) -> Any:
     (:func:`trainables.meta.final_test`)."""
     import ray
 
+    from trainables.trainable import ray_options
+
     seed, task = run
     settings = spec.trial_settings()
-    index = list(spec.tasks).index(task)
-    res = run_resources(spec, task)
-    extra = {k: v for k, v in res.items() if k not in ("CPU", "GPU")}
-    remote = ray.remote(_final_test_task).options(
-        num_cpus=res.get("CPU", 1), num_gpus=res.get("GPU", 0), resources=extra or None)
-    one = dataclasses.replace(settings, tasks=(settings.tasks[index],))
+    one = dataclasses.replace(settings, tasks=tuple(t for t in settings.tasks if t.name == task))
+    remote = ray.remote(_final_test_task).options(**ray_options(run_resources(spec, task)))
     return remote.remote({**config, "seed": seed}, one)
 
 

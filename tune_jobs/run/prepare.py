@@ -36,7 +36,7 @@ def prepare(spec: SearchSpec) -> Prepared:
     from trainables.trainable import prepared_before
 
     settings = spec.trial_settings()
-    resources = spec.task_bundles() or [spec.resources.to_ray()] * len(spec.tasks)
+    resources = spec.task_alone_resources()
     found = prepared_before(settings) if _one_node() else [None] * len(spec.tasks)
     ready = [done for done in found if done is not None]
     todo = [(task, res) for task, res, done in zip(settings.tasks, resources, found, strict=True)

@@ -430,6 +430,11 @@ class SearchSpec:
             return None
         return [self._task_resources(t).to_ray() for t in self.tasks]
 
+    def task_alone_resources(self) -> list[dict[str, float]]:
+        """What each task holds when it runs alone (its preparation, its final-evaluation runs):
+        its bundle in the scale-out form, else a trial's resources."""
+        return self.task_bundles() or [self.resources.to_ray()] * len(self.tasks)
+
 
 def _check_space(space: dict[str, Any]) -> None:
     fields = field_names(MetaConfig)
