@@ -33,28 +33,38 @@ def _waiting(trials: list[Trial]) -> bool:
     return any(t.status in (Trial.PENDING, Trial.PAUSED) for t in trials)
 
 
+def _ended(ref: Any) -> bool:
+    """Whether the Ray task of ``ref`` has ended (returned or failed)."""
+    ready, _ = ray.wait([ref], timeout=0)
+    return bool(ready)
+
+
 class EarlyFinalEval(Callback):
     """Starts the final evaluation of the best finished trial on a slot no trial can use.
 
-    Checked once per controller step (when the trials' statuses are final), at most every
-    ``gap_s`` seconds: Ray's figure of free resources lags a start. Whatever goes wrong in here
-    is one warning and the end of it: it never fails a trial or the search.
+    Checked once per controller step (when the trials' statuses are final): Ray's free
+    resources are read at most every ``poll_s`` seconds, so that a slot freed by a trial is
+    used within about that long. Ray's figure lags a start, so for ``gap_s`` seconds after a
+    run starts no other starts, unless that run has ended already (its slot is then free for
+    the next one at once). Whatever goes wrong in here is one warning and the end of it: it
+    never fails a trial or the search.
     """
 
-    def __init__(self, spec: SearchSpec, gap_s: float = 5.0) -> None:
-        self.spec, self.gap_s = spec, gap_s
+    def __init__(self, spec: SearchSpec, gap_s: float = 5.0, poll_s: float = 0.5) -> None:
+        self.spec, self.gap_s, self.poll_s = spec, gap_s, poll_s
         self.active = True
         self.trial_id: str | None = None  # the trial whose configuration the runs evaluate
         self.config: dict[str, Any] | None = None
         self.runs: dict[Run, Any] = {}  # (seed, task) -> the Ray task's ref
-        self.checked = -float("inf")  # when the free resources were last read
+        self.last: tuple[float, Any] | None = None  # when the latest run started, and its ref
+        self.read_at = -float("inf")  # when the free resources were last read
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks (tuner.pkl)
-        return {"spec": self.spec, "gap_s": self.gap_s}
+        return {"spec": self.spec, "gap_s": self.gap_s, "poll_s": self.poll_s}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # The copy a restored Tuner brings back has no one to hand its runs to: it does nothing.
-        self.__init__(state["spec"], state["gap_s"])  # type: ignore[misc]
+        self.__init__(state["spec"], state["gap_s"], state.get("poll_s", 0.5))  # type: ignore[misc]
         self.active = False
 
     def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
@@ -87,14 +97,17 @@ class EarlyFinalEval(Callback):
             self.cancel()  # a better trial has finished: evaluate that one instead
             self.trial_id, self.config = best.trial_id, dict(best.config)
         now = time.monotonic()
-        if len(self.runs) >= len(todo) or now - self.checked < self.gap_s:
+        if len(self.runs) >= len(todo) or now - self.read_at < self.poll_s:
             return
-        self.checked = now
+        if self.last and now - self.last[0] < self.gap_s and not _ended(self.last[1]):
+            return  # Ray's free resources may not show the latest start yet
+        self.read_at = now
         run = todo[len(self.runs)]
         if not self._slot_free(run_resources(self.spec, run[1])):
             return
         assert self.config is not None
         self.runs[run] = start_run(self.spec, self.config, run)
+        self.last = (now, self.runs[run])
         print(f"[metatune] a slot is free: the final evaluation of {best.trial_id} (the best "
               f"finished trial) starts {run[1]} with seed {run[0]} now; kept if it wins",
               flush=True)
@@ -118,5 +131,5 @@ class EarlyFinalEval(Callback):
     def cancel(self) -> None:
         from tune_jobs.run.final_eval import cancel
 
-        runs, self.runs = self.runs, {}
+        runs, self.runs, self.last = self.runs, {}, None
         cancel(runs.values())

@@ -19,7 +19,7 @@ def _trial(tid, status, score=None, lr=1.0):
 @pytest.fixture
 def world(monkeypatch):
     """Ray's free resources, the started runs and the cancelled ones, all by hand."""
-    state = SimpleNamespace(free={"CPU": 1.0}, started=[], cancelled=[])
+    state = SimpleNamespace(free={"CPU": 1.0}, started=[], cancelled=[], ended=set())
 
     def start(spec, config, run):
         state.started.append((dict(config), run))
@@ -28,6 +28,8 @@ def world(monkeypatch):
     monkeypatch.setattr(final_eval, "start_run", start)
     monkeypatch.setattr(early_eval, "start_run", start)
     monkeypatch.setattr(early_eval.ray, "available_resources", lambda: dict(state.free))
+    monkeypatch.setattr(early_eval.ray, "wait", lambda refs, timeout=None: (
+        [r for r in refs if r in state.ended], [r for r in refs if r not in state.ended]))
     monkeypatch.setattr(early_eval.ray, "cancel",
                         lambda ref, force=False: state.cancelled.append(ref))
     return state
@@ -58,7 +60,7 @@ def test_each_task_of_each_seed_is_a_run_of_its_own_with_that_tasks_resources():
 
 
 def test_the_best_finished_trial_is_started_one_run_at_a_time_while_a_slot_is_free(world):
-    cb = early_eval.EarlyFinalEval(_spec(seeds=2), gap_s=0)
+    cb = early_eval.EarlyFinalEval(_spec(seeds=2), gap_s=0, poll_s=0)
     trials = [_trial("a", Trial.TERMINATED, 0.3, lr=0.5), _trial("b", Trial.TERMINATED, 0.6),
               _trial("c", Trial.RUNNING, 0.7, lr=2.0)]
     cb.on_step_end(0, trials)
@@ -89,12 +91,12 @@ def test_nothing_starts_where_a_trial_could_use_the_slot_or_nothing_is_idle(worl
         world.free = {"CPU": 0.5}
     else:
         spec = _spec(seeds=0, samples=2)
-    early_eval.EarlyFinalEval(spec, gap_s=0).on_step_end(0, trials)
+    early_eval.EarlyFinalEval(spec, gap_s=0, poll_s=0).on_step_end(0, trials)
     assert world.started == []
 
 
 def test_a_trial_waiting_to_start_cancels_the_runs_at_once(world):
-    cb = early_eval.EarlyFinalEval(_spec(samples=2), gap_s=0)
+    cb = early_eval.EarlyFinalEval(_spec(samples=2), gap_s=0, poll_s=0)
     trials = [_trial("a", Trial.TERMINATED, 0.3), _trial("b", Trial.RUNNING, 0.1)]
     cb.on_step_end(0, trials)
     assert len(world.started) == 1
@@ -105,7 +107,7 @@ def test_a_trial_waiting_to_start_cancels_the_runs_at_once(world):
 
 
 def test_a_better_finished_trial_replaces_the_runs_of_the_one_before(world):
-    cb = early_eval.EarlyFinalEval(_spec(samples=3), gap_s=0)
+    cb = early_eval.EarlyFinalEval(_spec(samples=3), gap_s=0, poll_s=0)
     trials = [_trial("a", Trial.TERMINATED, 0.3, lr=0.5), _trial("b", Trial.RUNNING, 0.1),
               _trial("c", Trial.RUNNING, 0.2, lr=2.0)]
     cb.on_step_end(0, trials)
@@ -118,7 +120,7 @@ def test_a_better_finished_trial_replaces_the_runs_of_the_one_before(world):
 
 
 def test_the_final_evaluation_takes_the_winners_runs_and_cancels_a_loser(world):
-    cb = early_eval.EarlyFinalEval(_spec(samples=2), gap_s=0)
+    cb = early_eval.EarlyFinalEval(_spec(samples=2), gap_s=0, poll_s=0)
     trials = [_trial("a", Trial.TERMINATED, 0.3), _trial("b", Trial.RUNNING, 0.1)]
     cb.on_step_end(0, trials)
     assert cb.take("a", {"lr_scale": 1.0}) == {FIRST: _ref(FIRST)}
@@ -152,7 +154,7 @@ def test_evaluate_on_test_uses_the_started_runs_and_starts_only_the_others(world
 def test_the_copy_a_restored_tuner_brings_back_does_nothing(world):
     """Tune pickles its callbacks into tuner.pkl; a resumed search has no one to hand that
     copy's runs to, so it starts none (and carries no refs)."""
-    cb = early_eval.EarlyFinalEval(_spec(samples=2), gap_s=0)
+    cb = early_eval.EarlyFinalEval(_spec(samples=2), gap_s=0, poll_s=0)
     trials = [_trial("a", Trial.TERMINATED, 0.3), _trial("b", Trial.RUNNING, 0.1)]
     cb.on_step_end(0, trials)
     copy = pickle.loads(pickle.dumps(cb))
@@ -161,12 +163,30 @@ def test_the_copy_a_restored_tuner_brings_back_does_nothing(world):
     assert len(world.started) == 1 and not copy.active
 
 
-def test_resources_are_read_at_most_every_gap_seconds(world):
-    cb = early_eval.EarlyFinalEval(_spec(samples=2), gap_s=3600)
+def test_after_a_start_the_next_waits_gap_seconds_unless_that_run_has_ended(world):
+    cb = early_eval.EarlyFinalEval(_spec(samples=2), gap_s=3600, poll_s=0)
     trials = [_trial("a", Trial.TERMINATED, 0.3), _trial("b", Trial.RUNNING, 0.1)]
     cb.on_step_end(0, trials)
     cb.on_step_end(0, trials)  # Ray's free CPUs lag the first start: no second one yet
     assert len(world.started) == 1
+    world.ended.add(_ref(FIRST))  # the first run is done: its slot takes the next at once
+    cb.on_step_end(0, trials)
+    assert [r for _, r in world.started] == final_eval.runs_of(_spec(samples=2))[:2]
+
+
+def test_free_resources_are_read_at_most_every_poll_seconds(world, monkeypatch):
+    clock = SimpleNamespace(now=100.0)
+    monkeypatch.setattr(early_eval.time, "monotonic", lambda: clock.now)
+    reads = []
+    monkeypatch.setattr(early_eval.ray, "available_resources",
+                        lambda: reads.append(clock.now) or {"CPU": 0.0})
+    cb = early_eval.EarlyFinalEval(_spec(samples=2), gap_s=0, poll_s=0.5)
+    trials = [_trial("a", Trial.TERMINATED, 0.3), _trial("b", Trial.RUNNING, 0.1)]
+    for step in range(5):  # Tune's steps, 0.2 s apart
+        clock.now = 100.0 + 0.2 * step
+        cb.on_step_end(0, trials)
+    assert reads == pytest.approx([100.0, 100.6])
+    assert world.started == []  # no slot was free at either read
 
 
 def test_a_failure_in_here_is_one_warning_and_never_fails_the_search(world, monkeypatch,
@@ -175,7 +195,7 @@ def test_a_failure_in_here_is_one_warning_and_never_fails_the_search(world, monk
         raise ConnectionError("GCS unreachable")
 
     monkeypatch.setattr(early_eval.ray, "available_resources", broken)
-    cb = early_eval.EarlyFinalEval(_spec(samples=2), gap_s=0)
+    cb = early_eval.EarlyFinalEval(_spec(samples=2), gap_s=0, poll_s=0)
     trials = [_trial("a", Trial.TERMINATED, 0.3), _trial("b", Trial.RUNNING, 0.1)]
     cb.on_step_end(0, trials)
     cb.on_step_end(0, trials)
