@@ -298,17 +298,21 @@ def prepared_key(spec: TaskSpec, settings: TrialSettings) -> str:
                          "source": None if source is None else source.fingerprint()})
 
 
-def prepared_before(settings: TrialSettings) -> list[dict[str, Any] | None]:
+def prepared_before(settings: TrialSettings, here: bool = False) -> list[dict[str, Any] | None]:
     """Each task's result of an earlier preparation with the same inputs (None for a task
-    that must be prepared), read from the cache that the cluster's workers use by a Ray task
-    that imports neither torch nor the models (a second or so); a record counts only while
-    every cache entry its preparation built or read is still there. For a cluster of one
-    node: on more, where the trials run decides which node's cache they read. Whatever goes
-    wrong here (a record it cannot read, the task failing) means: prepare as before."""
+    that must be prepared), read from the cache that the cluster's workers use: by this
+    process where ``here`` (a local instance: its workers share this machine's cache), else by
+    a Ray task that imports neither torch nor the models (a second or so). A record counts
+    only while every cache entry its preparation built or read is still there. For a cluster
+    of one node: on more, where the trials run decides which node's cache they read. Whatever
+    goes wrong here (a record it cannot read, the task failing) means: prepare as before."""
     try:
         keys = [prepared_key(spec, settings) for spec in settings.tasks]
-        read = ray.remote(cache.read_records).options(num_cpus=0, max_retries=0)
-        found = ray.get(read.remote(PREPARED, keys, settings.cache_dir), timeout=60)
+        if here:
+            found = cache.read_records(PREPARED, keys, settings.cache_dir)
+        else:
+            read = ray.remote(cache.read_records).options(num_cpus=0, max_retries=0)
+            found = ray.get(read.remote(PREPARED, keys, settings.cache_dir), timeout=60)
         return [None if r is None else {**r, "baseline": Baseline.from_dict(r["baseline"])}
                 for r in found]
     except Exception as exc:  # noqa: BLE001 (the preparation itself then says what is wrong)

@@ -400,8 +400,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     validated(transfer.candidates, exp, args.top_k)  # a search with no result: exit 2
     for line in validated(check_data, spec.trial_settings(), spec.data == "real"):
         print(f"  {line}")
-    connected = pipeline.init_ray(args.address)
-    baselines = searching(validated, prepare.prepare, spec).baselines
+    connected = pipeline.init_ray(args.address, pipeline.worker_modules(spec))
+    baselines = searching(validated, prepare.prepare, spec, not connected).baselines
     short = (transfer.short_search_winner(spec, args.search_budget, connected)
              if args.search_budget else None)
     result = searching(transfer.evaluate, exp, spec, args.top_k, baselines[args.task], short)

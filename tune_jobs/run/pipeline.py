@@ -96,12 +96,38 @@ def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
         timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - start
 
 
-def init_ray(address: str | None) -> bool:
+def local_system_config(preload: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Ray's settings for a local instance Metatune starts (Ray's defaults elsewhere).
+
+    - ``preload_python_modules``: each Python worker imports these as it starts, before it takes
+      work. Ray starts one worker per CPU as the driver connects, while the driver checks the
+      storage and sets up the Tuner, so the trials' actors and the preparation's tasks find
+      torch and the trainables imported (seconds per process) instead of importing them first.
+    - ``num_workers_soft_limit``: Ray ends idle workers beyond this many processes (by default
+      one per CPU, so the trials' actors push out the preparation's workers). Twice the CPUs
+      keeps them, with the tasks' data loaded, for the final evaluation's runs. A GPU task's
+      worker still exits after its call (Ray's default), so no idle process holds GPU memory.
+    """
+    config: dict[str, Any] = {"num_workers_soft_limit": 2 * (os.cpu_count() or 1)}
+    if preload:
+        config["preload_python_modules"] = list(preload)
+    return config
+
+
+def worker_modules(spec: SearchSpec) -> tuple[str, ...]:
+    """The modules every trial process imports: the trainable, and the text models'
+    (transformers' BERT: seconds to import) where a task is text."""
+    text = any(t.kind == "text" for t in spec.trial_settings().tasks)
+    return ("trainables.trainable", *(("trainables.text",) if text else ()))
+
+
+def init_ray(address: str | None, preload: tuple[str, ...] = ()) -> bool:
     """Join a cluster (``address`` or $RAY_ADDRESS) or start a local Ray instance, and say which.
 
-    Without an address a new local instance starts: a search never silently joins whatever Ray
-    happens to run on the machine. Returns True when it joined an existing cluster (where the
-    head store may be needed), False for its own local instance.
+    Without an address a new local instance starts (:func:`local_system_config`, its workers
+    importing ``preload``): a search never silently joins whatever Ray happens to run on the
+    machine. Returns True when it joined an existing cluster (where the head store may be
+    needed), False for its own local instance.
     """
     # Every cluster Metatune starts has token authentication on; clients present the token.
     # (Ray reads the mode at import: cli.main sets it first; this covers library use.)
@@ -120,7 +146,8 @@ def init_ray(address: str | None) -> bool:
         else:
             dashboard = os.environ.get("METATUNE_DASHBOARD", "1") != "0"
             ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1",
-                     logging_level=logging.WARNING)  # the "Ray:" line below says what started
+                     logging_level=logging.WARNING,  # the "Ray:" line below says what started
+                     _system_config=local_system_config(preload))
         if warning := secure_token_file():  # a token Ray has just generated
             print(f"warning: {warning}", file=sys.stderr)
     total = ray.cluster_resources()
@@ -290,7 +317,7 @@ def _through_the_search(spec: SearchSpec, stops: StopSignals, timings: dict[str,
     path = experiment.path_of(spec)
     if connected is None:
         with _timed(timings, "ray_start"):
-            connected = init_ray(address)
+            connected = init_ray(address, worker_modules(spec))
         stops.take()  # ray.init installed its own SIGTERM handler
     _check_fits(spec, connected)
     storage = validated(tune_storage.storage_filesystem, spec, connected)
@@ -300,7 +327,7 @@ def _through_the_search(spec: SearchSpec, stops: StopSignals, timings: dict[str,
     baselines: dict[str, Baseline] = {}
     if not prepared:
         with _timed(timings, "prepare"):
-            done = searching(validated, prepare.prepare, spec)  # bad data: 2; a crash: 1
+            done = searching(validated, prepare.prepare, spec, not connected)  # bad data: 2
         baselines = done.baselines
         if warning := prepare.check_disk_space(spec, done.checkpoint_bytes, path):
             print(f"warning: {warning}", file=sys.stderr)

@@ -23,7 +23,7 @@ class Prepared:
     checkpoint_bytes: int
 
 
-def prepare(spec: SearchSpec) -> Prepared:
+def prepare(spec: SearchSpec, local: bool = False) -> Prepared:
     """The preparation phase, before any trial starts: every task's shared items (data,
     tokenizer and token arrays, source model, classical baseline) are built once, side by side
     as Ray tasks with the trials' resources, so that no trial slot waits on another's lock.
@@ -31,13 +31,14 @@ def prepare(spec: SearchSpec) -> Prepared:
 
     On a one-node cluster whose cache holds an earlier preparation of the same tasks, settings
     and data, with every entry it used still there, nothing is built and no process loads a
-    model: the earlier results are read (a second instead of a process start per task)."""
+    model: the earlier results are read (a second instead of a process start per task), by
+    this process where ``local`` (Ray's own local instance, on this machine)."""
     from trainables.trainable import prepare as prepare_tasks
     from trainables.trainable import prepared_before
 
     settings = spec.trial_settings()
     resources = spec.task_alone_resources()
-    found = prepared_before(settings) if _one_node() else [None] * len(spec.tasks)
+    found = prepared_before(settings, here=local) if _one_node() else [None] * len(spec.tasks)
     ready = [done for done in found if done is not None]
     todo = [(task, res) for task, res, done in zip(settings.tasks, resources, found, strict=True)
             if done is None]

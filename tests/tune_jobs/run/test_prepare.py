@@ -28,7 +28,7 @@ def _spec(syn_dir, cache, **extra):
 
 
 def test_prepare_builds_every_shared_item_once_before_the_trials(ray_local, syn_dir, tmp_path,
-                                                                 capsys):
+                                                                 capsys, monkeypatch):
     from trainables.config import MetaConfig
     from trainables.tasks import build_task
     from tune_jobs.run import prepare
@@ -56,6 +56,10 @@ def test_prepare_builds_every_shared_item_once_before_the_trials(ray_local, syn_
     assert "prepared before with the same tasks, settings and data" in out, out
     assert "  newsgroups is ready; classical baseline: val_acc" in out, out
     assert "prepared newsgroups in" not in out and "prepared cifar_transfer in" not in out
+    with monkeypatch.context() as m:  # on a local instance the records are read right here
+        m.setattr("ray.remote", lambda *a, **k: pytest.fail("a Ray task was started"))
+        here = prepare.prepare(spec, local=True)
+    assert here == first and "prepared before with the same tasks" in capsys.readouterr().out
     # an entry the preparation used is gone: that task is prepared again, and builds it
     source = next(p for p in entries if p.parent.name == "source_cnn")
     shutil.rmtree(source)
