@@ -100,9 +100,10 @@ def local_system_config(preload: tuple[str, ...] = ()) -> dict[str, Any]:
     """Ray's settings for a local instance Metatune starts (Ray's defaults elsewhere).
 
     - ``preload_python_modules``: each Python worker imports these as it starts, before it takes
-      work. Ray starts one worker per CPU as the driver connects, while the driver checks the
-      storage and sets up the Tuner, so the trials' actors and the preparation's tasks find
-      torch and the trainables imported (seconds per process) instead of importing them first.
+      work. Ray starts one worker per CPU as the driver connects; they import while the driver
+      checks the storage and sets up the Tuner, and take the preparation's tasks and the final
+      evaluation's runs with torch and the trainables imported (seconds per process). Ray gives
+      the trials' actors workers of their own, which import the same before their first step.
     - ``num_workers_soft_limit``: Ray ends idle workers beyond this many processes (by default
       one per CPU, so the trials' actors push out the preparation's workers). Twice the CPUs
       keeps them, with the tasks' data loaded, for the final evaluation's runs. A GPU task's
