@@ -3,9 +3,10 @@ for the smoke search as a user runs it (``metatune run --preset smoke``: the fin
 of the winner's seeds on, started early on a slot the search leaves idle), with a cold cache
 and then a warm one (a second search, whose preparation must build nothing again; the quick
 run: 3 trials, final evaluation off, to stay within 5 minutes); and (not in the quick run) a
-longer search of about 20 minutes in the cpu preset's shape (12 trials; ASHA max_t 8, grace 2,
-rf 2, as smoke has) with units ten times as long, where the fixed costs weigh less (final
-evaluation off: its 20 minutes are the search's).
+longer search in the cpu preset's shape (12 trials; ASHA max_t 8, grace 2, rf 2, as smoke has)
+with units ten times as long, where the fixed costs weigh less (final evaluation off: its time
+is the search's). It took 20 minutes on 2 cores when it was written, 10.5 since the trials'
+steps got faster (2026-12-04): fixed costs weigh more there, not less.
 
 Slot-time = wall × slots (slots = the CPUs Ray has ÷ each trial's CPUs). What counts as
 training and evaluating, each read from the code that did it:
