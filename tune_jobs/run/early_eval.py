@@ -24,7 +24,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from trainables import objective
-from tune_jobs.run.final_eval import Run, run_resources, runs_of, start_run
+from tune_jobs.run.final_eval import Run, run_resources, runs_of, start_run, unit_seconds
 from tune_jobs.spec.search_spec import SearchSpec
 
 
@@ -83,8 +83,7 @@ class EarlyFinalEval(Callback):
                   "it runs after the search", file=sys.stderr, flush=True)
 
     def _maybe_start(self, trials: list[Trial]) -> None:
-        todo = runs_of(self.spec)
-        if (not todo or len(trials) < self.spec.num_samples
+        if (not self.spec.final_eval.seeds or len(trials) < self.spec.num_samples
                 or _waiting(trials)
                 or not any(t.status == Trial.RUNNING for t in trials)):
             return
@@ -93,6 +92,7 @@ class EarlyFinalEval(Callback):
         if not done:
             return
         best = max(done, key=lambda t: t.last_result[objective.META_SCORE])
+        todo = runs_of(self.spec, unit_seconds(best.last_result, self.spec.tasks))
         if best.trial_id != self.trial_id:
             self.cancel()  # a better trial has finished: evaluate that one instead
             self.trial_id, self.config = best.trial_id, dict(best.config)

@@ -5,8 +5,10 @@ and export the winning trial's models in the formats the field's own tools load.
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from trainables import objective
@@ -30,12 +32,42 @@ def _final_test_task(config: dict[str, Any],
 Run = tuple[int, str]  # one run of the final evaluation: (seed, task)
 
 
-def runs_of(spec: SearchSpec) -> list[Run]:
-    """The final evaluation's runs, in the order they start: every task of the first seed, then
-    of the next. Each task of each seed is a run of its own, a process of its own (the task
-    alone, seeded with the seed), so that the tasks of one seed can train side by side on the
-    slots that the search's end leaves free."""
-    return [(FINAL_SEED_BASE + i, t) for i in range(spec.final_eval.seeds) for t in spec.tasks]
+def runs_of(spec: SearchSpec, seconds: Mapping[str, float] | None = None) -> list[Run]:
+    """The final evaluation's runs, in the order they start. Each task of each seed is a run of
+    its own, a process of its own (the task alone, seeded with the seed), so that the tasks of
+    one seed can train side by side on the slots that the search's end leaves free.
+
+    With ``seconds`` (each task's seconds per unit in the trial evaluated:
+    :func:`unit_seconds`), the longest task's runs start first, every seed of it before the
+    next task: the longest-first rule, which leaves the least idle at the end when the runs
+    are uneven (a BERT run can take five times a CNN's). Without, every task of the first
+    seed, then of the next."""
+    seeds = [FINAL_SEED_BASE + i for i in range(spec.final_eval.seeds)]
+    if not seconds:
+        return [(seed, t) for seed in seeds for t in spec.tasks]
+    longest = sorted(spec.tasks, key=lambda t: -seconds.get(t, 0.0))  # ties: the spec's order
+    return [(seed, t) for t in longest for seed in seeds]
+
+
+def unit_seconds(result: Mapping[str, Any], tasks: Iterable[str]) -> dict[str, float]:
+    """Each task's training and validation seconds in one unit, from a trial's report; empty
+    when the report lacks any of them."""
+    out = {}
+    for t in tasks:
+        parts = [result.get(objective.metric(t, k)) for k in ("train_s", "eval_s")]
+        if not all(isinstance(x, (int, float)) for x in parts):
+            return {}
+        out[t] = float(sum(parts))
+    return out
+
+
+def last_report(trial_dir: str | Path) -> dict[str, Any]:
+    """A trial's last report (the last line of its ``result.json``); empty if there is none."""
+    try:
+        lines = Path(trial_dir, "result.json").read_text().splitlines()
+        return json.loads(next(line for line in reversed(lines) if line.strip()))
+    except (OSError, StopIteration, json.JSONDecodeError):
+        return {}
 
 
 def run_resources(spec: SearchSpec, task: str) -> dict[str, float]:
@@ -71,10 +103,12 @@ def cancel(refs: Iterable[Any]) -> None:
 
 
 def evaluate_on_test(spec: SearchSpec, config: dict[str, Any],
-                     started: dict[Run, Any] | None = None) -> FinalEval | None:
+                     started: dict[Run, Any] | None = None,
+                     seconds: Mapping[str, float] | None = None) -> FinalEval | None:
     """Mean ± std of test metrics of ``config`` over ``final_eval.seeds`` fresh runs (on Ray),
     each seed's meta-score aggregated over its tasks' runs; ``started``: the refs of runs
-    already started (:mod:`tune_jobs.run.early_eval`)."""
+    already started (:mod:`tune_jobs.run.early_eval`); ``seconds``: the order the others start
+    in (:func:`runs_of`)."""
     n = spec.final_eval.seeds
     if n == 0:
         return None
@@ -82,7 +116,8 @@ def evaluate_on_test(spec: SearchSpec, config: dict[str, Any],
 
     seeds = [FINAL_SEED_BASE + i for i in range(n)]
     started = started or {}
-    refs = {started[r] if r in started else start_run(spec, config, r): r for r in runs_of(spec)}
+    refs = {started[r] if r in started else start_run(spec, config, r): r
+            for r in runs_of(spec, seconds)}
     done: dict[Run, tuple[dict[str, float], dict[str, float]]] = {}
     pending = list(refs)
     try:

@@ -226,3 +226,41 @@ def test_a_failed_run_cancels_the_runs_still_going(world, monkeypatch):
         final_eval.evaluate_on_test(_spec(seeds=3), {"lr_scale": 1.0},
                                     started={FIRST: _ref(FIRST)})
     assert world.cancelled == [_ref(r) for r in final_eval.runs_of(_spec(seeds=3))[1:]]
+
+
+def test_with_each_tasks_seconds_the_longest_tasks_runs_start_first(tmp_path):
+    spec = _spec(seeds=2)
+    assert final_eval.runs_of(spec, {"newsgroups": 2.0, "cifar_transfer": 9.0}) == [
+        (BASE, "cifar_transfer"), (BASE + 1, "cifar_transfer"),
+        (BASE, "newsgroups"), (BASE + 1, "newsgroups")]
+    assert final_eval.runs_of(spec, {"newsgroups": 9.0, "cifar_transfer": 2.0}) == [
+        (BASE, "newsgroups"), (BASE + 1, "newsgroups"),
+        (BASE, "cifar_transfer"), (BASE + 1, "cifar_transfer")]
+    assert final_eval.runs_of(spec, {}) == final_eval.runs_of(spec)  # unknown: seed by seed
+    report = {"newsgroups/train_s": 2.0, "newsgroups/eval_s": 0.5,
+              "cifar_transfer/train_s": 0.4, "cifar_transfer/eval_s": 0.1}
+    assert final_eval.unit_seconds(report, spec.tasks) == {"newsgroups": 2.5,
+                                                           "cifar_transfer": 0.5}
+    assert final_eval.unit_seconds({"newsgroups/train_s": 2.0}, spec.tasks) == {}
+    (tmp_path / "result.json").write_text('{"units": 1}\n{"units": 2, "a": 3}\n\n')
+    assert final_eval.last_report(tmp_path) == {"units": 2, "a": 3}
+    assert final_eval.last_report(tmp_path / "gone") == {}
+
+
+def test_the_early_runs_and_the_rest_follow_the_winners_seconds(world, monkeypatch):
+    spec = _spec(seeds=2, samples=2)
+    cb = early_eval.EarlyFinalEval(spec, gap_s=0, poll_s=0)
+    trials = [_trial("a", Trial.TERMINATED, 0.3), _trial("b", Trial.RUNNING, 0.1)]
+    trials[0].last_result.update({"newsgroups/train_s": 0.5, "newsgroups/eval_s": 0.1,
+                                  "cifar_transfer/train_s": 3.0, "cifar_transfer/eval_s": 0.2})
+    cb.on_step_end(0, trials)
+    assert world.started == [({"lr_scale": 1.0}, (BASE, "cifar_transfer"))]
+    seconds = final_eval.unit_seconds(trials[0].last_result, ["newsgroups", "cifar_transfer"])
+    results = {_ref(r): ({f"{r[1]}/test_score": 0.5, "test_meta_score": 0.5},
+                         {"setup": 0.0, "train": 1.0, "eval": 0.0})
+               for r in final_eval.runs_of(spec)}
+    monkeypatch.setattr("ray.wait", lambda refs, num_returns: (refs[:1], refs[1:]))
+    monkeypatch.setattr("ray.get", lambda ref: results[ref])
+    final_eval.evaluate_on_test(spec, {"lr_scale": 1.0}, cb.take("a", {"lr_scale": 1.0}), seconds)
+    assert [r for _, r in world.started] == [(BASE, "cifar_transfer"), (BASE + 1, "cifar_transfer"),
+                                             (BASE, "newsgroups"), (BASE + 1, "newsgroups")]
