@@ -5,10 +5,8 @@ and export the winning trial's models in the formats the field's own tools load.
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from trainables import objective
@@ -60,14 +58,6 @@ def unit_seconds(result: Mapping[str, Any], tasks: Iterable[str]) -> dict[str, f
         out[t] = float(sum(parts))
     return out
 
-
-def last_report(trial_dir: str | Path) -> dict[str, Any]:
-    """A trial's last report (the last line of its ``result.json``); empty if there is none."""
-    try:
-        lines = Path(trial_dir, "result.json").read_text().splitlines()
-        return json.loads(next(line for line in reversed(lines) if line.strip()))
-    except (OSError, StopIteration, json.JSONDecodeError):
-        return {}
 
 
 def run_resources(spec: SearchSpec, task: str) -> dict[str, float]:
@@ -176,5 +166,3 @@ def transfer_gain(spec: SearchSpec, config: dict[str, Any],
                        "mean": statistics.fmean(gains),
                        "std": statistics.stdev(gains) if len(gains) > 1 else 0.0}
     return out
-
-

@@ -405,7 +405,8 @@ def final_evaluation(exp: Experiment, early: Any = None) -> FinalEval | None:
         return saved
     if best is None or not spec.final_eval.seeds:
         return None
-    from tune_jobs.run.final_eval import evaluate_on_test, last_report, transfer_gain, unit_seconds
+    from tune_jobs.run.final_eval import evaluate_on_test, transfer_gain, unit_seconds
+    from tune_jobs.store.rows import last_report
 
     started = early.take(best.trial_id, best.config) if early is not None else {}
     early_runs = f" ({len(started)} of its runs started during the search, on a free slot)"

@@ -118,6 +118,12 @@ def _history(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def last_report(trial_dir: str | Path) -> dict[str, Any]:
+    """A trial's last report, as :func:`_history` reads its ``result.json`` (empty if none)."""
+    history = _history(Path(trial_dir, "result.json"))
+    return history[-1] if history else {}
+
+
 # Each unit's wall time (Tune's, from one report to the next) and when it ended: what
 # `metatune simulate` replays.
 UNIT_SECONDS, UNIT_END = "time_this_iter_s", "time/end"

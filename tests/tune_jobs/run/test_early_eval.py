@@ -9,6 +9,7 @@ from ray.tune.experiment import Trial
 
 from tune_jobs.run import early_eval, final_eval
 from tune_jobs.spec.search_spec import SearchSpec
+from tune_jobs.store import rows
 
 
 def _trial(tid, status, score=None, lr=1.0):
@@ -243,8 +244,8 @@ def test_with_each_tasks_seconds_the_longest_tasks_runs_start_first(tmp_path):
                                                            "cifar_transfer": 0.5}
     assert final_eval.unit_seconds({"newsgroups/train_s": 2.0}, spec.tasks) == {}
     (tmp_path / "result.json").write_text('{"units": 1}\n{"units": 2, "a": 3}\n\n')
-    assert final_eval.last_report(tmp_path) == {"units": 2, "a": 3}
-    assert final_eval.last_report(tmp_path / "gone") == {}
+    assert rows.last_report(tmp_path) == {"units": 2, "a": 3}
+    assert rows.last_report(tmp_path / "gone") == {}
 
 
 def test_the_early_runs_and_the_rest_follow_the_winners_seconds(world, monkeypatch):
