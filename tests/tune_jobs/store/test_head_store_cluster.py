@@ -4,7 +4,9 @@ head store on another node."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import time
 
 import pytest
@@ -21,7 +23,11 @@ _LIVE: dict = {}
 
 
 class KillNodeAfterCheckpoint(tune.Callback):
-    """Kills the node of the first trial that reports unit 2 (its checkpoint is stored)."""
+    """Kills the node of the first trial that reports unit 2 (its checkpoint is stored).
+
+    A lost machine takes its processes with it. ``remove_node`` kills the node's raylet, but the
+    trial's worker outlives it for a moment and can report units 3 and 4 straight to the driver
+    before it notices (seen in CI); so the trial's process is killed too, as the machine would."""
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         killed, c, workers = _LIVE["killed"], _LIVE["cluster"], _LIVE["workers"]
@@ -29,6 +35,8 @@ class KillNodeAfterCheckpoint(tune.Callback):
             node = next(w for w in workers if w.node_id == result["node_id"])
             killed.update(trial=trial.trial_id, node=node.node_id)
             c.remove_node(node, allow_graceful=False)
+            with contextlib.suppress(ProcessLookupError):  # it may already have gone
+                os.kill(result["pid"], signal.SIGKILL)
 
 
 @pytest.fixture
