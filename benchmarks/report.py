@@ -30,7 +30,11 @@ def rows(r: dict[str, dict]) -> list[tuple[str, str, str, str]]:
                         + (f" (the trials alone {x['efficiency_trials_only']:.2f}; "
                            if "efficiency_trials_only" in x else " (")
                         + f"{x['efficiency_search_only']:.2f} within the Tune search); "
-                        f"{x['wall_s']:.0f} s wall", goal, x.get("measured_when", e["when"])))
+                        f"{x['wall_s']:.0f} s wall"
+                        + (f"; at most {x['ceiling_without_idle']:.2f} with no idle slot but each "
+                           f"slot's process start ({x['process_start_cpu_s']:.1f} CPU-s)"
+                           if "ceiling_without_idle" in x else ""),
+                        goal, x.get("measured_when", e["when"])))
         out.append(("Second search rebuilds shared work", "no" if e["second_search_builds_nothing"]
                     else f"yes: {e['warm']['cache_items_built']} items", "nothing rebuilt",
                     e["when"]))
