@@ -5,7 +5,7 @@ and then a warm one (a second search, whose preparation must build nothing again
 run: 3 trials, final evaluation off, to stay within 5 minutes); and (not in the quick run) a
 longer search in the cpu preset's shape (12 trials; ASHA max_t 8, grace 2, rf 2, as smoke has)
 with units ten times as long, where the fixed costs weigh less (final evaluation off: its time
-is the search's). It took 20 minutes on 2 cores when it was written, 10.5 since the trials'
+is the search's). It took 20 minutes on 2 cores when it was written, 10.5–11.5 since the trials'
 steps got faster (2026-12-04): fixed costs weigh more there, not less.
 
 Slot-time = wall × slots (slots = the CPUs Ray has ÷ each trial's CPUs). What counts as
