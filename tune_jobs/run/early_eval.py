@@ -24,8 +24,9 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from trainables import objective
-from tune_jobs.run.final_eval import Run, run_resources, runs_of, start_run, unit_seconds
+from tune_jobs.run.final_eval import Run, run_resources, runs_of, start_run
 from tune_jobs.spec.search_spec import SearchSpec
+from tune_jobs.store.rows import unit_seconds
 
 
 def _waiting(trials: list[Trial]) -> bool:

@@ -36,28 +36,15 @@ def runs_of(spec: SearchSpec, seconds: Mapping[str, float] | None = None) -> lis
     one seed can train side by side on the slots that the search's end leaves free.
 
     With ``seconds`` (each task's seconds per unit in the trial evaluated:
-    :func:`unit_seconds`), the longest task's runs start first, every seed of it before the
-    next task: the longest-first rule, which leaves the least idle at the end when the runs
-    are uneven (a BERT run can take five times a CNN's). Without, every task of the first
-    seed, then of the next."""
+    :func:`tune_jobs.store.rows.unit_seconds`), the longest task's runs start first, every seed
+    of it before the next task: the longest-first rule, which leaves the least idle at the end
+    when the runs are uneven (a BERT run can take five times a CNN's). Without, every task of
+    the first seed, then of the next."""
     seeds = [FINAL_SEED_BASE + i for i in range(spec.final_eval.seeds)]
     if not seconds:
         return [(seed, t) for seed in seeds for t in spec.tasks]
     longest = sorted(spec.tasks, key=lambda t: -seconds.get(t, 0.0))  # ties: the spec's order
     return [(seed, t) for t in longest for seed in seeds]
-
-
-def unit_seconds(result: Mapping[str, Any], tasks: Iterable[str]) -> dict[str, float]:
-    """Each task's training and validation seconds in one unit, from a trial's report; empty
-    when the report lacks any of them."""
-    out = {}
-    for t in tasks:
-        parts = [result.get(objective.metric(t, k)) for k in ("train_s", "eval_s")]
-        if not all(isinstance(x, (int, float)) for x in parts):
-            return {}
-        out[t] = float(sum(parts))
-    return out
-
 
 
 def run_resources(spec: SearchSpec, task: str) -> dict[str, float]:

@@ -405,15 +405,13 @@ def final_evaluation(exp: Experiment, early: Any = None) -> FinalEval | None:
         return saved
     if best is None or not spec.final_eval.seeds:
         return None
-    from tune_jobs.run.final_eval import evaluate_on_test, transfer_gain, unit_seconds
-    from tune_jobs.store.rows import last_report
+    from tune_jobs.run.final_eval import evaluate_on_test, transfer_gain
 
     started = early.take(best.trial_id, best.config) if early is not None else {}
     early_runs = f" ({len(started)} of its runs started during the search, on a free slot)"
     print(f"re-training the winner with {spec.final_eval.seeds} seed(s) for the test "
           "evaluation" + (early_runs if started else "") + " ...", flush=True)
-    seconds = unit_seconds(last_report(best.trial_dir), spec.tasks)  # the longest runs first
-    evaluation = evaluate_on_test(spec, best.config, started, seconds)
+    evaluation = evaluate_on_test(spec, best.config, started, best.seconds)  # longest first
     if evaluation is not None and spec.final_eval.transfer_baseline:
         print("training the winner from scratch too (final_eval.transfer_baseline) ...",
               flush=True)

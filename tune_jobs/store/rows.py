@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import glob
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ class TrialRow:
     error: str | None = None  # the last line of error.txt
     node_ip: str | None = None
     hostname: str | None = None
+    # each task's training and validation seconds in the last unit (:func:`unit_seconds`)
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def stopped(self) -> str:
@@ -118,10 +121,16 @@ def _history(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def last_report(trial_dir: str | Path) -> dict[str, Any]:
-    """A trial's last report, as :func:`_history` reads its ``result.json`` (empty if none)."""
-    history = _history(Path(trial_dir, "result.json"))
-    return history[-1] if history else {}
+def unit_seconds(result: Mapping[str, Any], tasks: Iterable[str]) -> dict[str, float]:
+    """Each task's training and validation seconds in one unit, from a trial's report; empty
+    when the report lacks any of them."""
+    out = {}
+    for t in tasks:
+        parts = [result.get(objective.metric(t, k)) for k in ("train_s", "eval_s")]
+        if not all(isinstance(x, (int, float)) for x in parts):
+            return {}
+        out[t] = float(sum(parts))
+    return out
 
 
 # Each unit's wall time (Tune's, from one report to the next) and when it ended: what
@@ -179,7 +188,8 @@ def load_rows(exp_dir: str | Path, tasks: list[str], max_t: int) -> list[TrialRo
             history=[{k: h.get(k) for k in ["units", *keys, *TIMES]} for h in history],
             checkpoints=checkpoints, damaged_checkpoints=damaged, status=status,
             error=error[0] if error else None,
-            node_ip=last.get("node_ip"), hostname=last.get("hostname")))
+            node_ip=last.get("node_ip"), hostname=last.get("hostname"),
+            seconds=unit_seconds(last, tasks)))
     verified.save()
     return rows
 

@@ -229,7 +229,7 @@ def test_a_failed_run_cancels_the_runs_still_going(world, monkeypatch):
     assert world.cancelled == [_ref(r) for r in final_eval.runs_of(_spec(seeds=3))[1:]]
 
 
-def test_with_each_tasks_seconds_the_longest_tasks_runs_start_first(tmp_path):
+def test_with_each_tasks_seconds_the_longest_tasks_runs_start_first():
     spec = _spec(seeds=2)
     assert final_eval.runs_of(spec, {"newsgroups": 2.0, "cifar_transfer": 9.0}) == [
         (BASE, "cifar_transfer"), (BASE + 1, "cifar_transfer"),
@@ -240,12 +240,8 @@ def test_with_each_tasks_seconds_the_longest_tasks_runs_start_first(tmp_path):
     assert final_eval.runs_of(spec, {}) == final_eval.runs_of(spec)  # unknown: seed by seed
     report = {"newsgroups/train_s": 2.0, "newsgroups/eval_s": 0.5,
               "cifar_transfer/train_s": 0.4, "cifar_transfer/eval_s": 0.1}
-    assert final_eval.unit_seconds(report, spec.tasks) == {"newsgroups": 2.5,
-                                                           "cifar_transfer": 0.5}
-    assert final_eval.unit_seconds({"newsgroups/train_s": 2.0}, spec.tasks) == {}
-    (tmp_path / "result.json").write_text('{"units": 1}\n{"units": 2, "a": 3}\n\n')
-    assert rows.last_report(tmp_path) == {"units": 2, "a": 3}
-    assert rows.last_report(tmp_path / "gone") == {}
+    assert rows.unit_seconds(report, spec.tasks) == {"newsgroups": 2.5, "cifar_transfer": 0.5}
+    assert rows.unit_seconds({"newsgroups/train_s": 2.0}, spec.tasks) == {}
 
 
 def test_the_early_runs_and_the_rest_follow_the_winners_seconds(world, monkeypatch):
@@ -256,7 +252,7 @@ def test_the_early_runs_and_the_rest_follow_the_winners_seconds(world, monkeypat
                                   "cifar_transfer/train_s": 3.0, "cifar_transfer/eval_s": 0.2})
     cb.on_step_end(0, trials)
     assert world.started == [({"lr_scale": 1.0}, (BASE, "cifar_transfer"))]
-    seconds = final_eval.unit_seconds(trials[0].last_result, ["newsgroups", "cifar_transfer"])
+    seconds = rows.unit_seconds(trials[0].last_result, ["newsgroups", "cifar_transfer"])
     results = {_ref(r): ({f"{r[1]}/test_score": 0.5, "test_meta_score": 0.5},
                          {"setup": 0.0, "train": 1.0, "eval": 0.0})
                for r in final_eval.runs_of(spec)}

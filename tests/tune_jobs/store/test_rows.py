@@ -29,7 +29,8 @@ def test_rows_from_a_folder_skip_torn_lines_and_incomplete_checkpoints(tmp_path)
     trial.mkdir()
     (trial / "params.json").write_text(json.dumps({"lr_scale": 0.5}))
     lines = [{"trial_id": "a", "units": u, "meta_score": 0.1 * u, "a/val_acc": 0.2 * u,
-              "checkpoint_dir_name": f"checkpoint_00000{u}"} for u in (1, 2)]
+              "a/train_s": 2.0 * u, "a/eval_s": 0.5, "checkpoint_dir_name": f"checkpoint_00000{u}"}
+             for u in (1, 2)]
     (trial / "result.json").write_text("\n".join(json.dumps(r) for r in lines) + '\n{"trial_')
     (trial / "checkpoint_000001").mkdir()  # a checkpoint without its files is not complete
     (tmp_path / "experiment_state-x.json").write_text(json.dumps(
@@ -39,6 +40,7 @@ def test_rows_from_a_folder_skip_torn_lines_and_incomplete_checkpoints(tmp_path)
     assert row.stop is StopReason.STOPPED and row.stopped == "stopped by ASHA at unit 2"
     assert row.metrics["meta_score"] == pytest.approx(0.2) and len(row.history) == 2
     assert row.checkpoints == [] and best_checkpoint(row) is None
+    assert row.seconds == {"a": 4.5}  # the last whole report's, for the final evaluation's order
 
 
 def test_a_unit_reported_again_replaces_the_line_after_it(tmp_path):
