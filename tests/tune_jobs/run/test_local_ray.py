@@ -20,6 +20,7 @@ SCRIPT = """
 import json, os, sys, time
 import ray
 from tune_jobs.run import pipeline
+from tune_jobs.store.writer_lock import _alive  # the writer lock's own check of a pid
 
 pipeline.init_ray(None, ("trainables.trainable",))
 
@@ -36,17 +37,7 @@ first = ray.get([task.remote() for _ in range(2)])  # the preparation, say
 actors = [Actor.remote() for _ in range(2)]  # the trials: every CPU
 held = ray.get([a.look.remote() for a in actors])
 time.sleep(3)  # three times Ray's idle time before it ends a worker over its limit
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-kept = [alive(pid) for pid, _ in first]
+kept = [_alive(pid) for pid, _ in first]
 for a in actors:
     ray.kill(a)
 after = ray.get([task.remote() for _ in range(2)])  # the final evaluation
